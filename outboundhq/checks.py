@@ -1,0 +1,51 @@
+"""Start-up checks: misconfiguration fails with a message naming the variable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+
+
+@register(Tags.compatibility, deploy=False)
+def configuration_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    errors = [
+        Error(
+            f"{variable} {problem}.",
+            hint=f"Fix {variable} in the environment or .env.",
+            id="outboundhq.E001",
+        )
+        for variable, problem in settings.CONFIG_ERRORS
+    ]
+    if not 1 <= settings.SMARTLEAD_LEADS_PER_REQUEST <= 350:
+        errors.append(
+            Error(
+                "SMARTLEAD_LEADS_PER_REQUEST must be between 1 and 350 (Smartlead's lowest "
+                "documented maximum per add-leads request).",
+                id="outboundhq.E002",
+            )
+        )
+    if settings.SMARTLEAD_REQUESTS_PER_MINUTE < 1:
+        errors.append(
+            Error("SMARTLEAD_REQUESTS_PER_MINUTE must be at least 1.", id="outboundhq.E003")
+        )
+    if not 1 <= settings.EXECUTOR_CONCURRENCY <= 64:
+        errors.append(Error("EXECUTOR_CONCURRENCY must be between 1 and 64.", id="outboundhq.E004"))
+    if not 10 <= settings.EXECUTOR_TIME_BUDGET_SECONDS < 900:
+        errors.append(
+            Error(
+                "EXECUTOR_TIME_BUDGET_SECONDS must be between 10 and 899: a run must end "
+                "before the next 15-minute run starts.",
+                id="outboundhq.E005",
+            )
+        )
+    return errors
+
+
+def fail_fast_on_bad_configuration() -> None:
+    """For servers (gunicorn) that don't run system checks: stop with the messages, no trace."""
+    problems = configuration_check()
+    if problems:
+        lines = "\n".join(f"  {p.id}: {p.msg}" for p in problems)
+        raise SystemExit(f"OutboundHQ cannot start, configuration is wrong:\n{lines}")

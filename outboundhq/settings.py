@@ -1,0 +1,218 @@
+"""OutboundHQ backend settings: one module, every value read once from the environment.
+
+Misconfiguration never raises here: each problem is recorded in CONFIG_ERRORS and reported
+by the system check `outboundhq.E001` (see outboundhq/checks.py), which names the variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+CONFIG_ERRORS: list[tuple[str, str]] = []
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    env.read_env(BASE_DIR / ".env")
+
+
+def _read(variable: str, cast: type, default: object) -> object:
+    """Read one variable; a value that does not parse is reported, and the default used."""
+    try:
+        return env.get_value(variable, cast=cast, default=default)
+    except (ValueError, ImproperlyConfigured) as exc:
+        CONFIG_ERRORS.append((variable, f"cannot be parsed ({exc})"))
+        return default
+
+
+# --- Django core -------------------------------------------------------------------------
+DEBUG = _read("DJANGO_DEBUG", bool, False)
+SECRET_KEY = _read("DJANGO_SECRET_KEY", str, "")
+if not SECRET_KEY:
+    if DEBUG:
+        SECRET_KEY = "insecure-development-key-only-used-with-DJANGO_DEBUG"  # noqa: S105
+    else:
+        CONFIG_ERRORS.append(
+            ("DJANGO_SECRET_KEY", "is required unless DJANGO_DEBUG=true; set a long random value")
+        )
+        # A placeholder so Django can start far enough to run the check that reports this.
+        SECRET_KEY = "unset-" + "x" * 50
+ALLOWED_HOSTS = _read("DJANGO_ALLOWED_HOSTS", list, ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = _read("DJANGO_CSRF_TRUSTED_ORIGINS", list, [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "corsheaders",
+    "drf_spectacular",
+    "django_q",
+    "outboundhq",
+    "profiles",
+    "sequences",
+    "smartlead",
+]
+
+MIDDLEWARE = [
+    "outboundhq.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "outboundhq.urls"
+WSGI_APPLICATION = "outboundhq.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+# Webhook bodies are capped at 1 MB by the receiver itself, which answers 413 with JSON.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# --- Database ----------------------------------------------------------------------------
+# The embedded default is a SQLite file so a fresh clone runs with nothing else installed.
+# In production DATABASE_URL is Supabase's connection string (?sslmode=require is honoured).
+SUPPORTED_ENGINES = ("django.db.backends.postgresql", "django.db.backends.sqlite3")
+try:
+    DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+    if DATABASES["default"].get("ENGINE") not in SUPPORTED_ENGINES:
+        raise ValueError("use postgres://user:password@host:port/dbname or sqlite:///path")
+except (ImproperlyConfigured, ValueError, KeyError) as exc:
+    CONFIG_ERRORS.append(
+        ("DATABASE_URL", f"is not a database URL this service understands ({exc})")
+    )
+    # The dummy backend refuses every query, so a bad URL can never reach a wrong database.
+    DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
+DATABASES["default"]["CONN_MAX_AGE"] = _read("DATABASE_CONN_MAX_AGE", int, 60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Supavisor/PgBouncer in transaction mode cannot keep a server-side cursor between statements.
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = _read(
+    "DATABASE_TRANSACTION_POOLING", bool, False
+)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Executor threads and the web server share one file: wait for locks instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+# --- REST framework ----------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "outboundhq.views.json_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "OutboundHQ backend API",
+    "DESCRIPTION": "Connect a Smartlead account, activate sequences, receive Smartlead webhooks.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Supabase auth (the connect API) -----------------------------------------------------
+SUPABASE_URL = _read("SUPABASE_URL", str, "")
+SUPABASE_JWT_SECRET = _read("SUPABASE_JWT_SECRET", str, "")
+CORS_ALLOWED_ORIGINS = _read("CORS_ALLOWED_ORIGINS", list, [])
+
+# --- Smartlead ---------------------------------------------------------------------------
+SMARTLEAD_BASE_URL = _read("SMARTLEAD_BASE_URL", str, "https://server.smartlead.ai/api/v1")
+SMARTLEAD_REQUESTS_PER_MINUTE = _read("SMARTLEAD_REQUESTS_PER_MINUTE", int, 60)
+SMARTLEAD_LEADS_PER_REQUEST = _read("SMARTLEAD_LEADS_PER_REQUEST", int, 100)
+SMARTLEAD_CONNECT_TIMEOUT = _read("SMARTLEAD_CONNECT_TIMEOUT", float, 5.0)
+SMARTLEAD_READ_TIMEOUT = _read("SMARTLEAD_READ_TIMEOUT", float, 30.0)
+SMARTLEAD_WEBHOOK_SECRET = _read("SMARTLEAD_WEBHOOK_SECRET", str, "")
+SMARTLEAD_WEBHOOK_SIGNING_SECRET = _read("SMARTLEAD_WEBHOOK_SIGNING_SECRET", str, "")
+SMARTLEAD_SCHEDULE_TIMEZONE = _read("SMARTLEAD_SCHEDULE_TIMEZONE", str, "America/New_York")
+PUBLIC_BASE_URL = _read("PUBLIC_BASE_URL", str, "")
+
+# --- Executor ----------------------------------------------------------------------------
+CRON_SECRET = _read("CRON_SECRET", str, "")
+EXECUTOR_CONCURRENCY = _read("EXECUTOR_CONCURRENCY", int, 8)
+EXECUTOR_TIME_BUDGET_SECONDS = _read("EXECUTOR_TIME_BUDGET_SECONDS", int, 600)
+EXECUTOR_CHUNK_SIZE = _read("EXECUTOR_CHUNK_SIZE", int, 2000)
+
+# django-q2: the ORM broker needs no extra server; REDIS_URL switches to Redis.
+REDIS_URL = _read("REDIS_URL", str, "")
+Q_CLUSTER = {
+    "name": "outboundhq",
+    "workers": _read("Q_WORKERS", int, 2),
+    # A run must end before django-q2 considers it lost and hands it out again.
+    "timeout": EXECUTOR_TIME_BUDGET_SECONDS + 120,
+    "retry": EXECUTOR_TIME_BUDGET_SECONDS + 300,
+    "max_attempts": 1,
+    "catch_up": False,
+    "save_limit": 500,
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Logging -----------------------------------------------------------------------------
+LOG_LEVEL = _read("LOG_LEVEL", str, "INFO")
+LOG_FORMAT = _read("LOG_FORMAT", str, "text" if DEBUG else "json")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        "redact_secrets": {"()": "outboundhq.logs.RedactSecretsFilter"},
+        "request_context": {"()": "outboundhq.logs.RequestContextFilter"},
+    },
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "outboundhq.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT if LOG_FORMAT in ("text", "json") else "json",
+            "filters": ["redact_secrets", "request_context"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+    },
+}

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import DatabaseError, connection
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+log = logging.getLogger(__name__)
+
+
+@api_view(["GET"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def health(request: Request) -> Response:
+    """Liveness plus one `SELECT 1`: cheap enough for a load balancer to poll."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError:
+        log.warning("Health check: database unavailable")
+        return Response({"status": "degraded", "database": "unavailable"}, status=503)
+    return Response({"status": "ok", "database": "ok"})
+
+
+def json_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus a JSON 500 (never a traceback) for anything unexpected."""
+    response = exception_handler(exc, context)
+    if response is not None:
+        if isinstance(response.data, dict) and "detail" in response.data:
+            response.data = {
+                "error": response.data["detail"],
+                **{k: v for k, v in response.data.items() if k != "detail"},
+            }
+        return response
+    log.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+    return Response({"error": "Internal error; it has been logged."}, status=500)

@@ -1,0 +1,185 @@
+"""The SDR's profile (a hosted Supabase table) and the backend's own record of credential checks."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+
+from django.db import models
+from django.db.models import Case, Exists, OuterRef, Q, Value, When
+from django.utils import timezone
+
+from outboundhq.logs import mask
+
+
+@dataclass(frozen=True)
+class SmartleadCredentials:
+    """What the executor needs to send as one SDR. `repr` never shows the key."""
+
+    profile_id: uuid.UUID
+    api_key: str
+    email_account_id: int
+
+    def __repr__(self) -> str:
+        return (
+            f"SmartleadCredentials(profile_id={self.profile_id}, api_key={mask(self.api_key)!r}, "
+            f"email_account_id={self.email_account_id})"
+        )
+
+
+class SmartleadStatus(models.TextChoices):
+    """What the admin and the connect API say about an SDR's Smartlead connection."""
+
+    CONNECTED = "connected", "Connected"
+    NO_API_KEY = "no_api_key", "No API key"
+    NO_EMAIL_ACCOUNT = "no_email_account", "No email account"
+    INVALID_KEY = "invalid_key", "Invalid key"
+    NO_API_ACCESS = "no_api_access", "No API access"
+    UNCHECKED = "unchecked", "Unchecked"
+
+
+def key_fingerprint(api_key: str) -> str:
+    """A stable, non-reversible id for a key, so a check can tell whether the key changed since."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+class ProfileQuerySet(models.QuerySet["Profile"]):
+    def with_smartlead_status(self) -> ProfileQuerySet:
+        """Annotates `smartlead_status` in SQL, so admin lists and filters cost one query."""
+        failed_check = CredentialCheck.objects.filter(profile_id=OuterRef("pk"), ok=False).values(
+            "status"
+        )[:1]
+        passed_check = CredentialCheck.objects.filter(profile_id=OuterRef("pk"), ok=True)
+        no_key = Q(smartlead_api_key__isnull=True) | Q(smartlead_api_key="")
+        no_account = Q(smartlead_email_account_id__isnull=True) | Q(smartlead_email_account_id="")
+        return self.annotate(
+            _failed_check=models.Subquery(failed_check),
+            _passed_check=Exists(passed_check),
+        ).annotate(
+            smartlead_status=Case(
+                When(no_key, then=Value(SmartleadStatus.NO_API_KEY)),
+                When(_failed_check__isnull=False, then="_failed_check"),
+                When(no_account, then=Value(SmartleadStatus.NO_EMAIL_ACCOUNT)),
+                When(_passed_check=True, then=Value(SmartleadStatus.CONNECTED)),
+                default=Value(SmartleadStatus.UNCHECKED),
+                output_field=models.TextField(),
+            )
+        )
+
+    def with_smartlead_key(self) -> ProfileQuerySet:
+        return self.exclude(smartlead_api_key__isnull=True).exclude(smartlead_api_key="")
+
+
+class Profile(models.Model):
+    """One SDR (a Supabase auth user). Hosted table: the backend never changes its shape."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    email = models.TextField(null=True, blank=True)
+    first_name = models.TextField(null=True, blank=True)
+    last_name = models.TextField(null=True, blank=True)
+    role = models.TextField(null=True, blank=True, default="sdr")
+    created_at = models.DateTimeField(null=True, default=timezone.now)
+    updated_at = models.DateTimeField(null=True, default=timezone.now)
+    smartlead_api_key = models.TextField(
+        null=True, blank=True, help_text="The SDR's Smartlead API key. Never shown in full."
+    )
+    smartlead_email_account_id = models.TextField(
+        null=True,
+        blank=True,
+        help_text="Id of the Smartlead email account (mailbox) this SDR sends from.",
+    )
+
+    objects = ProfileQuerySet.as_manager()
+
+    class Meta:
+        managed = False
+        db_table = "profiles"
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return self.email or str(self.id)
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p)
+
+    @property
+    def api_key_hint(self) -> str:
+        """At most the last 4 characters of the key, for people to recognise it."""
+        return mask(self.smartlead_api_key)
+
+    def smartlead_credentials(self) -> SmartleadCredentials | None:
+        """The key and mailbox to send with, or None when the SDR has not connected both."""
+        key = (self.smartlead_api_key or "").strip()
+        account = (self.smartlead_email_account_id or "").strip()
+        if not key or not account.isdigit():
+            return None
+        return SmartleadCredentials(profile_id=self.id, api_key=key, email_account_id=int(account))
+
+    def smartlead_status(self) -> SmartleadStatus:
+        """The same rules as `with_smartlead_status`, for one loaded row."""
+        if not self.smartlead_api_key:
+            return SmartleadStatus.NO_API_KEY
+        check = CredentialCheck.objects.filter(profile_id=self.id).first()
+        if check and not check.ok:
+            return SmartleadStatus(check.status)
+        if not self.smartlead_email_account_id:
+            return SmartleadStatus.NO_EMAIL_ACCOUNT
+        return SmartleadStatus.CONNECTED if check else SmartleadStatus.UNCHECKED
+
+    def set_smartlead_credentials(
+        self, *, api_key: str | None, email_account_id: int | None
+    ) -> None:
+        """Saves both columns (only them) and forgets any verdict about the previous key."""
+        self.smartlead_api_key = api_key or None
+        self.smartlead_email_account_id = str(email_account_id) if email_account_id else None
+        self.updated_at = timezone.now()
+        self.save(update_fields=["smartlead_api_key", "smartlead_email_account_id", "updated_at"])
+        CredentialCheck.objects.filter(profile_id=self.id).delete()
+
+
+class CredentialCheckQuerySet(models.QuerySet["CredentialCheck"]):
+    def record(self, *, profile: Profile, status: SmartleadStatus, detail: str = "") -> None:
+        """Stores the latest verdict on the profile's current key (one row per profile)."""
+        self.update_or_create(
+            profile_id=profile.id,
+            defaults={
+                "status": status,
+                "ok": status == SmartleadStatus.CONNECTED,
+                "detail": detail[:1000],
+                "key_fingerprint": key_fingerprint(profile.smartlead_api_key or ""),
+                "checked_at": timezone.now(),
+            },
+        )
+
+
+class CredentialCheck(models.Model):
+    """The last time the backend asked Smartlead about an SDR's key, and what it said.
+
+    Project-owned. No database foreign key to `profiles`: a Supabase user deletion must never be
+    blocked by the backend's bookkeeping.
+    """
+
+    profile = models.OneToOneField(
+        Profile,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        primary_key=True,
+        related_name="credential_check",
+    )
+    status = models.CharField(max_length=32, choices=SmartleadStatus.choices)
+    ok = models.BooleanField(default=False)
+    detail = models.TextField(blank=True, help_text="What Smartlead said, in words.")
+    key_fingerprint = models.CharField(
+        max_length=64, help_text="SHA-256 of the key that was checked; a new key is unchecked."
+    )
+    checked_at = models.DateTimeField()
+
+    objects = CredentialCheckQuerySet.as_manager()
+
+    class Meta:
+        db_table = "outboundhq_credential_check"
+
+    def __str__(self) -> str:
+        return f"{self.profile_id}: {self.get_status_display()}"

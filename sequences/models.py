@@ -1,0 +1,239 @@
+"""The hosted Supabase tables of sequences, contacts and their activity (unmanaged models).
+
+Field names and status values match ../shared/docs/supabase-schema.md exactly. The backend's own
+bookkeeping tables (push ledger, runs, provisioning state) are managed models further down.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from profiles.models import Profile
+
+
+class Contact(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    email = models.TextField(null=True, blank=True, help_text="Typed by people: may be malformed.")
+    first_name = models.TextField(null=True, blank=True)
+    last_name = models.TextField(null=True, blank=True)
+    company = models.TextField(null=True, blank=True)
+    title = models.TextField(null=True, blank=True)
+    phone = models.TextField(null=True, blank=True)
+    engagement_score = models.IntegerField(null=True, default=0)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        Profile,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_column="created_by",
+        related_name="+",
+    )
+    created_at = models.DateTimeField(null=True, default=timezone.now)
+
+    class Meta:
+        managed = False
+        db_table = "contacts"
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return self.email or f"contact {self.id}"
+
+
+class SequenceStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    ARCHIVED = "archived", "Archived"
+
+
+class Sequence(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.TextField()
+    description = models.TextField(null=True, blank=True)
+    status = models.TextField(choices=SequenceStatus.choices, default=SequenceStatus.DRAFT)
+    created_by = models.ForeignKey(
+        Profile,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_column="created_by",
+        related_name="sequences",
+        help_text="The SDR whose Smartlead account sends this sequence.",
+    )
+    smartlead_campaign_id = models.TextField(
+        null=True, blank=True, help_text="The Smartlead campaign (in the creator's account)."
+    )
+    created_at = models.DateTimeField(null=True, default=timezone.now)
+    updated_at = models.DateTimeField(null=True, default=timezone.now)
+
+    class Meta:
+        managed = False
+        db_table = "sequences"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StepType(models.TextChoices):
+    EMAIL = "email", "Email"
+    CALL = "call", "Call"
+
+
+class SequenceStep(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    sequence = models.ForeignKey(
+        Sequence, null=True, on_delete=models.CASCADE, related_name="steps"
+    )
+    step_number = models.IntegerField(help_text="1-based position in the sequence.")
+    step_type = models.TextField(choices=StepType.choices, default=StepType.EMAIL)
+    subject = models.TextField(null=True, blank=True)
+    body = models.TextField(null=True, blank=True)
+    delay_days = models.IntegerField(null=True, default=0)
+    delay_hours = models.IntegerField(null=True, default=0)
+    call_objective = models.TextField(null=True, blank=True)
+    call_script = models.TextField(null=True, blank=True)
+    condition_previous_opened = models.BooleanField(null=True, default=False)
+    condition_previous_clicked = models.BooleanField(null=True, default=False)
+    condition_not_replied = models.BooleanField(null=True, default=False)
+
+    class Meta:
+        managed = False
+        db_table = "sequence_steps"
+        ordering = ["sequence_id", "step_number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sequence", "step_number"],
+                name="sequence_steps_sequence_id_step_number_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.step_number}. {self.step_type}"
+
+    @property
+    def delay(self) -> timezone.timedelta:
+        return timezone.timedelta(days=self.delay_days or 0, hours=self.delay_hours or 0)
+
+
+class EnrollmentStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    REPLIED = "replied", "Replied"
+    BOUNCED = "bounced", "Bounced"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    FAILED = "failed", "Failed"
+
+
+class EnrollmentQuerySet(models.QuerySet["Enrollment"]):
+    def ready(self) -> EnrollmentQuerySet:
+        """Due now: the enrollment and its sequence active, `next_send_at` passed."""
+        return self.filter(
+            status=EnrollmentStatus.ACTIVE,
+            sequence__status=SequenceStatus.ACTIVE,
+            next_send_at__lte=timezone.now(),
+        )
+
+
+class Enrollment(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    sequence = models.ForeignKey(
+        Sequence, null=True, on_delete=models.CASCADE, related_name="enrollments"
+    )
+    contact = models.ForeignKey(
+        Contact, null=True, on_delete=models.CASCADE, related_name="enrollments"
+    )
+    enrolled_by = models.ForeignKey(
+        Profile,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_column="enrolled_by",
+        related_name="+",
+    )
+    status = models.TextField(choices=EnrollmentStatus.choices, default=EnrollmentStatus.ACTIVE)
+    current_step = models.IntegerField(default=1, help_text="The step_number due next.")
+    next_send_at = models.DateTimeField(null=True, default=timezone.now)
+    enrolled_at = models.DateTimeField(null=True, default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(null=True, default=timezone.now)
+
+    objects = EnrollmentQuerySet.as_manager()
+
+    class Meta:
+        managed = False
+        db_table = "sequence_enrollments"
+        ordering = ["-enrolled_at"]
+
+    def __str__(self) -> str:
+        return f"enrollment {self.id}"
+
+
+class EngagementType(models.TextChoices):
+    EMAIL_SENT = "email_sent", "Email sent"
+    EMAIL_OPENED = "email_opened", "Email opened"
+    EMAIL_CLICKED = "email_clicked", "Email clicked"
+    EMAIL_REPLIED = "email_replied", "Email replied"
+    EMAIL_BOUNCED = "email_bounced", "Email bounced"
+    EMAIL_UNSUBSCRIBED = "email_unsubscribed", "Email unsubscribed"
+    LEAD_CATEGORY_UPDATED = "lead_category_updated", "Lead category updated"
+    CALL_SCHEDULED = "call_scheduled", "Call scheduled"
+
+
+class Engagement(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    contact = models.ForeignKey(
+        Contact, null=True, on_delete=models.CASCADE, related_name="engagements"
+    )
+    sequence = models.ForeignKey(
+        Sequence, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    enrollment = models.ForeignKey(
+        Enrollment, null=True, blank=True, on_delete=models.SET_NULL, related_name="engagements"
+    )
+    engagement_type = models.TextField(choices=EngagementType.choices)
+    metadata = models.JSONField(null=True, default=dict, blank=True)
+    engaged_at = models.DateTimeField(null=True, default=timezone.now)
+
+    class Meta:
+        managed = False
+        db_table = "engagements"
+        ordering = ["-engaged_at"]
+
+    def __str__(self) -> str:
+        return f"{self.engagement_type} {self.engaged_at:%Y-%m-%d %H:%M}"
+
+
+class CallStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    COMPLETED = "completed", "Completed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class CallTask(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    contact = models.ForeignKey(Contact, null=True, on_delete=models.DO_NOTHING, related_name="+")
+    sequence = models.ForeignKey(
+        Sequence, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+"
+    )
+    enrollment = models.ForeignKey(
+        Enrollment, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="calls"
+    )
+    call_objective = models.TextField(null=True, blank=True)
+    call_script = models.TextField(null=True, blank=True)
+    status = models.TextField(choices=CallStatus.choices, default=CallStatus.SCHEDULED)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(null=True, default=timezone.now)
+
+    class Meta:
+        managed = False
+        db_table = "calls"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"call {self.id}"
