@@ -237,3 +237,144 @@ class CallTask(models.Model):
 
     def __str__(self) -> str:
         return f"call {self.id}"
+
+
+# --- The backend's own bookkeeping (managed tables beside the hosted ones) -----------------
+# None of these has a database foreign key to a hosted table: deleting a user, contact or
+# sequence in the web app must never be blocked by the backend's records.
+
+
+class ProvisioningState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    IN_PROGRESS = "in_progress", "In progress"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed (retried next run)"
+    UNSUPPORTED = "unsupported", "Cannot be expressed in Smartlead"
+
+
+class CampaignProvisioning(models.Model):
+    """How far the Smartlead campaign of one sequence has been set up, so a half-done setup
+    is resumed by the next run instead of creating a second campaign."""
+
+    sequence = models.OneToOneField(
+        Sequence,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        primary_key=True,
+        related_name="provisioning",
+    )
+    state = models.CharField(
+        max_length=16, choices=ProvisioningState.choices, default=ProvisioningState.PENDING
+    )
+    campaign_id = models.BigIntegerField(null=True, blank=True)
+    completed_stages = models.JSONField(
+        default=list, blank=True, help_text="Setup stages Smartlead has accepted, in order."
+    )
+    reason = models.TextField(blank=True, help_text="Why the last attempt failed or cannot work.")
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="Another executor is provisioning until then."
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "outboundhq_campaign_provisioning"
+
+    def __str__(self) -> str:
+        return f"{self.sequence_id}: {self.state}"
+
+
+class PushState(models.TextChoices):
+    PENDING = "pending", "Sending (or interrupted: re-sent next run)"
+    PUSHED = "pushed", "Pushed"
+    REJECTED = "rejected", "Rejected by Smartlead"
+
+
+class Push(models.Model):
+    """The ledger: one row per enrollment pushed to a campaign. Written as `pending` before the
+    request and `pushed` after it, so a crash in between re-sends (Smartlead de-duplicates) and
+    nothing is ever pushed twice by design."""
+
+    enrollment_id = models.UUIDField()
+    campaign_id = models.BigIntegerField()
+    sequence_id = models.UUIDField()
+    profile_id = models.UUIDField(help_text="The SDR whose key pushed it.")
+    email = models.TextField()
+    state = models.CharField(max_length=16, choices=PushState.choices, default=PushState.PENDING)
+    outcome = models.CharField(max_length=32, blank=True)
+    counts = models.JSONField(
+        default=dict, blank=True, help_text="Smartlead's counts for the batch."
+    )
+    attempts = models.PositiveIntegerField(default=1)
+    run_id = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "outboundhq_push"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["enrollment_id", "campaign_id"], name="outboundhq_push_once_per_campaign"
+            )
+        ]
+        indexes = [models.Index(fields=["state", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.email} → campaign {self.campaign_id} ({self.state})"
+
+
+class StepRecord(models.Model):
+    """Steps the executor has carried out per enrollment, so a call task is created once."""
+
+    enrollment_id = models.UUIDField()
+    step_number = models.IntegerField()
+    action = models.CharField(max_length=16)
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "outboundhq_step_record"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["enrollment_id", "step_number"], name="outboundhq_step_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.enrollment_id} step {self.step_number}: {self.action}"
+
+
+class RunTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Schedule"
+    COMMAND = "command", "Command"
+    CRON = "cron", "Cron endpoint"
+
+
+class ExecutorRun(models.Model):
+    """One executor run and what it did: the record ops read in the admin."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    trigger = models.CharField(max_length=16, choices=RunTrigger.choices)
+    dry_run = models.BooleanField(default=False)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    due = models.PositiveIntegerField(default=0)
+    pushed = models.PositiveIntegerField(default=0)
+    skipped_no_credentials = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    call_tasks = models.PositiveIntegerField(default=0)
+    completed = models.PositiveIntegerField(default=0)
+    advanced = models.PositiveIntegerField(default=0)
+    deferred = models.PositiveIntegerField(
+        default=0, help_text="Claimed but left for the next run (Smartlead errors, time budget)."
+    )
+    campaigns_provisioned = models.PositiveIntegerField(default=0)
+    smartlead_requests = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        db_table = "outboundhq_executor_run"
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.trigger} run {self.started_at:%Y-%m-%d %H:%M:%S}"
