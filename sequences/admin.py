@@ -2,7 +2,17 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from sequences.models import CallTask, Contact, Engagement, Enrollment, Sequence, SequenceStep
+from sequences.models import (
+    CallTask,
+    CampaignProvisioning,
+    Contact,
+    Engagement,
+    Enrollment,
+    ExecutorRun,
+    Push,
+    Sequence,
+    SequenceStep,
+)
 
 
 class SequenceStepInline(admin.TabularInline):
@@ -69,3 +79,79 @@ class CallTaskAdmin(admin.ModelAdmin):
     list_select_related = ["contact", "sequence"]
     search_fields = ["contact__email"]
     raw_id_fields = ["contact", "sequence", "enrollment"]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Logs are for reading: no adding, editing or deleting from the admin."""
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+    def has_change_permission(self, request: object, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: object, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ExecutorRun)
+class ExecutorRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "started_at",
+        "trigger",
+        "due",
+        "pushed",
+        "skipped_no_credentials",
+        "failed",
+        "call_tasks",
+        "completed",
+        "deferred",
+        "error_count",
+        "duration",
+    ]
+    list_filter = ["trigger"]
+    date_hierarchy = "started_at"
+
+    @admin.display(description="Errors")
+    def error_count(self, obj: ExecutorRun) -> int:
+        return len(obj.errors or [])
+
+    @admin.display(description="Duration")
+    def duration(self, obj: ExecutorRun) -> str:
+        if not obj.finished_at:
+            return "running"
+        return f"{(obj.finished_at - obj.started_at).total_seconds():.1f} s"
+
+
+@admin.register(Push)
+class PushAdmin(ReadOnlyAdmin):
+    list_display = [
+        "email",
+        "campaign_id",
+        "state",
+        "outcome",
+        "attempts",
+        "created_at",
+        "pushed_at",
+    ]
+    list_filter = ["state", "outcome"]
+    search_fields = ["email", "=campaign_id", "=enrollment_id"]
+
+
+@admin.register(CampaignProvisioning)
+class CampaignProvisioningAdmin(ReadOnlyAdmin):
+    list_display = [
+        "sequence",
+        "state",
+        "campaign_id",
+        "stages",
+        "reason",
+        "attempts",
+        "updated_at",
+    ]
+    list_filter = ["state"]
+    list_select_related = ["sequence"]
+
+    @admin.display(description="Stages done")
+    def stages(self, obj: CampaignProvisioning) -> str:
+        return ", ".join(obj.completed_stages or []) or "—"

@@ -369,7 +369,12 @@ class ExecutorRun(models.Model):
         default=0, help_text="Claimed but left for the next run (Smartlead errors, time budget)."
     )
     campaigns_provisioned = models.PositiveIntegerField(default=0)
-    smartlead_requests = models.PositiveIntegerField(default=0)
+    smartlead_requests = models.PositiveIntegerField(
+        default=0, help_text="Add-leads requests sent to Smartlead by this run."
+    )
+    sql_statements = models.PositiveIntegerField(
+        default=0, help_text="SQL statements this run sent (a cost measure for benchmarks)."
+    )
     errors = models.JSONField(default=list, blank=True)
 
     class Meta:

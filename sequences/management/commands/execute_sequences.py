@@ -1,0 +1,61 @@
+"""`manage.py execute_sequences`: one executor run, now.
+
+Exit 0 when the run completed (skips and per-SDR errors included); non-zero only when it could
+not run at all, such as an unreachable database.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
+
+from sequences.executor import as_dict, execute, summary
+from sequences.models import ExecutorRun, RunTrigger
+
+
+class Command(BaseCommand):
+    help = "Push ready enrollments to their Smartlead campaigns (the 15-minute job, run now)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Say what would happen; change nothing."
+        )
+        parser.add_argument(
+            "--user", type=uuid.UUID, help="Only this SDR's sequences (profile id)."
+        )
+        parser.add_argument("--sequence", type=uuid.UUID, help="Only this sequence (id).")
+        parser.add_argument("--limit", type=int, help="At most this many enrollments.")
+        parser.add_argument("--json", action="store_true", help="Print the run record as JSON.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["limit"] is not None and options["limit"] < 1:
+            raise CommandError("--limit must be a positive number of enrollments.")
+        record = self.run(options)
+        self.report(record, as_json=options["json"])
+
+    def run(self, options: dict[str, Any]) -> ExecutorRun:
+        try:
+            return execute(
+                trigger=RunTrigger.COMMAND,
+                dry_run=options["dry_run"],
+                user_id=options["user"],
+                sequence_id=options["sequence"],
+                limit=options["limit"],
+            )
+        except DatabaseError as exc:
+            raise CommandError(
+                f"The executor could not run: the database is unreachable ({exc})."
+            ) from None
+
+    def report(self, record: ExecutorRun, *, as_json: bool) -> None:
+        if as_json:
+            self.stdout.write(json.dumps(as_dict(record), indent=2))
+            return
+        prefix = "Dry run (nothing changed): " if record.dry_run else f"Run {record.id}: "
+        self.stdout.write(prefix + summary(record))
+        for line in getattr(record, "plan_lines", []) + list(record.errors):
+            self.stdout.write(f"  - {line}")

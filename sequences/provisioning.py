@@ -1,0 +1,294 @@
+"""Provisioning: the Smartlead campaign that sends one sequence's email steps.
+
+The campaign lives in the sequence creator's Smartlead account. Setting it up takes several
+calls; each accepted stage is recorded on `CampaignProvisioning`, so a run that dies half-way
+leaves a record the next run completes. Two guards keep it to one campaign per sequence:
+
+1. a lease (conditional UPDATE) lets only one executor provision a sequence at a time;
+2. the campaign's name carries a tag with the sequence id, so if we crash after Smartlead created
+   the campaign but before we stored its id, the next attempt finds it instead of creating another.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Callable
+from collections.abc import Sequence as Seq
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from profiles.models import SmartleadCredentials
+from sequences.models import (
+    CampaignProvisioning,
+    ProvisioningState,
+    Sequence,
+    SequenceStep,
+    StepType,
+)
+from smartlead.client import SequenceStepSpec, SmartleadClient
+
+log = logging.getLogger(__name__)
+
+STAGES = ("created", "sequences", "email_accounts", "schedule", "settings", "webhook", "started")
+LEASE = timedelta(minutes=5)
+WEBHOOK_EVENTS = (
+    "EMAIL_SENT",
+    "EMAIL_OPEN",
+    "EMAIL_LINK_CLICK",
+    "EMAIL_REPLY",
+    "EMAIL_BOUNCE",
+    "LEAD_UNSUBSCRIBED",
+    "LEAD_CATEGORY_UPDATED",
+)
+# The contract's variables and Smartlead's lead fields; `company` is `company_name` there.
+VARIABLES = {
+    "first_name": "first_name",
+    "last_name": "last_name",
+    "company": "company_name",
+    "email": "email",
+}
+_VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+class ProvisioningBlocked(Exception):
+    """The sequence cannot be provisioned as it is; the message says why, for people."""
+
+
+class ProvisioningBusy(Exception):
+    """Another executor holds the lease on this sequence right now."""
+
+
+def unsupported_reason(sequence: Sequence, steps: Seq[SequenceStep] | None = None) -> str | None:
+    """Why Smartlead cannot send this sequence, or None when it can."""
+    steps = list(steps if steps is not None else sequence.steps.order_by("step_number"))
+    emails = [s for s in steps if s.step_type == StepType.EMAIL]
+    if not emails:
+        return "The sequence has no email step, so Smartlead has nothing to send."
+    for step in emails[1:]:
+        if step.condition_previous_opened or step.condition_previous_clicked:
+            kind = "opened" if step.condition_previous_opened else "clicked"
+            return (
+                f"Step {step.step_number} is an email that waits for the previous email to be "
+                f"{kind}; Smartlead sends follow-ups on its own schedule and cannot branch on "
+                "opens or clicks. Remove that condition or make the step a call."
+            )
+    return None
+
+
+def campaign_tag(sequence: Sequence) -> str:
+    return f"[ohq-{sequence.id.hex[:12]}]"
+
+
+def campaign_name(sequence: Sequence) -> str:
+    return f"{sequence.name[:180]} {campaign_tag(sequence)}"
+
+
+def _smartlead_field(name: str) -> str:
+    return VARIABLES.get(name, name)
+
+
+def to_smartlead_text(text: str | None, *, html: bool) -> str:
+    mapped = _VARIABLE.sub(lambda m: f"{{{{{_smartlead_field(m.group(1))}}}}}", text or "")
+    # Bodies typed as plain text keep their line breaks in Smartlead's HTML editor.
+    if html and "<" not in mapped:
+        mapped = mapped.replace("\n", "<br>")
+    return mapped
+
+
+def smartlead_steps(steps: Seq[SequenceStep]) -> list[SequenceStepSpec]:
+    """The email steps in order; each delay is the whole days since the previous email step."""
+    specs: list[SequenceStepSpec] = []
+    hours_since_email = 0
+    for step in steps:
+        hours_since_email += (step.delay_days or 0) * 24 + (step.delay_hours or 0)
+        if step.step_type != StepType.EMAIL:
+            continue
+        # Smartlead sends the first email when the lead is added; follow-ups need >= 1 day.
+        days = 0 if not specs else max(1, math.ceil(hours_since_email / 24))
+        specs.append(
+            SequenceStepSpec(
+                seq_number=len(specs) + 1,
+                delay_in_days=days,
+                subject=to_smartlead_text(step.subject, html=False),
+                email_body=to_smartlead_text(step.body, html=True),
+            )
+        )
+        hours_since_email = 0
+    return specs
+
+
+def webhook_url() -> str | None:
+    if not settings.PUBLIC_BASE_URL or not settings.SMARTLEAD_WEBHOOK_SECRET:
+        return None
+    base = settings.PUBLIC_BASE_URL.rstrip("/")
+    return f"{base}/webhooks/smartlead?secret={settings.SMARTLEAD_WEBHOOK_SECRET}"
+
+
+ClientFactory = Callable[..., SmartleadClient]
+
+
+def provision(
+    sequence: Sequence,
+    credentials: SmartleadCredentials,
+    *,
+    deadline: float | None = None,
+    client_factory: ClientFactory = SmartleadClient,
+) -> CampaignProvisioning:
+    """Creates, completes or repairs the sequence's campaign. Idempotent.
+
+    Raises ProvisioningBlocked (cannot be expressed), ProvisioningBusy (another executor is on
+    it) or a SmartleadError (recorded on the provisioning row, retried by the next run).
+    """
+    record = _adopt_or_get(sequence)
+    if record.state == ProvisioningState.READY:
+        return record
+    steps = list(sequence.steps.order_by("step_number"))
+    reason = unsupported_reason(sequence, steps)
+    if reason:
+        _finish(record, ProvisioningState.UNSUPPORTED, reason)
+        raise ProvisioningBlocked(reason)
+    if not _take_lease(record):
+        raise ProvisioningBusy(f"Sequence {sequence.id} is being provisioned by another run.")
+    record.refresh_from_db()
+    with client_factory(credentials.api_key, deadline=deadline) as client:
+        try:
+            _run_stages(record, sequence, steps, credentials, client)
+        except Exception as exc:
+            _finish(record, ProvisioningState.FAILED, str(exc))
+            raise
+    _finish(record, ProvisioningState.READY, "")
+    log.info("Sequence %s is provisioned as Smartlead campaign %s", sequence.id, record.campaign_id)
+    return record
+
+
+def _adopt_or_get(sequence: Sequence) -> CampaignProvisioning:
+    """A campaign id set without our record (set by hand, or before this backend) is trusted."""
+    adopted = bool(sequence.smartlead_campaign_id and sequence.smartlead_campaign_id.isdigit())
+    record, _ = CampaignProvisioning.objects.get_or_create(
+        sequence_id=sequence.id,
+        defaults={
+            "state": ProvisioningState.READY if adopted else ProvisioningState.PENDING,
+            "campaign_id": int(sequence.smartlead_campaign_id) if adopted else None,
+            "completed_stages": ["adopted"] if adopted else [],
+        },
+    )
+    return record
+
+
+def _take_lease(record: CampaignProvisioning) -> bool:
+    now = timezone.now()
+    return bool(
+        CampaignProvisioning.objects.filter(pk=record.pk)
+        .exclude(state=ProvisioningState.READY)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_until=now + LEASE, state=ProvisioningState.IN_PROGRESS)
+    )
+
+
+def _finish(record: CampaignProvisioning, state: str, reason: str) -> None:
+    record.state = state
+    record.reason = reason[:2000]
+    record.lease_until = None
+    record.attempts += 1
+    record.save(update_fields=["state", "reason", "lease_until", "attempts", "updated_at"])
+
+
+def _stage_done(record: CampaignProvisioning, stage: str) -> None:
+    record.completed_stages = [*record.completed_stages, stage]
+    record.save(update_fields=["completed_stages", "campaign_id", "updated_at"])
+
+
+def _run_stages(
+    record: CampaignProvisioning,
+    sequence: Sequence,
+    steps: list[SequenceStep],
+    credentials: SmartleadCredentials,
+    client: SmartleadClient,
+) -> None:
+    actions: dict[str, Callable[[], None]] = {
+        "created": lambda: _create_or_find(record, sequence, client),
+        "sequences": lambda: client.save_sequences(record.campaign_id, smartlead_steps(steps)),
+        "email_accounts": lambda: client.add_email_accounts(
+            record.campaign_id, [credentials.email_account_id]
+        ),
+        "schedule": lambda: client.set_schedule(
+            record.campaign_id,
+            timezone=settings.SMARTLEAD_SCHEDULE_TIMEZONE,
+            days_of_the_week=[1, 2, 3, 4, 5],
+            start_hour="09:00",
+            end_hour="17:00",
+        ),
+        "settings": lambda: client.update_settings(
+            record.campaign_id, stop_lead_settings="REPLY_TO_AN_EMAIL", track_settings=[]
+        ),
+        "webhook": lambda: _register_webhook(record, sequence, client),
+        "started": lambda: client.set_status(record.campaign_id, "START"),
+    }
+    for stage in STAGES:
+        if stage not in record.completed_stages:
+            actions[stage]()
+            _stage_done(record, stage)
+
+
+def _create_or_find(
+    record: CampaignProvisioning, sequence: Sequence, client: SmartleadClient
+) -> None:
+    if record.campaign_id is None:
+        tag = campaign_tag(sequence)
+        found = next((c for c in client.list_campaigns() if tag in (c.name or "")), None)
+        campaign = found or client.create_campaign(campaign_name(sequence))
+        record.campaign_id = campaign.id
+    with transaction.atomic():
+        record.save(update_fields=["campaign_id", "updated_at"])
+        Sequence.objects.filter(pk=sequence.pk).update(
+            smartlead_campaign_id=str(record.campaign_id), updated_at=timezone.now()
+        )
+
+
+def _register_webhook(
+    record: CampaignProvisioning, sequence: Sequence, client: SmartleadClient
+) -> None:
+    url = webhook_url()
+    if url is None:
+        log.warning(
+            "Campaign %s has no webhook: set PUBLIC_BASE_URL and SMARTLEAD_WEBHOOK_SECRET",
+            record.campaign_id,
+        )
+        return
+    if any(w.webhook_url == url for w in client.list_campaign_webhooks(record.campaign_id)):
+        return
+    client.save_campaign_webhook(
+        record.campaign_id,
+        name=f"OutboundHQ {campaign_tag(sequence)}",
+        url=url,
+        event_types=WEBHOOK_EVENTS,
+    )
+
+
+def set_campaign_status(
+    sequence: Sequence,
+    credentials: SmartleadCredentials,
+    status: str,
+    *,
+    client_factory: ClientFactory = SmartleadClient,
+) -> None:
+    """Pauses or resumes (START) the sequence's existing campaign; no-op without one."""
+    if not sequence.smartlead_campaign_id or not sequence.smartlead_campaign_id.isdigit():
+        return
+    with client_factory(credentials.api_key) as client:
+        client.set_status(int(sequence.smartlead_campaign_id), status)
+
+
+def forget_campaign(sequence_id: object, reason: str) -> None:
+    """The campaign is gone from Smartlead: the next run provisions a new one."""
+    with transaction.atomic():
+        Sequence.objects.filter(pk=sequence_id).update(smartlead_campaign_id=None)
+        CampaignProvisioning.objects.filter(sequence_id=sequence_id).update(
+            state=ProvisioningState.PENDING, campaign_id=None, completed_stages=[], reason=reason
+        )

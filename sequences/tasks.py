@@ -1,0 +1,38 @@
+"""The django-q2 side: the function the 15-minute schedule runs, and the schedule itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import close_old_connections
+
+from sequences.executor import as_dict, execute
+from sequences.models import RunTrigger
+
+SCHEDULE_NAME = "execute-sequences"
+SCHEDULE_FUNC = "sequences.tasks.run_scheduled"
+EVERY_MINUTES = 15
+
+
+def run_scheduled() -> dict[str, Any]:
+    """What the schedule calls: one executor run. The result is kept in django-q2's task log."""
+    close_old_connections()
+    try:
+        return as_dict(execute(trigger=RunTrigger.SCHEDULE))
+    finally:
+        close_old_connections()
+
+
+def ensure_schedule(**kwargs: Any) -> None:
+    """Creates or updates the one schedule (post_migrate), never a second copy."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name=SCHEDULE_NAME,
+        defaults={
+            "func": SCHEDULE_FUNC,
+            "schedule_type": Schedule.MINUTES,
+            "minutes": EVERY_MINUTES,
+            "repeats": -1,
+        },
+    )

@@ -1,0 +1,485 @@
+"""Walking claimed enrollments through their steps, and the database writes that go with it.
+
+The executor (sequences/executor.py) decides what to send and when; this module holds the
+per-sequence plan, the claim, the step rules and every write to the hosted tables and the
+ledger. Writes are grouped per chunk or per batch, so the number of SQL statements grows with
+batches, not with enrollments.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.utils import timezone
+
+from profiles.models import Profile, SmartleadCredentials
+from sequences.models import (
+    CallTask,
+    Engagement,
+    EngagementType,
+    Enrollment,
+    EnrollmentStatus,
+    ExecutorRun,
+    Push,
+    PushState,
+    Sequence,
+    SequenceStatus,
+    SequenceStep,
+    StepRecord,
+    StepType,
+)
+from sequences.provisioning import forget_campaign
+from smartlead.client import AddLeadsResult, Lead
+
+
+@dataclass
+class Plan:
+    """One active, provisioned sequence with its steps and its creator's credentials."""
+
+    sequence_id: uuid.UUID
+    campaign_id: int
+    creator: Profile
+    credentials: SmartleadCredentials
+    steps: dict[int, SequenceStep]
+    first_email_step: int | None
+    has_conditions: bool
+
+    @classmethod
+    def build(cls, sequence: Sequence, credentials: SmartleadCredentials) -> Plan:
+        steps = {s.step_number: s for s in sequence.steps.all()}
+        emails = sorted(n for n, s in steps.items() if s.step_type == StepType.EMAIL)
+        conditional = any(
+            s.condition_previous_opened or s.condition_previous_clicked or s.condition_not_replied
+            for s in steps.values()
+        )
+        return cls(
+            sequence_id=sequence.id,
+            campaign_id=int(sequence.smartlead_campaign_id),
+            creator=sequence.created_by,
+            credentials=credentials,
+            steps=steps,
+            first_email_step=emails[0] if emails else None,
+            has_conditions=conditional,
+        )
+
+    @property
+    def creator_id(self) -> uuid.UUID:
+        return self.creator.id
+
+    def next_step(self, current: int) -> SequenceStep | None:
+        later = [n for n in self.steps if n > current]
+        return self.steps[min(later)] if later else None
+
+
+CLAIM_FIELDS = (
+    "id",
+    "contact_id",
+    "current_step",
+    "contact__email",
+    "contact__first_name",
+    "contact__last_name",
+    "contact__company",
+    "contact__phone",
+    "contact__title",
+    "contact__unsubscribed_at",
+)
+
+
+@dataclass
+class Claimed:
+    """A claimed enrollment with what its contact needs to become a Smartlead lead."""
+
+    id: uuid.UUID
+    contact_id: uuid.UUID
+    current_step: int
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    phone: str | None
+    title: str | None
+    unsubscribed_at: datetime | None
+
+    def lead(self) -> Lead:
+        return Lead(
+            email=(self.email or "").strip().lower(),
+            first_name=self.first_name,
+            last_name=self.last_name,
+            company_name=self.company,
+            phone_number=self.phone,
+            custom_fields={"title": self.title} if self.title else {},
+        )
+
+    def email_problem(self) -> str | None:
+        email = (self.email or "").strip()
+        if not email:
+            return "The contact has no email address."
+        try:
+            validate_email(email)
+        except ValidationError:
+            return f"The contact's email address {email!r} is not valid."
+        return None
+
+
+def lease_length() -> timedelta:
+    # Longer than a run can last, so no other run takes the row while this one holds it; short
+    # enough that a crashed run's work is picked up again by a later run.
+    return timedelta(seconds=settings.EXECUTOR_TIME_BUDGET_SECONDS + 120)
+
+
+def claim(plan: Plan, started: datetime, size: int, limit: int | None) -> list[Claimed]:
+    """Leases up to `size` ready enrollments of one sequence by moving their next_send_at."""
+    with transaction.atomic():
+        rows = list(
+            Enrollment.objects.filter(
+                sequence_id=plan.sequence_id,
+                sequence__status=SequenceStatus.ACTIVE,
+                status=EnrollmentStatus.ACTIVE,
+                next_send_at__lte=started,
+            )
+            .select_for_update(skip_locked=True, of=("self",))
+            .order_by("id")
+            .values_list(*CLAIM_FIELDS)[:size]
+        )
+        if rows:
+            Enrollment.objects.filter(id__in=[r[0] for r in rows]).update(
+                next_send_at=timezone.now() + lease_length()
+            )
+    return [Claimed(*row) for row in rows]
+
+
+@dataclass
+class Changes:
+    """The writes one chunk needs, grouped so each group is one statement."""
+
+    advance: dict[int, list[uuid.UUID]] = field(default_factory=lambda: defaultdict(list))
+    complete: list[uuid.UUID] = field(default_factory=list)
+    calls: list[Claimed] = field(default_factory=list)
+    failed: dict[uuid.UUID, str] = field(default_factory=dict)
+    unsubscribed: list[uuid.UUID] = field(default_factory=list)
+
+
+def walk(plan: Plan, chunk: list[Claimed], record: ExecutorRun, run_id: uuid.UUID) -> list[Claimed]:
+    """Applies each enrollment's due step and returns the ones to push to Smartlead."""
+    signals = _engagement_signals(plan, chunk) if plan.has_conditions else {}
+    changes, candidates = Changes(), []
+    for item in chunk:
+        step = plan.steps.get(item.current_step)
+        if step is None:
+            changes.complete.append(item.id)
+        elif not _conditions_met(step, signals.get(item.id, set())):
+            _advance(plan, changes, item)
+        elif step.step_type == StepType.CALL:
+            changes.calls.append(item)
+            _advance(plan, changes, item)
+        elif step.step_number != plan.first_email_step:
+            _advance(plan, changes, item)  # Smartlead sends follow-ups itself
+        elif item.unsubscribed_at:
+            changes.unsubscribed.append(item.id)
+        elif problem := item.email_problem():
+            changes.failed[item.id] = problem
+        else:
+            candidates.append(item)
+    to_push, already = _reserve(plan, candidates, run_id)
+    for item in already:
+        _advance(plan, changes, item)
+    _apply(plan, changes, record)
+    return to_push
+
+
+def _engagement_signals(plan: Plan, chunk: list[Claimed]) -> dict[uuid.UUID, set[str]]:
+    wanted = [
+        EngagementType.EMAIL_OPENED,
+        EngagementType.EMAIL_CLICKED,
+        EngagementType.EMAIL_REPLIED,
+    ]
+    by_contact = {c.contact_id: c.id for c in chunk}
+    rows = Engagement.objects.filter(
+        Q(enrollment_id__in=[c.id for c in chunk])
+        | Q(contact_id__in=list(by_contact), sequence_id=plan.sequence_id),
+        engagement_type__in=wanted,
+    ).values_list("enrollment_id", "contact_id", "engagement_type")
+    signals: dict[uuid.UUID, set[str]] = defaultdict(set)
+    for enrollment_id, contact_id, kind in rows:
+        signals[enrollment_id or by_contact.get(contact_id)].add(kind)
+    return signals
+
+
+def _conditions_met(step: SequenceStep, signals: set[str]) -> bool:
+    # Judged on the enrollment's own engagements: the contract ties opens and clicks to the
+    # enrollment, not to a particular email.
+    if step.condition_previous_opened and EngagementType.EMAIL_OPENED not in signals:
+        return False
+    if step.condition_previous_clicked and EngagementType.EMAIL_CLICKED not in signals:
+        return False
+    return not (step.condition_not_replied and EngagementType.EMAIL_REPLIED in signals)
+
+
+def _advance(plan: Plan, changes: Changes, item: Claimed) -> None:
+    following = plan.next_step(item.current_step)
+    if following is None:
+        changes.complete.append(item.id)
+    else:
+        changes.advance[following.step_number].append(item.id)
+
+
+def _reserve(
+    plan: Plan, candidates: list[Claimed], run_id: uuid.UUID
+) -> tuple[list[Claimed], list[Claimed]]:
+    """Ledger first: `pending` rows before the request. Already-pushed ones are not sent again."""
+    if not candidates:
+        return [], []
+    known = dict(
+        Push.objects.filter(
+            enrollment_id__in=[c.id for c in candidates], campaign_id=plan.campaign_id
+        ).values_list("enrollment_id", "state")
+    )
+    already = [c for c in candidates if known.get(c.id) == PushState.PUSHED]
+    retry = [c.id for c in candidates if known.get(c.id) == PushState.PENDING]
+    fresh = [c for c in candidates if c.id not in known]
+    with transaction.atomic():
+        if retry:
+            # Interrupted before: send again; Smartlead de-duplicates within a campaign.
+            Push.objects.filter(enrollment_id__in=retry, campaign_id=plan.campaign_id).update(
+                attempts=F("attempts") + 1, run_id=run_id
+            )
+        Push.objects.bulk_create(
+            [
+                Push(
+                    enrollment_id=c.id,
+                    campaign_id=plan.campaign_id,
+                    sequence_id=plan.sequence_id,
+                    profile_id=plan.creator_id,
+                    email=(c.email or "").strip().lower(),
+                    run_id=run_id,
+                )
+                for c in fresh
+            ]
+        )
+    sendable = {c.id for c in fresh} | set(retry)
+    return [c for c in candidates if c.id in sendable], already
+
+
+def _apply(plan: Plan, changes: Changes, record: ExecutorRun) -> None:
+    now = timezone.now()
+    active = Enrollment.objects.filter(status=EnrollmentStatus.ACTIVE)
+    with transaction.atomic():
+        for step_number, ids in changes.advance.items():
+            next_at = now + plan.steps[step_number].delay
+            record.advanced += active.filter(id__in=ids).update(
+                current_step=step_number, next_send_at=next_at, updated_at=now
+            )
+        if changes.complete:
+            record.completed += active.filter(id__in=changes.complete).update(
+                status=EnrollmentStatus.COMPLETED, completed_at=now, updated_at=now
+            )
+        if changes.unsubscribed:
+            active.filter(id__in=changes.unsubscribed).update(
+                status=EnrollmentStatus.UNSUBSCRIBED, updated_at=now
+            )
+        if changes.failed:
+            _fail(plan, changes.failed, record, now)
+        if changes.calls:
+            _create_calls(plan, changes.calls, record, now)
+
+
+def _fail(plan: Plan, reasons: dict[uuid.UUID, str], record: ExecutorRun, now: datetime) -> None:
+    record.failed += Enrollment.objects.filter(
+        id__in=list(reasons), status=EnrollmentStatus.ACTIVE
+    ).update(status=EnrollmentStatus.FAILED, updated_at=now)
+    StepRecord.objects.bulk_create(
+        [
+            StepRecord(
+                enrollment_id=eid,
+                step_number=plan.first_email_step or 0,
+                action="failed",
+                detail=reason[:1000],
+            )
+            for eid, reason in reasons.items()
+        ],
+        ignore_conflicts=True,
+    )
+
+
+def _create_calls(plan: Plan, items: list[Claimed], record: ExecutorRun, now: datetime) -> None:
+    """One call task per enrollment and step, however often the step is walked."""
+    done = set(
+        StepRecord.objects.filter(
+            enrollment_id__in=[c.id for c in items], action="call"
+        ).values_list("enrollment_id", "step_number")
+    )
+    new = [c for c in items if (c.id, c.current_step) not in done]
+    calls = [
+        CallTask(
+            contact_id=c.contact_id,
+            sequence_id=plan.sequence_id,
+            enrollment_id=c.id,
+            call_objective=plan.steps[c.current_step].call_objective,
+            call_script=plan.steps[c.current_step].call_script,
+            scheduled_at=now,
+        )
+        for c in new
+    ]
+    StepRecord.objects.bulk_create(
+        [StepRecord(enrollment_id=c.id, step_number=c.current_step, action="call") for c in new]
+    )
+    CallTask.objects.bulk_create(calls)
+    Engagement.objects.bulk_create(
+        [
+            Engagement(
+                contact_id=c.contact_id,
+                sequence_id=plan.sequence_id,
+                enrollment_id=c.id,
+                engagement_type=EngagementType.CALL_SCHEDULED,
+                engaged_at=now,
+                metadata={"step_number": c.current_step, "call_id": str(call.id)},
+            )
+            for c, call in zip(new, calls, strict=True)
+        ]
+    )
+    record.call_tasks += len(new)
+
+
+def record_pushed(
+    plan: Plan, items: list[Claimed], result: AddLeadsResult, record: ExecutorRun
+) -> None:
+    """Smartlead accepted the batch: ledger `pushed`, enrollments advanced, rejections recorded."""
+    outcomes: dict[str, list[Claimed]] = defaultdict(list)
+    for item in items:
+        outcomes[result.outcome_for(item.lead().email)].append(item)
+    now = timezone.now()
+    changes = Changes()
+    with transaction.atomic():
+        accepted = outcomes.pop("added_or_existing", [])
+        _mark(plan, accepted, PushState.PUSHED, "added_or_existing", result.counts, now)
+        for item in accepted:
+            _advance(plan, changes, item)
+        record.pushed += len(accepted)
+        for item in outcomes.pop("unsubscribed", []):
+            changes.unsubscribed.append(item.id)
+            _mark(plan, [item], PushState.REJECTED, "unsubscribed", result.counts, now)
+        for item in outcomes.pop("invalid", []):
+            changes.failed[item.id] = "Smartlead rejected the email address as invalid."
+            _mark(plan, [item], PushState.REJECTED, "invalid", result.counts, now)
+        _apply(plan, changes, record)
+    not_imported = [c.id for items_ in outcomes.values() for c in items_]
+    if not_imported:
+        release(not_imported, plan, now)
+        record.deferred += len(not_imported)
+        record.errors.append(
+            f"Smartlead's lead limit is exhausted for campaign {plan.campaign_id}: "
+            f"{len(not_imported)} leads wait for the next run."
+        )
+
+
+def record_rejected(plan: Plan, items: list[Claimed], message: str, record: ExecutorRun) -> None:
+    """Smartlead refused this lead permanently: the enrollment fails with Smartlead's reason."""
+    now = timezone.now()
+    with transaction.atomic():
+        _mark(plan, items, PushState.REJECTED, "rejected", {"message": message[:500]}, now)
+        _fail(plan, {c.id: f"Smartlead rejected the lead: {message}" for c in items}, record, now)
+
+
+def _mark(
+    plan: Plan,
+    items: Iterable[Claimed],
+    state: str,
+    outcome: str,
+    counts: dict[str, Any],
+    now: datetime,
+) -> None:
+    ids = [c.id for c in items]
+    if ids:
+        Push.objects.filter(enrollment_id__in=ids, campaign_id=plan.campaign_id).update(
+            state=state, outcome=outcome, counts=counts, pushed_at=now
+        )
+
+
+def release(ids: list[uuid.UUID], plan: Plan, at: datetime) -> None:
+    """Gives claimed enrollments back, due now (after the run's start, so not re-taken by it)."""
+    now = max(timezone.now(), at)
+    with transaction.atomic():
+        Enrollment.objects.filter(id__in=ids, status=EnrollmentStatus.ACTIVE).update(
+            next_send_at=now
+        )
+        Push.objects.filter(
+            enrollment_id__in=ids, campaign_id=plan.campaign_id, state=PushState.PENDING
+        ).delete()
+
+
+def campaign_gone(plan: Plan, reason: str) -> None:
+    forget_campaign(plan.sequence_id, f"Campaign {plan.campaign_id} was not found: {reason}")
+
+
+def dry_run(*, trigger: str, scope_q: Q, limit: int | None) -> ExecutorRun:
+    """What a run would do, from the ready set by step, without claiming or sending anything."""
+    record = ExecutorRun(trigger=trigger, dry_run=True, finished_at=timezone.now())
+    record.plan_lines = []  # what would happen, in words; a dry run saves nothing
+    ready = Enrollment.objects.ready().filter(sequence__in=Sequence.objects.filter(scope_q))
+    rows = (
+        ready.values(
+            "sequence_id",
+            "sequence__created_by",
+            "sequence__created_by__smartlead_api_key",
+            "sequence__created_by__smartlead_email_account_id",
+            "sequence__smartlead_campaign_id",
+            "current_step",
+        )
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    steps = _step_types(ready)
+    budget = limit
+    for row in rows:
+        n = row["n"] if budget is None else min(row["n"], budget)
+        budget = None if budget is None else budget - n
+        _describe(record, row, n, steps.get(row["sequence_id"], {}))
+    return record
+
+
+def _step_types(ready: Any) -> dict[uuid.UUID, dict[int, str]]:
+    steps: dict[uuid.UUID, dict[int, str]] = defaultdict(dict)
+    rows = SequenceStep.objects.filter(sequence_id__in=ready.values("sequence_id"))
+    for sequence_id, number, kind in rows.values_list("sequence_id", "step_number", "step_type"):
+        steps[sequence_id][number] = kind
+    return steps
+
+
+def _describe(record: ExecutorRun, row: dict[str, Any], n: int, steps: dict[int, str]) -> None:
+    if n <= 0:
+        return
+    creator = row["sequence__created_by"]
+    if (
+        not row["sequence__created_by__smartlead_api_key"]
+        or not row["sequence__created_by__smartlead_email_account_id"]
+    ):
+        record.skipped_no_credentials += n
+        record.plan_lines.append(f"User {creator} has not connected their Smartlead account")
+        return
+    record.due += n
+    kind = steps.get(row["current_step"])
+    emails = sorted(k for k, v in steps.items() if v == StepType.EMAIL)
+    campaign = row["sequence__smartlead_campaign_id"] or "(to be provisioned)"
+    if kind is None:
+        record.completed += n
+        action = "complete"
+    elif kind == StepType.CALL:
+        record.call_tasks += n
+        action = f"create {n} call tasks"
+    elif emails and row["current_step"] == emails[0]:
+        record.pushed += n
+        action = f"push up to {n} leads to campaign {campaign}"
+    else:
+        record.advanced += n
+        action = "advance past a follow-up email Smartlead sends itself"
+    record.plan_lines.append(f"Sequence {row['sequence_id']} step {row['current_step']}: {action}")
