@@ -25,6 +25,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -137,12 +138,9 @@ def execute(
     record = ExecutorRun.objects.create(trigger=trigger)
     token = logs.run_id.set(str(record.id))
     budget = time_budget or settings.EXECUTOR_TIME_BUDGET_SECONDS
-    counter = _StatementCounter()
+    counter = _RoundTripCounter()
     try:
-        with (
-            connection.execute_wrapper(counter),
-            ThreadPoolExecutor(settings.EXECUTOR_CONCURRENCY, "executor") as pool,
-        ):
+        with counter.counting(), ThreadPoolExecutor(settings.EXECUTOR_CONCURRENCY, "exec") as pool:
             run = Run(record, scope, timezone.now(), time.monotonic() + budget, pool)
             try:
                 _run(run)
@@ -155,10 +153,10 @@ def execute(
         raise
     finally:
         record.finished_at = timezone.now()
-        record.sql_statements = counter.count + 1
+        record.sql_round_trips = counter.count + 1  # + this save
         record.save()
+        log.info("Executor run %s: %s", record.id, summary(record))
         logs.run_id.reset(token)
-    log.info("Executor run %s: %s", record.id, summary(record))
     return record
 
 
@@ -223,12 +221,13 @@ def _provision_all(
     half_budget = run.deadline - settings.EXECUTOR_TIME_BUDGET_SECONDS / 2
     for sequence, credentials in candidates:
         state = getattr(sequence, "provisioning", None)
-        ready = state is not None and state.state == ProvisioningState.READY
+        # A campaign id without our record was set by hand or before this backend: trusted.
+        ready = state.state == ProvisioningState.READY if state else _has_campaign(sequence)
         if not ready and time.monotonic() < half_budget and _provision(run, sequence, credentials):
             run.record.campaigns_provisioned += 1
             sequence.refresh_from_db(fields=["smartlead_campaign_id"])
             ready = True
-        if ready or (state is None and _has_campaign(sequence)):
+        if ready:
             yield walk.Plan.build(sequence, credentials)
 
 
@@ -390,7 +389,7 @@ def as_dict(record: ExecutorRun) -> dict[str, Any]:
         "deferred",
         "campaigns_provisioned",
         "smartlead_requests",
-        "sql_statements",
+        "sql_round_trips",
         "errors",
     ]
     data = {name: getattr(record, name) for name in fields}
@@ -402,8 +401,9 @@ def as_dict(record: ExecutorRun) -> dict[str, Any]:
     return data
 
 
-class _StatementCounter:
-    """Counts the SQL statements the run's own thread sends (pool threads send none)."""
+class _RoundTripCounter:
+    """Counts this thread's database round trips: each statement, and BEGIN + COMMIT for each
+    transaction (pool threads send none). The benchmark reports it beside the wall time."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -411,3 +411,18 @@ class _StatementCounter:
     def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         self.count += 1
         return execute(sql, params, many, context)
+
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        commit = connection.commit
+
+        def counted_commit() -> None:
+            self.count += 2
+            commit()
+
+        connection.commit = counted_commit
+        try:
+            with connection.execute_wrapper(self):
+                yield
+        finally:
+            del connection.commit

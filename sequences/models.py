@@ -372,8 +372,8 @@ class ExecutorRun(models.Model):
     smartlead_requests = models.PositiveIntegerField(
         default=0, help_text="Add-leads requests sent to Smartlead by this run."
     )
-    sql_statements = models.PositiveIntegerField(
-        default=0, help_text="SQL statements this run sent (a cost measure for benchmarks)."
+    sql_round_trips = models.PositiveIntegerField(
+        default=0, help_text="Database round trips of this run: statements, BEGIN and COMMIT."
     )
     errors = models.JSONField(default=list, blank=True)
 

@@ -8,6 +8,7 @@ batches, not with enrollments.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -18,11 +19,12 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from profiles.models import Profile, SmartleadCredentials
+from sequences import sql
 from sequences.models import (
     CallTask,
     Engagement,
@@ -139,6 +141,11 @@ def lease_length() -> timedelta:
 
 def claim(plan: Plan, started: datetime, size: int, limit: int | None) -> list[Claimed]:
     """Leases up to `size` ready enrollments of one sequence by moving their next_send_at."""
+    lease_until = timezone.now() + lease_length()
+    if connection.vendor == "postgresql":
+        rows = sql.claim(plan.sequence_id, started, size, lease_until)
+        return [Claimed(*row) for row in rows]
+    # SQLite (the embedded default) has one writer at a time and no SKIP LOCKED.
     with transaction.atomic():
         rows = list(
             Enrollment.objects.filter(
@@ -146,15 +153,9 @@ def claim(plan: Plan, started: datetime, size: int, limit: int | None) -> list[C
                 sequence__status=SequenceStatus.ACTIVE,
                 status=EnrollmentStatus.ACTIVE,
                 next_send_at__lte=started,
-            )
-            .select_for_update(skip_locked=True, of=("self",))
-            .order_by("id")
-            .values_list(*CLAIM_FIELDS)[:size]
+            ).values_list(*CLAIM_FIELDS)[:size]
         )
-        if rows:
-            Enrollment.objects.filter(id__in=[r[0] for r in rows]).update(
-                next_send_at=timezone.now() + lease_length()
-            )
+        Enrollment.objects.filter(id__in=[r[0] for r in rows]).update(next_send_at=lease_until)
     return [Claimed(*row) for row in rows]
 
 
@@ -239,20 +240,36 @@ def _reserve(
     """Ledger first: `pending` rows before the request. Already-pushed ones are not sent again."""
     if not candidates:
         return [], []
+    if connection.vendor == "postgresql":
+        sendable = sql.reserve(
+            campaign_id=plan.campaign_id,
+            sequence_id=plan.sequence_id,
+            profile_id=plan.creator_id,
+            run_id=run_id,
+            ids=[c.id for c in candidates],
+            emails=[c.lead().email for c in candidates],
+        )
+    else:
+        sendable = _reserve_with_orm(plan, candidates, run_id)
+    return (
+        [c for c in candidates if c.id in sendable],
+        [c for c in candidates if c.id not in sendable],
+    )
+
+
+def _reserve_with_orm(plan: Plan, candidates: list[Claimed], run_id: uuid.UUID) -> set[uuid.UUID]:
     known = dict(
         Push.objects.filter(
             enrollment_id__in=[c.id for c in candidates], campaign_id=plan.campaign_id
         ).values_list("enrollment_id", "state")
     )
-    already = [c for c in candidates if known.get(c.id) == PushState.PUSHED]
     retry = [c.id for c in candidates if known.get(c.id) == PushState.PENDING]
     fresh = [c for c in candidates if c.id not in known]
     with transaction.atomic():
-        if retry:
-            # Interrupted before: send again; Smartlead de-duplicates within a campaign.
-            Push.objects.filter(enrollment_id__in=retry, campaign_id=plan.campaign_id).update(
-                attempts=F("attempts") + 1, run_id=run_id
-            )
+        # Interrupted before: send again; Smartlead de-duplicates within a campaign.
+        Push.objects.filter(enrollment_id__in=retry, campaign_id=plan.campaign_id).update(
+            attempts=F("attempts") + 1, run_id=run_id
+        )
         Push.objects.bulk_create(
             [
                 Push(
@@ -260,17 +277,24 @@ def _reserve(
                     campaign_id=plan.campaign_id,
                     sequence_id=plan.sequence_id,
                     profile_id=plan.creator_id,
-                    email=(c.email or "").strip().lower(),
+                    email=c.lead().email,
                     run_id=run_id,
                 )
                 for c in fresh
             ]
         )
-    sendable = {c.id for c in fresh} | set(retry)
-    return [c for c in candidates if c.id in sendable], already
+    return {c.id for c in fresh} | set(retry)
 
 
 def _apply(plan: Plan, changes: Changes, record: ExecutorRun) -> None:
+    if not (
+        changes.advance
+        or changes.complete
+        or changes.unsubscribed
+        or changes.failed
+        or changes.calls
+    ):
+        return
     now = timezone.now()
     active = Enrollment.objects.filter(status=EnrollmentStatus.ACTIVE)
     with transaction.atomic():
@@ -358,20 +382,31 @@ def record_pushed(
     for item in items:
         outcomes[result.outcome_for(item.lead().email)].append(item)
     now = timezone.now()
+    _accept(plan, outcomes.pop("added_or_existing", []), result.counts, record)
     changes = Changes()
-    with transaction.atomic():
-        accepted = outcomes.pop("added_or_existing", [])
-        _mark(plan, accepted, PushState.PUSHED, "added_or_existing", result.counts, now)
-        for item in accepted:
-            _advance(plan, changes, item)
-        record.pushed += len(accepted)
-        for item in outcomes.pop("unsubscribed", []):
-            changes.unsubscribed.append(item.id)
-            _mark(plan, [item], PushState.REJECTED, "unsubscribed", result.counts, now)
-        for item in outcomes.pop("invalid", []):
-            changes.failed[item.id] = "Smartlead rejected the email address as invalid."
-            _mark(plan, [item], PushState.REJECTED, "invalid", result.counts, now)
-        _apply(plan, changes, record)
+    for item in outcomes.pop("unsubscribed", []):
+        changes.unsubscribed.append(item.id)
+    for item in outcomes.pop("invalid", []):
+        changes.failed[item.id] = "Smartlead rejected the email address as invalid."
+    if changes.unsubscribed or changes.failed:
+        with transaction.atomic():
+            _mark(
+                plan,
+                [c for c in items if c.id in changes.unsubscribed],
+                PushState.REJECTED,
+                "unsubscribed",
+                result.counts,
+                now,
+            )
+            _mark(
+                plan,
+                [c for c in items if c.id in changes.failed],
+                PushState.REJECTED,
+                "invalid",
+                result.counts,
+                now,
+            )
+            _apply(plan, changes, record)
     not_imported = [c.id for items_ in outcomes.values() for c in items_]
     if not_imported:
         release(not_imported, plan, now)
@@ -380,6 +415,42 @@ def record_pushed(
             f"Smartlead's lead limit is exhausted for campaign {plan.campaign_id}: "
             f"{len(not_imported)} leads wait for the next run."
         )
+
+
+def _accept(plan: Plan, items: list[Claimed], counts: dict[str, Any], record: ExecutorRun) -> None:
+    """Ledger `pushed` and enrollments advanced together. A batch sits on the sequence's first
+    email step, so all of it moves to the same next step."""
+    if not items:
+        return
+    now = timezone.now()
+    following = plan.next_step(items[0].current_step)
+    step = following.step_number if following else None
+    next_at = now + following.delay if following else None
+    ids = [c.id for c in items]
+    if connection.vendor == "postgresql":
+        moved = sql.pushed(
+            campaign_id=plan.campaign_id,
+            ids=ids,
+            counts=json.dumps(counts),
+            step=step,
+            next_send_at=next_at,
+            now=now,
+        )
+    else:
+        with transaction.atomic():
+            _mark(plan, items, PushState.PUSHED, "added_or_existing", counts, now)
+            active = Enrollment.objects.filter(id__in=ids, status=EnrollmentStatus.ACTIVE)
+            if step is None:
+                moved = active.update(
+                    status=EnrollmentStatus.COMPLETED, completed_at=now, updated_at=now
+                )
+            else:
+                moved = active.update(current_step=step, next_send_at=next_at, updated_at=now)
+    record.pushed += len(items)
+    if step is None:
+        record.completed += moved
+    else:
+        record.advanced += moved
 
 
 def record_rejected(plan: Plan, items: list[Claimed], message: str, record: ExecutorRun) -> None:

@@ -430,7 +430,7 @@ def test_the_run_record_keeps_the_counts(smartlead):
     run = execute(trigger="command")
     saved = ExecutorRun.objects.get(pk=run.pk)
     assert saved.finished_at and saved.pushed == 2 and saved.smartlead_requests == 1
-    assert saved.sql_statements > 0
+    assert saved.sql_round_trips > 0
 
 
 @pytest.mark.postgres

@@ -116,10 +116,10 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 (
-                    "sql_statements",
+                    "sql_round_trips",
                     models.PositiveIntegerField(
                         default=0,
-                        help_text="SQL statements this run sent (a cost measure for benchmarks).",
+                        help_text="Database round trips of this run: statements, BEGIN and COMMIT.",
                     ),
                 ),
                 ("errors", models.JSONField(blank=True, default=list)),

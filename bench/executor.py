@@ -1,0 +1,269 @@
+"""Benchmark: one `manage.py execute_sequences` process against Postgres and the sandbox.
+
+    .venv/bin/python bench/executor.py                       # 20,000 enrollments, 100 SDRs
+    .venv/bin/python bench/executor.py --sdrs 1000 --per-sdr 200   # 200,000, 1,000 SDRs
+    .venv/bin/python bench/executor.py --write docs/PERFORMANCE.md  # both, recorded
+
+It builds a scratch database (dropped afterwards), seeds one active, provisioned sequence per
+SDR with `--per-sdr` ready enrollments, serves the Smartlead sandbox at `--latency-ms` per
+request, and times the whole executor process. It checks the work as well as the clock: every
+enrollment pushed once, the minimum number of add-leads requests, no 429.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from smartlead.client import SmartleadClient  # noqa: E402
+from smartlead.sandbox import SandboxServer  # noqa: E402
+
+PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+LEADS_ROUTE = "POST /campaigns/{campaign_id}/leads"
+MEASURE = (
+    "import os, resource, runpy, sys\n"
+    "sys.argv = sys.argv[1:]\n"
+    "try:\n"
+    "    if os.environ.get('BENCH_PROFILE') and '--json' in sys.argv:\n"
+    "        import cProfile\n"
+    "        cProfile.run(\"runpy.run_path('manage.py', run_name='__main__')\", "
+    "os.environ['BENCH_PROFILE'])\n"
+    "    else:\n"
+    "        runpy.run_path('manage.py', run_name='__main__')\n"
+    "finally:\n"
+    "    print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def scratch_database(name: str) -> str:
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{PG}/{name}"
+
+
+def drop_database(name: str) -> None:
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def environment(database_url: str, sandbox: SandboxServer) -> dict[str, str]:
+    return os.environ | {
+        "DATABASE_URL": database_url,
+        "DJANGO_SECRET_KEY": "bench-only-secret-key-" + "x" * 40,
+        "DJANGO_DEBUG": "false",
+        "SMARTLEAD_BASE_URL": sandbox.base_url,
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def accounts(sdrs: int) -> list[dict]:
+    return [
+        {
+            "api_key": f"bench-key-{n:05d}-abcdef",
+            "plan": "pro",
+            "email_accounts": [
+                {"id": 500_000 + n, "from_email": f"sdr{n}@bench.test", "from_name": f"SDR {n}"}
+            ],
+        }
+        for n in range(sdrs)
+    ]
+
+
+def create_campaigns(sandbox: SandboxServer, keys: list[str]) -> list[int]:
+    def create(key: str) -> int:
+        with SmartleadClient(key, base_url=sandbox.base_url) as client:
+            return client.create_campaign("bench").id
+
+    with ThreadPoolExecutor(32) as pool:
+        return list(pool.map(create, keys))
+
+
+def seed(database_url: str, keys: list[str], campaigns: list[int], per_sdr: int) -> None:
+    """Rows straight into the hosted tables with set-based SQL: seeding 200,000 takes seconds."""
+    profiles = [
+        (uuid.uuid4(), f"sdr{n}@bench.test", key, str(500_000 + n)) for n, key in enumerate(keys)
+    ]
+    sequences = [
+        (uuid.uuid4(), f"Bench {n}", p[0], str(c))
+        for n, (p, c) in enumerate(zip(profiles, campaigns, strict=True))
+    ]
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO profiles (id, email, smartlead_api_key, smartlead_email_account_id) "
+            "VALUES (%s, %s, %s, %s)",
+            profiles,
+        )
+        cur.executemany(
+            "INSERT INTO sequences (id, name, status, created_by, smartlead_campaign_id) "
+            "VALUES (%s, %s, 'active', %s, %s)",
+            sequences,
+        )
+        cur.execute(
+            "INSERT INTO sequence_steps (sequence_id, step_number, step_type, subject, body, "
+            "delay_days) SELECT s.id, n, CASE WHEN n = 3 THEN 'call' ELSE 'email' END, 'Hi', "
+            "'Hello {{first_name}}', CASE WHEN n = 1 THEN 0 ELSE 3 END "
+            "FROM sequences s, generate_series(1, 3) n"
+        )
+        cur.execute(
+            "WITH c AS (INSERT INTO contacts (email, first_name, created_by) "
+            "SELECT 'lead' || s.rn || '.' || g || '@prospect.test', 'Lead', s.created_by "
+            "FROM (SELECT id, created_by, row_number() OVER () rn FROM sequences) s, "
+            "generate_series(1, %s) g RETURNING id, created_by) "
+            "INSERT INTO sequence_enrollments (sequence_id, contact_id, next_send_at) "
+            "SELECT s.id, c.id, now() - interval '1 minute' FROM c "
+            "JOIN sequences s ON s.created_by = c.created_by",
+            [per_sdr],
+        )
+        cur.execute("ANALYZE")
+
+
+def timed_run(env: dict[str, str], *args: str) -> tuple[float, int, str]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"executor failed:\n{done.stderr[-3000:]}")
+    rss = int(done.stderr.rsplit("MAXRSS_KB", 1)[1].split()[0])
+    return wall, rss, done.stdout
+
+
+def verify(database_url: str, total: int) -> dict[str, int]:
+    with psycopg.connect(database_url) as conn:
+        advanced = conn.execute(
+            "SELECT count(*) FROM sequence_enrollments WHERE current_step = 2"
+        ).fetchone()[0]
+        pushed = conn.execute(
+            "SELECT count(*), count(DISTINCT enrollment_id) FROM outboundhq_push "
+            "WHERE state = 'pushed'"
+        ).fetchone()
+    assert advanced == total, f"{advanced} of {total} enrollments advanced"
+    assert pushed == (total, total), f"ledger {pushed}, expected {total} once each"
+    return {"advanced": advanced, "ledger_rows": pushed[0]}
+
+
+def run(sdrs: int, per_sdr: int, latency_ms: float, batch: int) -> dict:
+    name = f"outboundhq_bench_{sdrs}x{per_sdr}"
+    database_url = scratch_database(name)
+    sandbox = SandboxServer(accounts(sdrs), requests_per_minute=60).start()
+    try:
+        env = environment(database_url, sandbox) | {"SMARTLEAD_LEADS_PER_REQUEST": str(batch)}
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=300,
+        )
+        keys = [a["api_key"] for a in accounts(sdrs)]
+        seed(database_url, keys, create_campaigns(sandbox, keys), per_sdr)
+        startup, _, _ = timed_run(
+            env, "execute_sequences", "--dry-run", "--sequence", str(uuid.uuid4())
+        )
+        sandbox.latency = latency_ms / 1000
+        sandbox.reset_counts()
+        wall, rss_kb, out = timed_run(env, "execute_sequences", "--json")
+        record = json.loads(out)
+        checked = verify(database_url, sdrs * per_sdr)
+        requests = sandbox.request_count(route=LEADS_ROUTE)
+        concurrency = int(os.environ.get("EXECUTOR_CONCURRENCY", 8))
+        return {
+            "enrollments": sdrs * per_sdr,
+            "sdrs": sdrs,
+            "latency_ms": latency_ms,
+            "batch": batch,
+            "wall_s": round(wall, 2),
+            "startup_s": round(startup, 2),
+            "requests": requests,
+            "minimum_requests": sdrs * math.ceil(per_sdr / batch),
+            "http_429": sandbox.request_count(status=429),
+            "sql_round_trips": record["sql_round_trips"],
+            "round_trips_per_100": round(record["sql_round_trips"] / (sdrs * per_sdr) * 100, 2),
+            "peak_rss_mb": round(rss_kb / 1024, 1),
+            "floor_s": round(startup + requests * latency_ms / 1000 / concurrency, 2),
+            "sequential_design_s": round(sdrs * per_sdr * latency_ms / 1000),
+            "pushed": record["pushed"],
+            **checked,
+        }
+    finally:
+        sandbox.stop()
+        drop_database(name)
+
+
+def table(results: list[dict]) -> str:
+    rows = [
+        "| enrollments (SDRs) | wall | floor | requests (minimum) | 429s | SQL round trips "
+        "(per 100) | peak RSS | one-call-per-enrollment design |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        rows.append(
+            f"| {r['enrollments']:,} ({r['sdrs']:,}) | {r['wall_s']} s | {r['floor_s']} s | "
+            f"{r['requests']:,} ({r['minimum_requests']:,}) | {r['http_429']} | "
+            f"{r['sql_round_trips']:,} ({r['round_trips_per_100']}) | {r['peak_rss_mb']} MB | "
+            f"≥ {r['sequential_design_s']:,} s ({r['sequential_design_s'] / r['wall_s']:.0f}× "
+            "slower) |"
+        )
+    return "\n".join(rows)
+
+
+def write_section(path: Path, results: list[dict]) -> None:
+    begin, end = "<!-- executor-bench:begin -->", "<!-- executor-bench:end -->"
+    body = (
+        f"{begin}\nMeasured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} cores), "
+        f"Postgres 127.0.0.1, sandbox latency {results[0]['latency_ms']:.0f} ms per request, "
+        f"batch {results[0]['batch']}, EXECUTOR_CONCURRENCY "
+        f"{os.environ.get('EXECUTOR_CONCURRENCY', 8)}. Wall is the whole "
+        "`manage.py execute_sequences` process; the floor is its start-up plus "
+        "requests × latency / concurrency.\n\n" + table(results) + f"\n{end}"
+    )
+    text = path.read_text() if path.exists() else "# Performance\n"
+    if begin in text:
+        text = text[: text.index(begin)] + body + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip() + "\n\n## Executor\n\n" + body + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sdrs", type=int, default=100)
+    parser.add_argument("--per-sdr", type=int, default=200)
+    parser.add_argument("--latency-ms", type=float, default=50)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--write", type=Path, help="run both sizes and record them in this file")
+    args = parser.parse_args()
+    sizes = [(100, 200), (1000, 200)] if args.write else [(args.sdrs, args.per_sdr)]
+    results = []
+    for sdrs, per_sdr in sizes:
+        result = run(sdrs, per_sdr, args.latency_ms, args.batch)
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    print(table(results))
+    if args.write:
+        write_section(args.write, results)
+
+
+if __name__ == "__main__":
+    main()
