@@ -218,12 +218,14 @@ def _provision_all(
 ) -> Iterator[walk.Plan]:
     """Provisioning happens once per sequence, so it runs here, one sequence after another,
     keeping every database write on this thread; half the budget is the most it may take."""
-    half_budget = run.deadline - settings.EXECUTOR_TIME_BUDGET_SECONDS / 2
+    half_budget = time.monotonic() + (run.deadline - time.monotonic()) / 2
     for sequence, credentials in candidates:
         state = getattr(sequence, "provisioning", None)
         # A campaign id without our record was set by hand or before this backend: trusted.
         ready = state.state == ProvisioningState.READY if state else _has_campaign(sequence)
-        if not ready and time.monotonic() < half_budget and _provision(run, sequence, credentials):
+        if not ready and time.monotonic() >= half_budget:
+            run.error(f"Sequence {sequence.id} waits for the next run to be provisioned.")
+        elif not ready and _provision(run, sequence, credentials):
             run.record.campaigns_provisioned += 1
             sequence.refresh_from_db(fields=["smartlead_campaign_id"])
             ready = True

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import close_old_connections
-
 from sequences.executor import as_dict, execute
 from sequences.models import RunTrigger
 
@@ -15,12 +13,9 @@ EVERY_MINUTES = 15
 
 
 def run_scheduled() -> dict[str, Any]:
-    """What the schedule calls: one executor run. The result is kept in django-q2's task log."""
-    close_old_connections()
-    try:
-        return as_dict(execute(trigger=RunTrigger.SCHEDULE))
-    finally:
-        close_old_connections()
+    """What the schedule calls: one executor run. The result is kept in django-q2's task log.
+    (django-q2's worker closes stale database connections around every task itself.)"""
+    return as_dict(execute(trigger=RunTrigger.SCHEDULE))
 
 
 def ensure_schedule(**kwargs: Any) -> None:
