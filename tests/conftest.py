@@ -42,3 +42,49 @@ def _plain_static_storage(settings) -> None:  # noqa: ANN001 - pytest-django's f
     settings.STORAGES = settings.STORAGES | {
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
     }
+
+
+# --- Smartlead (client and sandbox) --------------------------------------------------------
+class FakeSmartleadClock:
+    """Time for the Smartlead client (and a sandbox given `.monotonic`): sleeping advances it."""
+
+    def __init__(self) -> None:
+        self.now = 10_000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += max(0.0, seconds)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_smartlead_limiters() -> None:
+    """The client's per-key limiter is process-wide: start each test with no request history."""
+    from smartlead.client import reset_rate_limiters
+
+    reset_rate_limiters()
+
+
+@pytest.fixture
+def smartlead_clock(monkeypatch: pytest.MonkeyPatch) -> FakeSmartleadClock:
+    """The client's clock, sleep and jitter, faked: retries and limiter waits cost no real time."""
+    from smartlead import client
+
+    clock = FakeSmartleadClock()
+    monkeypatch.setattr(client, "_clock", clock.monotonic)
+    monkeypatch.setattr(client, "_sleep", clock.sleep)
+    monkeypatch.setattr(client, "_random", lambda: 0.5)
+    return clock
+
+
+@pytest.fixture
+def smartlead_sandbox(settings):  # noqa: ANN001, ANN201 - pytest-django's fixture; a generator
+    """The sandbox serving smartlead/sandbox_demo.json, with SMARTLEAD_BASE_URL pointing at it."""
+    from smartlead.sandbox import SandboxServer, load_accounts
+
+    with SandboxServer(load_accounts()) as sandbox:
+        settings.SMARTLEAD_BASE_URL = sandbox.base_url
+        yield sandbox

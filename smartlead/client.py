@@ -1,0 +1,852 @@
+"""The one HTTP seam to Smartlead: typed results, typed errors, retries and a per-key limiter.
+
+Nothing else in the project talks to Smartlead. Facts about the live API (bare arrays, numbers as
+strings, several error body shapes, a flat schedule body) come from docs/smartlead-api.md in the
+shared docs, which wins over Smartlead's own reference wherever they disagree.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import requests
+import requests.adapters
+import urllib3.exceptions
+from django.conf import settings
+
+from outboundhq.logs import RedactSecretsFilter, mask, redact, register_secret
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"OutboundHQ-backend/1.0 (+python-requests/{requests.__version__})"
+MAX_LEADS_PER_REQUEST = 350  # the lowest maximum any Smartlead doc states
+PAGE_SIZE = 100  # /email-accounts/ answers 422 above this
+MAX_PAGES = 1000
+STATUS_WRITES = ("START", "PAUSED", "STOPPED")
+BURST, BURST_WINDOW = 10, 2.0  # the legacy "10 requests every 2 s" rule, which fits every doc
+WINDOW_MARGIN = 0.25  # seconds added to each window: our send time is not Smartlead's receipt time
+BACKOFF_BASE, BACKOFF_CAP = 1.0, 30.0
+RETRY_AFTER_JITTER = 0.5  # spreads threads that were all told the same Retry-After
+DEFAULT_RETRY_AFTER = BURST_WINDOW
+
+# Indirections the tests replace with a fake clock, so no test sleeps for real.
+_clock: Callable[[], float] = time.monotonic
+_sleep: Callable[[float], None] = time.sleep
+_random: Callable[[], float] = random.random
+
+
+def _install_log_redaction() -> None:
+    """urllib3 logs every URL (with ?api_key=) at DEBUG: redact at the source, for every handler."""
+    for name in ("urllib3.connectionpool", __name__):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecretsFilter) for f in target.filters):
+            target.addFilter(RedactSecretsFilter())
+
+
+_install_log_redaction()
+
+
+# --- Errors ------------------------------------------------------------------------------
+class SmartleadError(Exception):
+    """A failed Smartlead call. `permanent` errors will fail the same way if repeated."""
+
+    permanent = True
+
+    def __init__(self, message: str, *, status: int | None = None, permanent: bool | None = None):
+        super().__init__(redact(message))
+        self.status = status
+        if permanent is not None:
+            self.permanent = permanent
+        # Only set on transient errors: whether repeating cannot double a non-idempotent write.
+        self.safe_to_repeat = False
+
+
+class InvalidApiKey(SmartleadError):
+    pass
+
+
+class NoApiAccess(SmartleadError):
+    pass
+
+
+class NotFound(SmartleadError):
+    pass
+
+
+class ValidationFailed(SmartleadError):
+    pass
+
+
+class RateLimited(SmartleadError):
+    permanent = False
+
+    def __init__(self, message: str, *, retry_after: float, status: int | None = 429):
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+        self.safe_to_repeat = True
+
+
+class TransientError(SmartleadError):
+    permanent = False
+
+
+# --- Results -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EmailAccount:
+    id: int
+    from_email: str
+    from_name: str
+    type: str
+    smtp_ok: bool
+    imap_ok: bool
+    daily_limit: int | None
+    warmup_status: str | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: int
+    name: str
+    status: str | None
+
+
+@dataclass(frozen=True)
+class SequenceStepSpec:
+    seq_number: int
+    delay_in_days: int
+    subject: str
+    email_body: str
+
+
+@dataclass(frozen=True)
+class Lead:
+    email: str
+    first_name: str | None = None
+    last_name: str | None = None
+    company_name: str | None = None
+    phone_number: str | None = None
+    custom_fields: Mapping[str, str] = field(default_factory=dict)
+
+    def as_payload(self) -> dict[str, Any]:
+        """The lead_list item: no None fields, since one bad key fails the whole request."""
+        payload = {
+            "email": self.email,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "company_name": self.company_name,
+            "phone_number": self.phone_number,
+        }
+        payload = {key: value for key, value in payload.items() if value is not None}
+        custom = {str(k): str(v) for k, v in self.custom_fields.items() if v is not None}
+        if custom:
+            payload["custom_fields"] = custom
+        return payload
+
+
+COUNT_KEYS = (
+    "upload_count",
+    "total_leads",
+    "already_added_to_campaign",
+    "duplicate_count",
+    "invalid_email_count",
+    "block_count",
+    "bounce_count",
+    "unsubscribed_leads",
+    "is_lead_limit_exhausted",
+    "lead_import_stopped_count",
+)
+
+
+@dataclass(frozen=True)
+class AddLeadsResult:
+    submitted: int
+    added: int
+    already_in_campaign: int
+    duplicates: int
+    invalid_count: int
+    invalid_emails: tuple[str, ...]
+    blocked: int
+    unsubscribed: tuple[str, ...]
+    lead_limit_exhausted: bool
+    counts: dict[str, Any]
+
+    def outcome_for(self, email: str) -> str:
+        """What happened to one submitted lead, as far as Smartlead's counts can tell.
+
+        Smartlead lists invalid and unsubscribed addresses but only counts the rest, so a lead
+        not listed is in the campaign (new or already there) unless the plan's lead quota ran
+        out before every lead was accounted for.
+        """
+        address = email.strip().lower()
+        if address in {e.lower() for e in self.invalid_emails}:
+            return "invalid"
+        if address in {e.lower() for e in self.unsubscribed}:
+            return "unsubscribed"
+        if self.lead_limit_exhausted and self._accounted_for() < self.submitted:
+            return "not_imported"
+        return "added_or_existing"
+
+    def _accounted_for(self) -> int:
+        listed = self.invalid_count + len(self.unsubscribed) + self.blocked
+        return self.added + self.already_in_campaign + self.duplicates + listed
+
+
+@dataclass(frozen=True)
+class FoundLead:
+    id: int
+    email: str
+    is_unsubscribed: bool
+    campaign_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, repr=False)
+class Webhook:
+    id: int
+    name: str
+    webhook_url: str
+    event_types: tuple[str, ...]
+
+    def __repr__(self) -> str:
+        url = redact(self.webhook_url)
+        return (
+            f"Webhook(id={self.id!r}, name={self.name!r}, webhook_url={url!r}, "
+            f"event_types={self.event_types!r})"
+        )
+
+
+# --- Defensive parsing -------------------------------------------------------------------
+def _int(value: Any) -> int | None:
+    """Smartlead sends some numbers as strings ("42"); anything unparsable becomes None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return int(value) if not isinstance(value, str) else int(float(value.strip()))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
+def _rows(payload: Any) -> list[dict]:
+    """A list of objects, whether bare or wrapped as {data: [...]}."""
+    if isinstance(payload, dict) and isinstance(payload.get("data"), list):
+        payload = payload["data"]
+    return [row for row in payload if isinstance(row, dict)] if isinstance(payload, list) else []
+
+
+def _object(payload: Any) -> dict:
+    """One object, whether bare, wrapped as {data: {...}} or as a one-element array."""
+    if isinstance(payload, list):
+        payload = payload[0] if payload else {}
+    if isinstance(payload, dict) and "id" not in payload and isinstance(payload.get("data"), dict):
+        payload = payload["data"]
+    return payload if isinstance(payload, dict) else {}
+
+
+def _email_account(row: dict) -> EmailAccount | None:
+    """Keeps only the fields the product uses: passwords and SMTP/IMAP details stop here."""
+    account_id = _int(row.get("id"))
+    if account_id is None:
+        return None
+    warmup = row.get("warmup_details") if isinstance(row.get("warmup_details"), dict) else {}
+    return EmailAccount(
+        id=account_id,
+        from_email=_str(row.get("from_email")) or "",
+        from_name=_str(row.get("from_name")) or "",
+        type=(_str(row.get("type")) or "").upper(),
+        smtp_ok=_bool(row.get("is_smtp_success")),
+        imap_ok=_bool(row.get("is_imap_success")),
+        daily_limit=_int(row.get("message_per_day")),
+        warmup_status=_str(warmup.get("status")) or _str(row.get("warmup_status")),
+    )
+
+
+def _campaign(row: dict, default_name: str = "", default_status: str | None = None) -> Campaign:
+    return Campaign(
+        id=_int(row.get("id")) or 0,
+        name=_str(row.get("name")) or default_name,
+        status=_str(row.get("status")) or default_status,
+    )
+
+
+def _webhook(row: dict) -> Webhook:
+    events = row.get("event_types")
+    if not isinstance(events, list) and isinstance(row.get("event_type_map"), dict):
+        events = [name for name, on in row["event_type_map"].items() if on]
+    return Webhook(
+        id=_int(row.get("id")) or 0,
+        name=_str(row.get("name")) or "",
+        webhook_url=_str(row.get("webhook_url")) or "",
+        event_types=tuple(e for e in events or () if isinstance(e, str)),
+    )
+
+
+def _emails(values: Any) -> tuple[str, ...]:
+    """Addresses listed either as strings or as objects carrying an email field."""
+    found = []
+    for value in values if isinstance(values, list) else ():
+        address = value.get("email") if isinstance(value, dict) else value
+        if isinstance(address, str):
+            found.append(address)
+    return tuple(found)
+
+
+def _add_leads_result(body: dict, submitted: int) -> AddLeadsResult:
+    return AddLeadsResult(
+        submitted=submitted,
+        # total_leads is what the live API reports as newly added; upload_count is what it read.
+        added=_int(body.get("total_leads")) or 0,
+        already_in_campaign=_int(body.get("already_added_to_campaign")) or 0,
+        duplicates=_int(body.get("duplicate_count")) or 0,
+        invalid_count=_int(body.get("invalid_email_count")) or 0,
+        invalid_emails=_emails(body.get("invalid_emails")),
+        blocked=_int(body.get("block_count")) or 0,
+        unsubscribed=_emails(body.get("unsubscribed_leads")),
+        lead_limit_exhausted=_bool(body.get("is_lead_limit_exhausted")),
+        counts={key: body[key] for key in COUNT_KEYS if key in body},
+    )
+
+
+def _found_lead(body: dict) -> FoundLead | None:
+    lead_id = _int(body.get("id"))
+    if lead_id is None:
+        return None
+    campaigns = body.get("lead_campaign_data")
+    campaign_ids = (_int(row.get("campaign_id")) for row in _rows(campaigns))
+    return FoundLead(
+        id=lead_id,
+        email=_str(body.get("email")) or "",
+        is_unsubscribed=_bool(body.get("is_unsubscribed")),
+        campaign_ids=tuple(cid for cid in campaign_ids if cid is not None),
+    )
+
+
+def _smartlead_message(body: Any, fallback: str) -> str:
+    """Smartlead's own words from any of its error shapes (Boom, legacy, guide envelope, HTML)."""
+    if isinstance(body, dict):
+        error = body.get("error")
+        for candidate in (
+            error.get("message") if isinstance(error, dict) else None,
+            body.get("message"),
+            error,
+        ):
+            if isinstance(candidate, str) and candidate.strip():
+                return candidate.strip()[:500]
+    if isinstance(body, str) and body.strip():
+        return " ".join(body.split())[:200]
+    return fallback
+
+
+def _retry_after(response: requests.Response, body: Any) -> float:
+    """Seconds from the Retry-After header (seconds or HTTP date), else from the 429 body."""
+    header = response.headers.get("Retry-After", "").strip()
+    seconds = None
+    try:
+        seconds = float(header)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(header).timestamp() - time.time()
+        except (TypeError, ValueError):
+            seconds = None
+    if seconds is None and isinstance(body, dict) and isinstance(body.get("error"), dict):
+        seconds = _int(body["error"].get("retry_after"))
+    return max(0.0, float(seconds)) if seconds is not None else DEFAULT_RETRY_AFTER
+
+
+# --- The per-key limiter -------------------------------------------------------------------
+class RateLimiter:
+    """Sliding-window limiter for one API key: at most `per_window` per `window` seconds and at
+    most `burst` per `burst_window`. Callers reserve a send slot under the lock and sleep outside
+    it, so one thread's wait never blocks another key (or the lock)."""
+
+    def __init__(
+        self,
+        per_window: int,
+        *,
+        window: float = 60.0,
+        burst: int = BURST,
+        burst_window: float = BURST_WINDOW,
+        margin: float = WINDOW_MARGIN,
+    ):
+        self.per_window = max(1, per_window)
+        self.window = window + margin
+        self.burst = max(1, burst)
+        self.burst_window = burst_window + margin
+        self._slots: deque[float] = deque(maxlen=max(self.per_window, self.burst))
+        self._paused_until = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self, max_wait: float | None = None) -> float:
+        """Reserve the earliest allowed send time, wait for it, and return it.
+
+        Raises RateLimited, reserving nothing, when the wait would exceed `max_wait`.
+        """
+        with self._lock:
+            now = _clock()
+            slot = self._earliest(now)
+            if max_wait is not None and slot - now > max_wait:
+                raise RateLimited(
+                    f"The client-side limit for this Smartlead key needs a wait of "
+                    f"{slot - now:.1f} s, past this run's deadline; try again later.",
+                    retry_after=slot - now,
+                    status=None,
+                )
+            self._slots.append(slot)
+        if slot > now:
+            _sleep(slot - now)
+        return slot
+
+    def set_rate(self, per_window: int) -> None:
+        """The latest client's setting wins: one key has one limit in the process."""
+        with self._lock:
+            self.per_window = max(1, per_window)
+            self._slots = deque(self._slots, maxlen=max(self.per_window, self.burst))
+
+    def pause_until(self, until: float) -> None:
+        """After a real 429 (another integration may share the key), hold every thread back."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, until)
+
+    def _earliest(self, now: float) -> float:
+        slots = self._slots
+        slot = max(now, self._paused_until, slots[-1] if slots else now)
+        if len(slots) >= self.per_window:
+            slot = max(slot, slots[-self.per_window] + self.window)
+        if len(slots) >= self.burst:
+            slot = max(slot, slots[-self.burst] + self.burst_window)
+        return slot
+
+
+_limiters: dict[str, RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def limiter_for(api_key: str, requests_per_minute: int) -> RateLimiter:
+    """The process-wide limiter for one key, shared by every client and thread using that key."""
+    digest = hashlib.sha256(api_key.encode()).hexdigest()
+    with _limiters_lock:
+        limiter = _limiters.get(digest)
+        if limiter is None:
+            limiter = _limiters[digest] = RateLimiter(requests_per_minute)
+        else:
+            limiter.set_rate(requests_per_minute)
+        return limiter
+
+
+def reset_rate_limiters() -> None:
+    """Forget every key's history (tests; a fresh process starts this way anyway)."""
+    with _limiters_lock:
+        _limiters.clear()
+
+
+def _setting(name: str, default: Any) -> Any:
+    return getattr(settings, name, default) if settings.configured else default
+
+
+def _json_or_text(response: requests.Response) -> Any:
+    """The parsed body; None when empty (some lookups answer 200 with nothing); text otherwise."""
+    if not response.content.strip():
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _network_error(exc: requests.RequestException, method: str, path: str) -> SmartleadError:
+    # The exception's own text carries the full URL and so the key: redact before quoting it.
+    detail = redact(str(exc))[:300]
+    if isinstance(exc, requests.Timeout):
+        phase = "accept the connection" if isinstance(exc, requests.ConnectTimeout) else "answer"
+        error = TransientError(
+            f"Smartlead did not {phase} in time for {method} {path}; it may be slow or down, "
+            "try again later."
+        )
+    elif isinstance(exc, requests.ConnectionError):
+        error = TransientError(
+            f"Could not reach Smartlead for {method} {path} ({detail}); check the network and "
+            "SMARTLEAD_BASE_URL, then try again."
+        )
+    else:
+        return SmartleadError(f"Could not send {method} {path} to Smartlead ({detail}).")
+    error.safe_to_repeat = _never_sent(exc)
+    return error
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the request cannot have reached Smartlead, so even a create may be repeated."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _status_error(
+    response: requests.Response, body: Any, method: str, path: str, what: str
+) -> SmartleadError:
+    status = response.status_code
+    message = _smartlead_message(body, f"HTTP {status}")
+    if status == 401:
+        return InvalidApiKey(
+            "Smartlead rejected the API key (invalid or revoked): paste a current key from "
+            "Smartlead → Settings → API key.",
+            status=status,
+        )
+    if status == 403:
+        return NoApiAccess(
+            f"Smartlead refused API access ({message}): the Smartlead plan must include API "
+            "access (Pro or higher).",
+            status=status,
+        )
+    if status == 404:
+        return NotFound(f"Smartlead has no {what} for this API key ({message}).", status=status)
+    if status in (400, 422):
+        return ValidationFailed(f"Smartlead rejected {method} {path}: {message}", status=status)
+    if status == 429:
+        wait = _retry_after(response, body)
+        return RateLimited(
+            f"Smartlead's rate limit for this key was hit ({message}); retry after {wait:.0f} s.",
+            retry_after=wait,
+        )
+    if status == 408 or status >= 500:
+        error = TransientError(
+            f"Smartlead failed on {method} {path} with HTTP {status} ({message}); try again later.",
+            status=status,
+        )
+        error.safe_to_repeat = status == 503
+        return error
+    if 300 <= status < 400:
+        return SmartleadError(
+            f"Smartlead answered {method} {path} with a redirect (HTTP {status}); redirects are "
+            "never followed, so check SMARTLEAD_BASE_URL.",
+            status=status,
+        )
+    return SmartleadError(
+        f"Smartlead answered {method} {path} with HTTP {status}: {message}", status=status
+    )
+
+
+# --- The client --------------------------------------------------------------------------
+class SmartleadClient:
+    """One Smartlead account's API over one requests.Session.
+
+    Use one client per thread (a Session is not meant to be shared); the rate limiter behind it
+    is shared by every client of the same key in the process.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str | None = None,
+        retry_budget: float = 60.0,
+        deadline: float | None = None,
+        requests_per_minute: int | None = None,
+    ):
+        if not api_key:
+            raise ValueError("A Smartlead API key is required.")
+        register_secret(api_key)
+        self._api_key = api_key
+        default_url = "https://server.smartlead.ai/api/v1"
+        self.base_url = (base_url or _setting("SMARTLEAD_BASE_URL", default_url)).rstrip("/")
+        self.retry_budget = retry_budget
+        self.deadline = deadline
+        self.timeout = (
+            float(_setting("SMARTLEAD_CONNECT_TIMEOUT", 5.0)),
+            float(_setting("SMARTLEAD_READ_TIMEOUT", 30.0)),
+        )
+        per_request = int(_setting("SMARTLEAD_LEADS_PER_REQUEST", 100))
+        self.batch_size = min(MAX_LEADS_PER_REQUEST, max(1, per_request))
+        per_minute = requests_per_minute or int(_setting("SMARTLEAD_REQUESTS_PER_MINUTE", 60))
+        self._limiter = limiter_for(api_key, per_minute)
+        self._session = requests.Session()
+        # Cloudflare bans the default python-requests User-Agent in front of Smartlead.
+        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        # Hidden urllib3 retries would bypass the limiter and the time budget.
+        for prefix in ("https://", "http://"):
+            self._session.mount(prefix, requests.adapters.HTTPAdapter(max_retries=0))
+
+    def __repr__(self) -> str:
+        return f"<SmartleadClient {self.base_url} key={mask(self._api_key)}>"
+
+    def __enter__(self) -> SmartleadClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._session.close()
+
+    # --- Email accounts ---
+    def list_email_accounts(self) -> list[EmailAccount]:
+        accounts: list[EmailAccount] = []
+        # The page cap guards against a server that ignores `offset` and repeats a full page.
+        for offset in range(0, MAX_PAGES * PAGE_SIZE, PAGE_SIZE):
+            page = {"offset": offset, "limit": PAGE_SIZE}
+            rows = _rows(self._call("GET", "/email-accounts/", params=page, what="email accounts"))
+            accounts.extend(a for a in map(_email_account, rows) if a is not None)
+            if len(rows) < PAGE_SIZE:
+                break
+        return accounts
+
+    def get_email_account(self, account_id: int) -> EmailAccount:
+        what = f"email account {account_id}"
+        account = _email_account(
+            _object(self._call("GET", f"/email-accounts/{account_id}/", what=what))
+        )
+        if account is None:
+            raise NotFound(f"Smartlead has no {what} for this API key.", status=200)
+        return account
+
+    # --- Campaigns ---
+    def create_campaign(self, name: str) -> Campaign:
+        body = _object(
+            self._call(
+                "POST", "/campaigns/create", body={"name": name}, what="campaign", repeatable=False
+            )
+        )
+        if _int(body.get("id")) is None:
+            raise SmartleadError(
+                "Smartlead answered the campaign creation without a campaign id; look for a "
+                f"campaign named {name!r} in Smartlead before trying again.",
+                status=200,
+                permanent=False,
+            )
+        return _campaign(body, default_name=name, default_status="DRAFTED")
+
+    def get_campaign(self, campaign_id: int) -> Campaign:
+        what = f"campaign {campaign_id}"
+        body = _object(self._call("GET", f"/campaigns/{campaign_id}", what=what))
+        if _int(body.get("id")) is None:
+            raise NotFound(f"Smartlead has no {what} for this API key.", status=200)
+        return _campaign(body)
+
+    def list_campaigns(self) -> list[Campaign]:
+        rows = _rows(self._call("GET", "/campaigns/", what="campaigns"))
+        return [_campaign(row) for row in rows if _int(row.get("id")) is not None]
+
+    def save_sequences(self, campaign_id: int, steps: Sequence[SequenceStepSpec]) -> None:
+        if not steps:
+            raise ValueError("A campaign needs at least one sequence step.")
+        sequences = [
+            {
+                "id": None,
+                "seq_number": step.seq_number,
+                "seq_delay_details": {"delay_in_days": step.delay_in_days},
+                "subject": step.subject,
+                "email_body": step.email_body,
+            }
+            for step in steps
+        ]
+        self._campaign_post(campaign_id, "sequences", {"sequences": sequences})
+
+    def add_email_accounts(self, campaign_id: int, account_ids: Sequence[int]) -> None:
+        if not account_ids:
+            raise ValueError("Attach at least one email account.")
+        ids = [int(account_id) for account_id in account_ids]
+        self._campaign_post(campaign_id, "email-accounts", {"email_account_ids": ids})
+
+    def set_schedule(
+        self,
+        campaign_id: int,
+        *,
+        timezone: str,
+        days_of_the_week: Sequence[int],
+        start_hour: str,
+        end_hour: str,
+        min_time_btw_emails: int = 10,
+        max_new_leads_per_day: int = 100,
+    ) -> None:
+        days = [int(day) for day in days_of_the_week]
+        if not days or any(day < 0 or day > 6 for day in days):
+            raise ValueError("days_of_the_week must be integers 0 (Sunday) to 6 (Saturday).")
+        # Flat body: the {schedule: {...}} wrapper in Smartlead's newer docs is rejected live.
+        schedule = {
+            "timezone": timezone,
+            "days_of_the_week": days,
+            "start_hour": start_hour,
+            "end_hour": end_hour,
+            "min_time_btw_emails": min_time_btw_emails,
+            "max_new_leads_per_day": max_new_leads_per_day,
+        }
+        self._campaign_post(campaign_id, "schedule", schedule)
+
+    def update_settings(self, campaign_id: int, **settings: Any) -> None:
+        if not settings:
+            raise ValueError("Pass at least one campaign setting.")
+        self._campaign_post(campaign_id, "settings", settings)
+
+    def set_status(self, campaign_id: int, status: str) -> None:
+        if status not in STATUS_WRITES:
+            raise ValueError(f"Smartlead only accepts status {', '.join(STATUS_WRITES)}.")
+        self._campaign_post(campaign_id, "status", {"status": status})
+
+    # --- Leads ---
+    def add_leads(
+        self,
+        campaign_id: int,
+        leads: Sequence[Lead],
+        *,
+        lead_settings: Mapping[str, bool] | None = None,
+    ) -> AddLeadsResult:
+        """One add-leads request. `lead_settings` (e.g. ignore_global_block_list) is sent only
+        when given: Smartlead rejects the whole request for one unknown key."""
+        if len(leads) > self.batch_size:
+            raise ValueError(f"At most {self.batch_size} leads per request, got {len(leads)}.")
+        if not leads:
+            return _add_leads_result({}, 0)
+        body: dict[str, Any] = {"lead_list": [lead.as_payload() for lead in leads]}
+        if lead_settings:
+            body["settings"] = dict(lead_settings)
+        # Repeating an add is harmless: a lead already added comes back as already_added.
+        answer = self._call(
+            "POST", f"/campaigns/{campaign_id}/leads", body=body, what=f"campaign {campaign_id}"
+        )
+        return _add_leads_result(_object(answer), len(leads))
+
+    def find_lead(self, email: str) -> FoundLead | None:
+        answer = self._call("GET", "/leads/", params={"email": email}, what="lead with that email")
+        return _found_lead(_object(answer))
+
+    # --- Webhooks ---
+    def list_campaign_webhooks(self, campaign_id: int) -> list[Webhook]:
+        what = f"campaign {campaign_id}"
+        return [
+            _webhook(row)
+            for row in _rows(self._call("GET", f"/campaigns/{campaign_id}/webhooks", what=what))
+        ]
+
+    def save_campaign_webhook(
+        self,
+        campaign_id: int,
+        *,
+        name: str,
+        url: str,
+        event_types: Sequence[str],
+        categories: Sequence[str] = ("Interested",),
+        webhook_id: int | None = None,
+    ) -> None:
+        """Create the webhook (webhook_id None) or update it. Empty `categories` are left out,
+        because Smartlead answers 400 to `"categories": []`."""
+        body: dict[str, Any] = {
+            "id": webhook_id,
+            "name": name,
+            "webhook_url": url,
+            "event_types": list(event_types),
+        }
+        if categories:
+            body["categories"] = list(categories)
+        self._campaign_post(campaign_id, "webhooks", body, repeatable=webhook_id is not None)
+
+    # --- Transport ---
+    def _campaign_post(
+        self, campaign_id: int, action: str, body: dict[str, Any], *, repeatable: bool = True
+    ) -> None:
+        path = f"/campaigns/{campaign_id}/{action}"
+        self._call("POST", path, body=body, what=f"campaign {campaign_id}", repeatable=repeatable)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        repeatable: bool = True,
+    ) -> Any:
+        """Send one call, retrying transient failures and 429s within the budget and deadline.
+
+        `repeatable=False` (creates) retries only failures that cannot have reached Smartlead,
+        so a timeout never creates a second campaign.
+        """
+        started = None
+        attempt = 0
+        while True:
+            self._wait_for_slot()
+            # The budget counts time spent retrying, not the first wait in the limiter's queue.
+            started = _clock() if started is None else started
+            error, payload = self._attempt(method, path, what, params, body)
+            if error is None:
+                return payload
+            delay = self._retry_delay(error, attempt, started, repeatable)
+            if delay is None:
+                raise error
+            attempt += 1
+            logger.warning(
+                "Smartlead %s %s failed (%s); retry %d in %.1f s",
+                method,
+                path,
+                error,
+                attempt,
+                delay,
+            )
+            _sleep(delay)
+
+    def _wait_for_slot(self) -> None:
+        max_wait = None if self.deadline is None else max(0.0, self.deadline - _clock())
+        self._limiter.acquire(max_wait)
+
+    def _attempt(
+        self, method: str, path: str, what: str, params: Mapping[str, Any] | None, body: Any
+    ) -> tuple[SmartleadError | None, Any]:
+        """One HTTP exchange. Errors are returned, not raised, so that when the caller raises
+        them they carry no chained requests exception (whose text holds the full URL)."""
+        query = {**(params or {}), "api_key": self._api_key}
+        url = self.base_url + path
+        try:
+            response = self._session.request(
+                method, url, params=query, json=body, timeout=self.timeout, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            return _network_error(exc, method, path), None
+        logger.debug("Smartlead %s %s -> HTTP %s", method, path, response.status_code)
+        payload = _json_or_text(response)
+        if not 200 <= response.status_code < 300:
+            return _status_error(response, payload, method, path, what), None
+        if isinstance(payload, str):
+            return TransientError(
+                f"Smartlead answered {method} {path} with a body that is not JSON; "
+                "try again later.",
+                status=response.status_code,
+            ), None
+        return None, payload
+
+    def _retry_delay(
+        self, error: SmartleadError, attempt: int, started: float, repeatable: bool
+    ) -> float | None:
+        """Seconds to wait before the next attempt, or None to give up now."""
+        if error.permanent or not (repeatable or error.safe_to_repeat):
+            return None
+        backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
+        delay = backoff / 2 + _random() * backoff / 2
+        now = _clock()
+        if isinstance(error, RateLimited):
+            self._limiter.pause_until(now + error.retry_after)
+            delay = max(delay, error.retry_after + _random() * RETRY_AFTER_JITTER)
+        if now + delay - started > self.retry_budget:
+            return None
+        if self.deadline is not None and now + delay > self.deadline:
+            return None
+        return delay

@@ -1,0 +1,304 @@
+"""A local Smartlead for demos, development and end-to-end tests, over real HTTP on 127.0.0.1.
+
+In process (tests, benchmarks):
+
+    with SandboxServer(accounts=load_accounts()) as sandbox:
+        client = SmartleadClient(key, base_url=sandbox.base_url)
+
+From a shell: `manage.py smartlead_sandbox` (refused unless DEBUG). The server core is the
+standard library only; the rules of each route live in smartlead/sandbox_state.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from html import escape
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from smartlead.sandbox_state import ApiError, SandboxState, build_account, joi, snapshot
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+DEMO_ACCOUNTS_FILE = Path(__file__).with_name("sandbox_demo.json")
+FAULT_STATUSES = (500, 502, 503)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    label: str
+    pattern: re.Pattern[str]
+    handler: str
+
+
+def _route(method: str, path: str, handler: str) -> Route:
+    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>\\d+)", path)
+    return Route(method, f"{method} {path}", re.compile(f"^{regex}/?$"), handler)
+
+
+ROUTES = (
+    _route("GET", "/email-accounts", "list_mailboxes"),
+    _route("GET", "/email-accounts/{mailbox_id}", "get_mailbox"),
+    _route("POST", "/campaigns/create", "create_campaign"),
+    _route("GET", "/campaigns", "list_campaigns"),
+    _route("GET", "/campaigns/{campaign_id}", "get_campaign"),
+    _route("POST", "/campaigns/{campaign_id}/sequences", "save_sequences"),
+    _route("POST", "/campaigns/{campaign_id}/email-accounts", "attach_mailboxes"),
+    _route("POST", "/campaigns/{campaign_id}/schedule", "set_schedule"),
+    _route("POST", "/campaigns/{campaign_id}/settings", "update_settings"),
+    _route("POST", "/campaigns/{campaign_id}/status", "set_status"),
+    _route("POST", "/campaigns/{campaign_id}/leads", "add_leads"),
+    _route("GET", "/leads", "find_lead"),
+    _route("GET", "/campaigns/{campaign_id}/webhooks", "list_webhooks"),
+    _route("POST", "/campaigns/{campaign_id}/webhooks", "save_webhook"),
+    _route("DELETE", "/campaigns/{campaign_id}/webhooks", "delete_webhook"),
+)
+
+
+def _match(method: str, path: str) -> tuple[Route | None, dict[str, str]]:
+    if not path.startswith(PREFIX):
+        return None, {}
+    path = path[len(PREFIX) :]
+    for route in ROUTES:
+        found = route.pattern.match(path) if route.method == method else None
+        if found:
+            return route, found.groupdict()
+    return None, {}
+
+
+def load_accounts(path: str | Path = DEMO_ACCOUNTS_FILE) -> list[dict]:
+    """Accounts from a JSON file shaped like smartlead/sandbox_demo.json (or a bare list)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    accounts = data.get("accounts") if isinstance(data, dict) else data
+    if not isinstance(accounts, list):
+        raise ValueError(f"{path}: expected {{'accounts': [...]}} or a list of accounts")
+    for index, account in enumerate(accounts):
+        if not isinstance(account, dict) or not isinstance(account.get("api_key"), str):
+            raise ValueError(f"{path}: account #{index} has no api_key")
+    return accounts
+
+
+def generated_accounts(count: int, *, mailboxes: int = 2, prefix: str = "sandbox-key-gen") -> list:
+    """`count` pro-plan keys (`{prefix}-00001`…) with `mailboxes` mailboxes each, for benchmarks."""
+    return [
+        {
+            "api_key": f"{prefix}-{n:05d}",
+            "plan": "pro",
+            "email_accounts": [
+                {"from_email": f"sdr{n}.{m}@sandbox.test", "from_name": f"SDR {n}"}
+                for m in range(1, mailboxes + 1)
+            ],
+        }
+        for n in range(1, count + 1)
+    ]
+
+
+def _json_body(raw: bytes) -> Any:
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise joi("Invalid request payload JSON format") from None
+
+
+class SandboxServer:
+    """The sandbox's HTTP server plus helpers for tests: counts, state snapshots, forced faults.
+
+    `latency` (seconds) is added to every request; `fault_rate` answers that share of requests
+    with a 5xx; `slow_rate` delays that share by `slow_seconds` (to exercise read timeouts).
+    `limits` go to SandboxState: requests_per_minute, window, burst, burst_window,
+    max_leads_per_request and clock (which drives the rate limit, so a test can share a fake
+    clock with the client).
+    """
+
+    def __init__(
+        self,
+        accounts: Iterable[dict] = (),
+        *,
+        port: int = 0,
+        latency: float = 0.0,
+        fault_rate: float = 0.0,
+        slow_rate: float = 0.0,
+        slow_seconds: float = 5.0,
+        seed: int | None = None,
+        **limits: Any,
+    ):
+        self._mailbox_ids = itertools.count(100_001)
+        accounts = [build_account(raw, self._mailbox_ids) for raw in accounts]
+        self.state = SandboxState(accounts, **limits)
+        self.latency, self.fault_rate = latency, fault_rate
+        self.slow_rate, self.slow_seconds = slow_rate, slow_seconds
+        self._random = random.Random(seed)  # noqa: S311 - fault injection, not security
+        self._forced_faults: deque[int] = deque()
+        self._counts: Counter[tuple[str | None, str, int]] = Counter()
+        self._counts_lock = threading.Lock()
+        self._port = port
+        self._httpd: _HTTPServer | None = None
+
+    # --- Lifecycle ---
+    def start(self) -> SandboxServer:
+        self._httpd = _HTTPServer(("127.0.0.1", self._port), _Handler)
+        self._httpd.sandbox = self
+        self._port = self._httpd.server_address[1]
+        thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}{PREFIX}"
+
+    # --- Test helpers ---
+    def add_account(self, raw: dict) -> None:
+        account = build_account(raw, self._mailbox_ids)
+        self.state.accounts[account.api_key] = account
+
+    def fail_next(self, count: int = 1, status: int = 503) -> None:
+        """Answer the next `count` authenticated requests with `status`."""
+        self._forced_faults.extend([status] * count)
+
+    def request_count(
+        self, api_key: str | None = None, *, route: str | None = None, status: int | None = None
+    ) -> int:
+        """Requests seen, optionally for one key, one route label ("POST /campaigns/{campaign_id}
+        /leads") and one answer status."""
+        with self._counts_lock:
+            return sum(
+                n
+                for (key, label, code), n in self._counts.items()
+                if (api_key is None or key == api_key)
+                and (route is None or label == route)
+                and (status is None or code == status)
+            )
+
+    def reset_counts(self) -> None:
+        with self._counts_lock:
+            self._counts.clear()
+
+    def campaigns(self, api_key: str) -> list[dict]:
+        """Every campaign of one key as plain dicts, leads included."""
+        account = self.state.accounts[api_key]
+        with account.lock:
+            return [snapshot(account, campaign) for campaign in account.campaigns.values()]
+
+    # --- Serving ---
+    def handle(self, method: str, target: str, raw_body: bytes) -> tuple[int, Any, dict]:
+        """Answer one request: (status, JSON body or an HTML string, extra headers)."""
+        url = urlsplit(target)
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        api_key = query.pop("api_key", None)
+        route, ids = _match(method, url.path)
+        headers: dict[str, str] = {}
+        try:
+            self._delay()
+            account = self.state.authenticate(api_key)
+            headers = self.state.admit(account)
+            self._maybe_fail()
+            if route is None:  # Express's answer to an unknown path or a wrong method
+                raise ApiError(404, f"Cannot {method} {url.path}")
+            handler = getattr(self.state, route.handler)
+            status, body = 200, handler(account, query, _json_body(raw_body), **ids)
+        except ApiError as error:
+            status, body, headers = error.status, error.body, headers | error.headers
+        self._count(api_key, route.label if route else "no route", status)
+        return status, body, headers
+
+    def _delay(self) -> None:
+        pause = self.latency
+        if self.slow_rate and self._random.random() < self.slow_rate:
+            pause += self.slow_seconds
+        if pause > 0:
+            time.sleep(pause)
+
+    def _maybe_fail(self) -> None:
+        try:
+            status = self._forced_faults.popleft()
+        except IndexError:
+            if not (self.fault_rate and self._random.random() < self.fault_rate):
+                return
+            status = self._random.choice(FAULT_STATUSES)
+        raise ApiError(status, {"error": "Internal server error (sandbox fault injection)"})
+
+    def _count(self, api_key: str | None, label: str, status: int) -> None:
+        with self._counts_lock:
+            self._counts[(api_key, label, status)] += 1
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # Keep-alive connections park their threads; stopping must not wait for them.
+    block_on_close = False
+    request_queue_size = 128
+    allow_reuse_address = True
+    sandbox: SandboxServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up mid-answer is normal under load; anything else is a bug.
+        logger.debug("Sandbox connection from %s ended with an error", client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the client reuses one connection per thread
+    server_version = "SmartleadSandbox/1.0"
+    timeout = 60  # an idle keep-alive connection gives its thread back after this
+    # Headers and body leave in one segment: two small writes meet delayed ACKs (40 ms each).
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self._serve()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET  # noqa: N815
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            status, body, headers = self.server.sandbox.handle(self.command, self.path, raw)
+        except Exception:
+            logger.exception("Sandbox bug on %s %s", self.command, urlsplit(self.path).path)
+            status, body, headers = 500, {"error": "Sandbox bug; see its log"}, {}
+        if isinstance(body, str):
+            page = f"<!DOCTYPE html><html><body><pre>{escape(body)}</pre></body></html>"
+            data, kind = page.encode(), "text/html; charset=utf-8"
+        else:
+            data, kind = json.dumps(body).encode(), "application/json; charset=utf-8"
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+        """Silent: the request line carries ?api_key=."""
