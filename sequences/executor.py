@@ -2,36 +2,39 @@
 
 One run:
 1. Logs and skips the SDRs who have not connected Smartlead (their enrollments stay ready).
-2. Plans each active sequence with ready enrollments: loads its steps once, reads its creator's
-   credentials once, provisions its campaign if needed (in parallel, one per sequence).
-3. For each planned sequence, claims its ready enrollments in chunks (a lease on
-   `next_send_at`, taken with FOR UPDATE SKIP LOCKED, so concurrent runs never share one).
-4. Walks each claimed enrollment's due step: first email step → a lead for Smartlead; later
-   email step → bookkeeping only; call step → a call task once; unmet condition → skipped.
-5. Sends the leads in full batches (one add-leads request per batch) from a bounded thread pool,
-   each SDR within their own key's rate limit; the push ledger is written `pending` before a
-   request and `pushed` after it, so an enrollment is never pushed twice.
-6. Advances every enrollment (`current_step`, `next_send_at`, or `completed`) and writes the run
-   record. Work it could not finish (errors, time budget) is released for the next run.
-
-All database work happens on the calling thread; pool threads only talk to Smartlead.
+2. Plans the active sequences with ready enrollments, grouped by creator: steps loaded once,
+   each creator's credentials read once.
+3. Works on the SDRs concurrently (EXECUTOR_CONCURRENCY workers, one SDR at a time per worker,
+   so each key stays within its own rate limit and nothing one account does stops another).
+   For each of an SDR's sequences, a worker:
+   a. provisions its campaign if needed (once, whatever runs at the same time);
+   b. claims its ready enrollments in chunks: a lease on `next_send_at` taken with
+      FOR UPDATE SKIP LOCKED, so concurrent runs never share an enrollment;
+   c. walks each enrollment's due step: first email step → a lead for Smartlead; later email
+      step → bookkeeping only; call step → a call task, once; unmet condition → skipped;
+   d. sends the leads in full batches, one add-leads request per batch; the ledger row is
+      `pending` before the request and `pushed` after it, so nobody is pushed twice;
+   e. advances each enrollment (`current_step`, `next_send_at`, or `completed`).
+4. Stops taking new work when the time budget is spent, releases what it could not finish for
+   the next run, and writes the run record.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -39,17 +42,10 @@ from outboundhq import logs
 from profiles.models import CredentialCheck, Profile, SmartleadCredentials, SmartleadStatus
 from profiles.models import key_fingerprint as fingerprint
 from sequences import walk
-from sequences.models import (
-    Enrollment,
-    ExecutorRun,
-    ProvisioningState,
-    Sequence,
-    SequenceStatus,
-)
+from sequences.models import Enrollment, ExecutorRun, ProvisioningState, Sequence, SequenceStatus
 from sequences.provisioning import ProvisioningBlocked, ProvisioningBusy, provision
 from smartlead.client import (
     MAX_LEADS_PER_REQUEST,
-    AddLeadsResult,
     InvalidApiKey,
     NoApiAccess,
     NotFound,
@@ -86,40 +82,32 @@ class Scope:
 
 
 @dataclass
-class Batch:
-    plan: walk.Plan
-    items: list[walk.Claimed]
-
-
-@dataclass
 class Run:
-    """The state of one run; `record` is what gets saved."""
+    """What the workers of one run share: the deadline and the `--limit` quota."""
 
-    record: ExecutorRun
-    scope: Scope
+    id: uuid.UUID
     started: datetime
     deadline: float
-    pool: ThreadPoolExecutor
-    clients: list[SmartleadClient] = field(default_factory=list)
-    local: threading.local = field(default_factory=threading.local)
+    quota: int | None
     lock: threading.Lock = field(default_factory=threading.Lock)
-    refused: set[uuid.UUID] = field(default_factory=set)
-    in_flight: dict[Future, Batch] = field(default_factory=dict)
 
     @property
     def out_of_time(self) -> bool:
         return time.monotonic() >= self.deadline
 
-    @property
-    def remaining(self) -> int | None:
-        if self.scope.limit is None:
-            return None
-        return max(0, self.scope.limit - self.record.due)
+    def take(self, wanted: int) -> int:
+        """How many enrollments a worker may claim now (all of them without --limit)."""
+        if self.quota is None:
+            return wanted
+        with self.lock:
+            granted = min(wanted, self.quota)
+            self.quota -= granted
+            return granted
 
-    def error(self, message: str) -> None:
-        log.warning(message)
-        if len(self.record.errors) < 200:
-            self.record.errors.append(message)
+    def give_back(self, unused: int) -> None:
+        if self.quota is not None and unused:
+            with self.lock:
+                self.quota += unused
 
 
 def execute(
@@ -138,16 +126,14 @@ def execute(
     record = ExecutorRun.objects.create(trigger=trigger)
     token = logs.run_id.set(str(record.id))
     budget = time_budget or settings.EXECUTOR_TIME_BUDGET_SECONDS
+    run = Run(record.id, timezone.now(), time.monotonic() + budget, limit)
     counter = _RoundTripCounter()
     try:
-        with counter.counting(), ThreadPoolExecutor(settings.EXECUTOR_CONCURRENCY, "exec") as pool:
-            run = Run(record, scope, timezone.now(), time.monotonic() + budget, pool)
-            try:
-                _run(run)
-            finally:
-                _drain(run)
-                for client in run.clients:
-                    client.close()
+        with counter.counting():
+            skip_unconnected(record, scope)
+            work = plan_work(scope)
+        for tally in _in_workers(work, run, counter):
+            tally.add_to(record)
     except Exception as exc:
         record.errors.append(f"The run stopped: {exc.__class__.__name__}: {exc}")
         raise
@@ -160,50 +146,53 @@ def execute(
     return record
 
 
-def _run(run: Run) -> None:
-    skip_unconnected(run)
-    for plan in plan_sequences(run):
-        if run.out_of_time or run.remaining == 0:
-            run.error("The run's time budget or limit is spent; the rest waits for the next run.")
-            break
-        process_sequence(run, plan)
-
-
-def skip_unconnected(run: Run) -> None:
+def skip_unconnected(record: ExecutorRun, scope: Scope) -> None:
     """Step 1: one log line per unconnected SDR; their enrollments stay as they are."""
     ready = Enrollment.objects.ready().filter(
-        sequence__in=Sequence.objects.filter(run.scope.sequences()).filter(NOT_CONNECTED_Q)
+        sequence__in=Sequence.objects.filter(scope.sequences()).filter(NOT_CONNECTED_Q)
     )
     for row in ready.values("sequence__created_by").annotate(n=Count("id")).order_by():
         creator = row["sequence__created_by"]
         if creator is None:
-            run.error(f"{row['n']} enrollments belong to sequences without a creator")
+            record.errors.append(f"{row['n']} enrollments belong to sequences without a creator")
         else:
             log.info(NOT_CONNECTED, creator)
-        run.record.skipped_no_credentials += row["n"]
+        record.skipped_no_credentials += row["n"]
 
 
-def plan_sequences(run: Run) -> list[walk.Plan]:
-    """Step 2: the sequences to work on, provisioned, with their creators' credentials."""
+@dataclass
+class Work:
+    """One SDR's share of a run: their credentials and their sequences with ready enrollments."""
+
+    creator: Profile
+    credentials: SmartleadCredentials
+    sequences: list[Sequence]
+
+
+def plan_work(scope: Scope) -> list[Work]:
+    """Step 2: connected SDRs with ready work, minus keys Smartlead already refused."""
     ready_ids = Enrollment.objects.ready().values("sequence_id")
-    sequences = list(
-        Sequence.objects.filter(run.scope.sequences(), pk__in=ready_ids)
+    sequences = (
+        Sequence.objects.filter(scope.sequences(), pk__in=ready_ids)
         .exclude(NOT_CONNECTED_Q)
         .select_related("created_by", "provisioning")
         .prefetch_related("steps")
         .order_by("created_by_id", "id")
     )
-    refused = _refused_keys({s.created_by for s in sequences})
-    candidates = []
+    by_creator: dict[uuid.UUID, list[Sequence]] = defaultdict(list)
     for sequence in sequences:
-        credentials = sequence.created_by.smartlead_credentials()
-        if credentials is None or sequence.created_by_id in refused:
-            continue
-        candidates.append((sequence, credentials))
-    return list(_provision_all(run, candidates))
+        by_creator[sequence.created_by_id].append(sequence)
+    creators = [group[0].created_by for group in by_creator.values()]
+    refused = _refused_keys(creators)
+    work = []
+    for creator in creators:
+        credentials = creator.smartlead_credentials()
+        if credentials is not None and creator.id not in refused:
+            work.append(Work(creator, credentials, by_creator[creator.id]))
+    return work
 
 
-def _refused_keys(creators: set[Profile]) -> set[uuid.UUID]:
+def _refused_keys(creators: list[Profile]) -> set[uuid.UUID]:
     """SDRs whose current key Smartlead already refused: no point asking again until it changes."""
     checks = CredentialCheck.objects.filter(profile_id__in=[p.id for p in creators], ok=False)
     keys = {p.id: p.smartlead_api_key or "" for p in creators}
@@ -213,159 +202,189 @@ def _refused_keys(creators: set[Profile]) -> set[uuid.UUID]:
     return refused
 
 
-def _provision_all(
-    run: Run, candidates: list[tuple[Sequence, SmartleadCredentials]]
-) -> Iterator[walk.Plan]:
-    """Provisioning happens once per sequence, so it runs here, one sequence after another,
-    keeping every database write on this thread; half the budget is the most it may take."""
-    half_budget = time.monotonic() + (run.deadline - time.monotonic()) / 2
-    for sequence, credentials in candidates:
-        state = getattr(sequence, "provisioning", None)
-        # A campaign id without our record was set by hand or before this backend: trusted.
-        ready = state.state == ProvisioningState.READY if state else _has_campaign(sequence)
-        if not ready and time.monotonic() >= half_budget:
-            run.error(f"Sequence {sequence.id} waits for the next run to be provisioned.")
-        elif not ready and _provision(run, sequence, credentials):
-            run.record.campaigns_provisioned += 1
-            sequence.refresh_from_db(fields=["smartlead_campaign_id"])
-            ready = True
-        if ready:
-            yield walk.Plan.build(sequence, credentials)
+def _in_workers(work: list[Work], run: Run, counter: _RoundTripCounter) -> Iterator[walk.Tally]:
+    """Step 3: each SDR on a worker thread with its own database connection; with a
+    concurrency of 1, on this thread."""
+    tasks: queue.Queue[Work] = queue.Queue()
+    for item in work:
+        tasks.put(item)
+    tallies: list[walk.Tally] = []
+    workers = min(settings.EXECUTOR_CONCURRENCY, len(work))
+    if workers <= 1:
+        with counter.counting():
+            _work_through(tasks, run, tallies)
+        return iter(tallies)
+    threads = [
+        threading.Thread(target=_worker, args=(tasks, run, tallies, counter), name=f"exec-{n}")
+        for n in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return iter(tallies)
+
+
+def _worker(
+    tasks: queue.Queue[Work], run: Run, tallies: list[walk.Tally], counter: _RoundTripCounter
+) -> None:
+    token = logs.run_id.set(str(run.id))
+    try:
+        with counter.counting():
+            _work_through(tasks, run, tallies)
+    finally:
+        connections.close_all()  # this thread's own connection
+        logs.run_id.reset(token)
+
+
+def _work_through(tasks: queue.Queue[Work], run: Run, tallies: list[walk.Tally]) -> None:
+    while True:
+        try:
+            work = tasks.get_nowait()
+        except queue.Empty:
+            return
+        tally = walk.Tally()
+        tallies.append(tally)  # list.append is atomic; read after the threads are joined
+        try:
+            process_sdr(work, run, tally)
+        except Exception as exc:  # one SDR's failure must not stop the others
+            log.exception("Executor failed on user %s", work.creator.id)
+            tally.errors.append(f"User {work.creator.id}: {exc.__class__.__name__}: {exc}")
+
+
+class Refused(Exception):
+    """Smartlead refused this SDR's key (401/403): their remaining work waits."""
+
+
+def process_sdr(work: Work, run: Run, tally: walk.Tally) -> None:
+    with SmartleadClient(work.credentials.api_key, deadline=run.deadline) as client:
+        for sequence in work.sequences:
+            if run.out_of_time:
+                tally.errors.append("The time budget is spent; the rest waits for the next run.")
+                return
+            plan = _provisioned(sequence, work, run, tally)
+            if plan is None:
+                continue
+            try:
+                process_sequence(plan, client, run, tally)
+            except Refused:
+                return
+
+
+def _provisioned(sequence: Sequence, work: Work, run: Run, tally: walk.Tally) -> walk.Plan | None:
+    """Step 3a. A campaign id without our record was set by hand or before this backend."""
+    state = getattr(sequence, "provisioning", None)
+    ready = state.state == ProvisioningState.READY if state else _has_campaign(sequence)
+    if ready:
+        return walk.Plan.build(sequence, work.credentials)
+    try:
+        provision(sequence, work.credentials, deadline=run.deadline)
+    except ProvisioningBlocked as exc:
+        tally.errors.append(f"Sequence {sequence.id} cannot be provisioned: {exc}")
+        return None
+    except ProvisioningBusy:
+        log.info("Sequence %s is being provisioned by another run", sequence.id)
+        return None
+    except SmartleadError as exc:
+        _credential_error(work.creator, exc)
+        tally.errors.append(f"Provisioning sequence {sequence.id} failed: {exc}")
+        return None
+    tally.campaigns_provisioned += 1
+    sequence.refresh_from_db(fields=["smartlead_campaign_id"])
+    return walk.Plan.build(sequence, work.credentials)
 
 
 def _has_campaign(sequence: Sequence) -> bool:
     return bool(sequence.smartlead_campaign_id and sequence.smartlead_campaign_id.isdigit())
 
 
-def _provision(run: Run, sequence: Sequence, credentials: SmartleadCredentials) -> bool:
-    try:
-        provision(sequence, credentials, deadline=run.deadline)
-        return True
-    except ProvisioningBlocked as exc:
-        run.error(f"Sequence {sequence.id} cannot be provisioned: {exc}")
-    except ProvisioningBusy:
-        log.info("Sequence %s is being provisioned by another run", sequence.id)
-    except SmartleadError as exc:
-        _credential_error(run, sequence.created_by, exc)
-        run.error(f"Provisioning sequence {sequence.id} failed: {exc}")
-    return False
-
-
-def process_sequence(run: Run, plan: walk.Plan) -> None:
-    """Steps 3-5 for one sequence: claim in chunks, walk, batch and send the leads."""
-    leads: list[walk.Claimed] = []
-    size = batch_size()
-    while not run.out_of_time and plan.creator_id not in run.refused:
-        chunk = walk.claim(plan, run.started, _chunk_size(run, size), run.scope.limit)
-        if not chunk:
-            break
-        run.record.due += len(chunk)
-        leads.extend(walk.walk(plan, chunk, run.record, run.record.id))
-        while len(leads) >= size:
-            _send(run, Batch(plan, leads[:size]))
-            leads = leads[size:]
-        if len(chunk) < _chunk_size(run, size):
-            break
-    if leads:
-        _send(run, Batch(plan, leads))
-
-
-def _chunk_size(run: Run, batch_size: int) -> int:
-    # A multiple of the batch size, so chunk boundaries don't cost extra requests.
-    size = max(batch_size, settings.EXECUTOR_CHUNK_SIZE // batch_size * batch_size)
-    return min(size, run.remaining) if run.remaining is not None else size
-
-
-def _client(run: Run, plan: walk.Plan) -> SmartleadClient:
-    """This pool thread's client for the plan's SDR (a requests.Session is per thread)."""
-    clients = run.local.__dict__.setdefault("clients", {})
-    if plan.creator_id not in clients:
-        clients[plan.creator_id] = SmartleadClient(plan.credentials.api_key, deadline=run.deadline)
-        with run.lock:
-            run.clients.append(clients[plan.creator_id])
-    return clients[plan.creator_id]
-
-
 def batch_size() -> int:
     return min(MAX_LEADS_PER_REQUEST, max(1, settings.SMARTLEAD_LEADS_PER_REQUEST))
 
 
-def _send(run: Run, batch: Batch) -> None:
-    """Submits one batch; keeps at most two batches per pool thread in flight (bounded memory)."""
-    if batch.plan.creator_id in run.refused:
-        walk.release([c.id for c in batch.items], batch.plan, run.started)
-        return
-    while len(run.in_flight) >= 2 * settings.EXECUTOR_CONCURRENCY:
-        _collect(run, block=True)
-    future = run.pool.submit(_push, run, batch.plan, batch.items)
-    run.in_flight[future] = batch
-    _collect(run, block=False)
+def chunk_size() -> int:
+    # A multiple of the batch size, so chunk boundaries never cost an extra request.
+    size = batch_size()
+    return max(size, settings.EXECUTOR_CHUNK_SIZE // size * size)
 
 
-def _push(
-    run: Run, plan: walk.Plan, items: list[walk.Claimed]
-) -> list[tuple[list[walk.Claimed], AddLeadsResult | SmartleadError]]:
-    """Runs on a pool thread: one request, split in halves only when Smartlead rejects the batch."""
+def process_sequence(plan: walk.Plan, client: SmartleadClient, run: Run, tally: walk.Tally) -> None:
+    """Steps 3b-3e for one sequence: claim in chunks, walk, send full batches."""
+    leads: list[walk.Claimed] = []
+    size = batch_size()
     try:
-        return [(items, _client(run, plan).add_leads(plan.campaign_id, [c.lead() for c in items]))]
-    except ValidationFailed as exc:
-        if len(items) == 1:
-            return [(items, exc)]
-        half = len(items) // 2
-        return _push(run, plan, items[:half]) + _push(run, plan, items[half:])
-    except SmartleadError as exc:
-        return [(items, exc)]
+        while not run.out_of_time:
+            wanted = run.take(chunk_size())
+            chunk = walk.claim(plan, run.started, wanted, None) if wanted else []
+            run.give_back(wanted - len(chunk))
+            tally.due += len(chunk)
+            leads.extend(walk.walk(plan, chunk, tally, run.id))
+            while len(leads) >= size:
+                batch, leads = leads[:size], leads[size:]
+                send(plan, batch, client, run, tally)
+            if len(chunk) < wanted or not wanted:
+                break
+        if leads:
+            batch, leads = leads, []
+            send(plan, batch, client, run, tally)
+    finally:
+        if leads:  # claimed and reserved, but the SDR's key was refused: give them back
+            walk.release([c.id for c in leads], plan, run.started)
+            tally.deferred += len(leads)
 
 
-def _collect(run: Run, *, block: bool) -> None:
-    if not run.in_flight:
-        return
-    done, _ = wait(list(run.in_flight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-    for future in done:
-        batch = run.in_flight.pop(future)
-        for items, outcome in future.result():
-            run.record.smartlead_requests += 1
-            _record_outcome(run, batch.plan, items, outcome)
-
-
-def _drain(run: Run) -> None:
-    while run.in_flight:
-        _collect(run, block=True)
-
-
-def _record_outcome(
-    run: Run,
+def send(
     plan: walk.Plan,
     items: list[walk.Claimed],
-    outcome: AddLeadsResult | SmartleadError,
+    client: SmartleadClient,
+    run: Run,
+    tally: walk.Tally,
 ) -> None:
-    if isinstance(outcome, AddLeadsResult):
-        walk.record_pushed(plan, items, outcome, run.record)
+    """One add-leads request; a batch Smartlead rejects is split in halves to find the bad lead."""
+    tally.smartlead_requests += 1
+    try:
+        result = client.add_leads(plan.campaign_id, [c.lead() for c in items])
+    except ValidationFailed as exc:
+        if len(items) == 1:
+            walk.record_rejected(plan, items, str(exc), tally)
+            return
+        half = len(items) // 2
+        send(plan, items[:half], client, run, tally)
+        send(plan, items[half:], client, run, tally)
         return
-    if isinstance(outcome, ValidationFailed):
-        walk.record_rejected(plan, items, str(outcome), run.record)
+    except SmartleadError as exc:
+        _not_sent(plan, items, exc, run, tally)
         return
+    walk.record_pushed(plan, items, result, tally)
+
+
+def _not_sent(
+    plan: walk.Plan, items: list[walk.Claimed], exc: SmartleadError, run: Run, tally: walk.Tally
+) -> None:
     ids = [c.id for c in items]
     walk.release(ids, plan, run.started)
-    run.record.deferred += len(ids)
-    if isinstance(outcome, NotFound):
-        walk.campaign_gone(plan, str(outcome))
-    _credential_error(run, plan.creator, outcome)
-    run.error(f"{len(ids)} leads for campaign {plan.campaign_id} wait for the next run: {outcome}")
+    tally.deferred += len(ids)
+    tally.errors.append(
+        f"{len(ids)} leads for campaign {plan.campaign_id} wait for the next run: {exc}"
+    )
+    if isinstance(exc, NotFound):
+        walk.campaign_gone(plan, str(exc))
+    if _credential_error(plan.creator, exc):
+        raise Refused(str(exc))
 
 
-def _credential_error(run: Run, profile: Profile, exc: SmartleadError) -> None:
-    """401/403: recorded for ops, logged once per SDR per run, their work left for later."""
-    status = {
+def _credential_error(profile: Profile, exc: SmartleadError) -> bool:
+    """401/403: recorded for ops and logged once; True when the key was refused."""
+    verdicts = {
         InvalidApiKey: SmartleadStatus.INVALID_KEY,
         NoApiAccess: SmartleadStatus.NO_API_ACCESS,
     }
-    verdict = status.get(type(exc))
-    if verdict is None or profile.id in run.refused:
-        return
-    run.refused.add(profile.id)
+    verdict = verdicts.get(type(exc))
+    if verdict is None:
+        return False
     CredentialCheck.objects.record(profile=profile, status=verdict, detail=str(exc))
     log.warning("User %s: Smartlead refused their key (%s)", profile.id, verdict.label)
+    return True
 
 
 def summary(record: ExecutorRun) -> str:
@@ -404,22 +423,28 @@ def as_dict(record: ExecutorRun) -> dict[str, Any]:
 
 
 class _RoundTripCounter:
-    """Counts this thread's database round trips: each statement, and BEGIN + COMMIT for each
-    transaction (pool threads send none). The benchmark reports it beside the wall time."""
+    """Counts a run's database round trips on every thread it uses: each statement, and BEGIN
+    and COMMIT for each transaction. The benchmark reports it beside the wall time."""
 
     def __init__(self) -> None:
         self.count = 0
+        self._lock = threading.Lock()
 
-    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        self.count += 1
+    def add(self, n: int) -> None:
+        with self._lock:
+            self.count += n
+
+    def __call__(self, execute: Callable, sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.add(1)
         return execute(sql, params, many, context)
 
     @contextmanager
     def counting(self) -> Iterator[None]:
+        """Counts on the calling thread's connection while the block runs."""
         commit = connection.commit
 
         def counted_commit() -> None:
-            self.count += 2
+            self.add(2)
             commit()
 
         connection.commit = counted_commit

@@ -9,6 +9,7 @@ batches, not with enrollments.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -17,8 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
@@ -83,6 +82,37 @@ class Plan:
         return self.steps[min(later)] if later else None
 
 
+@dataclass
+class Tally:
+    """What one worker did; the run adds every worker's tally to its record."""
+
+    due: int = 0
+    pushed: int = 0
+    failed: int = 0
+    call_tasks: int = 0
+    completed: int = 0
+    advanced: int = 0
+    deferred: int = 0
+    campaigns_provisioned: int = 0
+    smartlead_requests: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add_to(self, record: ExecutorRun) -> None:
+        for name in (
+            "due",
+            "pushed",
+            "failed",
+            "call_tasks",
+            "completed",
+            "advanced",
+            "deferred",
+            "campaigns_provisioned",
+            "smartlead_requests",
+        ):
+            setattr(record, name, getattr(record, name) + getattr(self, name))
+        record.errors.extend(self.errors[: max(0, 200 - len(record.errors))])
+
+
 CLAIM_FIELDS = (
     "id",
     "contact_id",
@@ -126,11 +156,15 @@ class Claimed:
         email = (self.email or "").strip()
         if not email:
             return "The contact has no email address."
-        try:
-            validate_email(email)
-        except ValidationError:
+        if len(email) > 254 or not PLAUSIBLE_EMAIL.match(email):
             return f"The contact's email address {email!r} is not valid."
         return None
+
+
+# Smartlead validates addresses itself and reports the ones it rejects; this catches what people
+# mistype (no @, spaces, no domain) without Django's IDN-aware validator, whose regex costs more
+# to compile than a whole run of checks.
+PLAUSIBLE_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 
 
 def lease_length() -> timedelta:
@@ -170,7 +204,7 @@ class Changes:
     unsubscribed: list[uuid.UUID] = field(default_factory=list)
 
 
-def walk(plan: Plan, chunk: list[Claimed], record: ExecutorRun, run_id: uuid.UUID) -> list[Claimed]:
+def walk(plan: Plan, chunk: list[Claimed], tally: Tally, run_id: uuid.UUID) -> list[Claimed]:
     """Applies each enrollment's due step and returns the ones to push to Smartlead."""
     signals = _engagement_signals(plan, chunk) if plan.has_conditions else {}
     changes, candidates = Changes(), []
@@ -194,7 +228,7 @@ def walk(plan: Plan, chunk: list[Claimed], record: ExecutorRun, run_id: uuid.UUI
     to_push, already = _reserve(plan, candidates, run_id)
     for item in already:
         _advance(plan, changes, item)
-    _apply(plan, changes, record)
+    _apply(plan, changes, tally)
     return to_push
 
 
@@ -286,7 +320,7 @@ def _reserve_with_orm(plan: Plan, candidates: list[Claimed], run_id: uuid.UUID) 
     return {c.id for c in fresh} | set(retry)
 
 
-def _apply(plan: Plan, changes: Changes, record: ExecutorRun) -> None:
+def _apply(plan: Plan, changes: Changes, tally: Tally) -> None:
     if not (
         changes.advance
         or changes.complete
@@ -300,11 +334,11 @@ def _apply(plan: Plan, changes: Changes, record: ExecutorRun) -> None:
     with transaction.atomic():
         for step_number, ids in changes.advance.items():
             next_at = now + plan.steps[step_number].delay
-            record.advanced += active.filter(id__in=ids).update(
+            tally.advanced += active.filter(id__in=ids).update(
                 current_step=step_number, next_send_at=next_at, updated_at=now
             )
         if changes.complete:
-            record.completed += active.filter(id__in=changes.complete).update(
+            tally.completed += active.filter(id__in=changes.complete).update(
                 status=EnrollmentStatus.COMPLETED, completed_at=now, updated_at=now
             )
         if changes.unsubscribed:
@@ -312,13 +346,13 @@ def _apply(plan: Plan, changes: Changes, record: ExecutorRun) -> None:
                 status=EnrollmentStatus.UNSUBSCRIBED, updated_at=now
             )
         if changes.failed:
-            _fail(plan, changes.failed, record, now)
+            _fail(plan, changes.failed, tally, now)
         if changes.calls:
-            _create_calls(plan, changes.calls, record, now)
+            _create_calls(plan, changes.calls, tally, now)
 
 
-def _fail(plan: Plan, reasons: dict[uuid.UUID, str], record: ExecutorRun, now: datetime) -> None:
-    record.failed += Enrollment.objects.filter(
+def _fail(plan: Plan, reasons: dict[uuid.UUID, str], tally: Tally, now: datetime) -> None:
+    tally.failed += Enrollment.objects.filter(
         id__in=list(reasons), status=EnrollmentStatus.ACTIVE
     ).update(status=EnrollmentStatus.FAILED, updated_at=now)
     StepRecord.objects.bulk_create(
@@ -335,7 +369,7 @@ def _fail(plan: Plan, reasons: dict[uuid.UUID, str], record: ExecutorRun, now: d
     )
 
 
-def _create_calls(plan: Plan, items: list[Claimed], record: ExecutorRun, now: datetime) -> None:
+def _create_calls(plan: Plan, items: list[Claimed], tally: Tally, now: datetime) -> None:
     """One call task per enrollment and step, however often the step is walked."""
     done = set(
         StepRecord.objects.filter(
@@ -371,18 +405,16 @@ def _create_calls(plan: Plan, items: list[Claimed], record: ExecutorRun, now: da
             for c, call in zip(new, calls, strict=True)
         ]
     )
-    record.call_tasks += len(new)
+    tally.call_tasks += len(new)
 
 
-def record_pushed(
-    plan: Plan, items: list[Claimed], result: AddLeadsResult, record: ExecutorRun
-) -> None:
+def record_pushed(plan: Plan, items: list[Claimed], result: AddLeadsResult, tally: Tally) -> None:
     """Smartlead accepted the batch: ledger `pushed`, enrollments advanced, rejections recorded."""
     outcomes: dict[str, list[Claimed]] = defaultdict(list)
     for item in items:
         outcomes[result.outcome_for(item.lead().email)].append(item)
     now = timezone.now()
-    _accept(plan, outcomes.pop("added_or_existing", []), result.counts, record)
+    _accept(plan, outcomes.pop("added_or_existing", []), result.counts, tally)
     changes = Changes()
     for item in outcomes.pop("unsubscribed", []):
         changes.unsubscribed.append(item.id)
@@ -406,18 +438,18 @@ def record_pushed(
                 result.counts,
                 now,
             )
-            _apply(plan, changes, record)
+            _apply(plan, changes, tally)
     not_imported = [c.id for items_ in outcomes.values() for c in items_]
     if not_imported:
         release(not_imported, plan, now)
-        record.deferred += len(not_imported)
-        record.errors.append(
+        tally.deferred += len(not_imported)
+        tally.errors.append(
             f"Smartlead's lead limit is exhausted for campaign {plan.campaign_id}: "
             f"{len(not_imported)} leads wait for the next run."
         )
 
 
-def _accept(plan: Plan, items: list[Claimed], counts: dict[str, Any], record: ExecutorRun) -> None:
+def _accept(plan: Plan, items: list[Claimed], counts: dict[str, Any], tally: Tally) -> None:
     """Ledger `pushed` and enrollments advanced together. A batch sits on the sequence's first
     email step, so all of it moves to the same next step."""
     if not items:
@@ -446,19 +478,19 @@ def _accept(plan: Plan, items: list[Claimed], counts: dict[str, Any], record: Ex
                 )
             else:
                 moved = active.update(current_step=step, next_send_at=next_at, updated_at=now)
-    record.pushed += len(items)
+    tally.pushed += len(items)
     if step is None:
-        record.completed += moved
+        tally.completed += moved
     else:
-        record.advanced += moved
+        tally.advanced += moved
 
 
-def record_rejected(plan: Plan, items: list[Claimed], message: str, record: ExecutorRun) -> None:
+def record_rejected(plan: Plan, items: list[Claimed], message: str, tally: Tally) -> None:
     """Smartlead refused this lead permanently: the enrollment fails with Smartlead's reason."""
     now = timezone.now()
     with transaction.atomic():
         _mark(plan, items, PushState.REJECTED, "rejected", {"message": message[:500]}, now)
-        _fail(plan, {c.id: f"Smartlead rejected the lead: {message}" for c in items}, record, now)
+        _fail(plan, {c.id: f"Smartlead rejected the lead: {message}" for c in items}, tally, now)
 
 
 def _mark(

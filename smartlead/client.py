@@ -580,6 +580,8 @@ class SmartleadClient:
         per_minute = requests_per_minute or int(_setting("SMARTLEAD_REQUESTS_PER_MINUTE", 60))
         self._limiter = limiter_for(api_key, per_minute)
         self._session = requests.Session()
+        # No proxy or .netrc lookups from the environment: they cost a filesystem walk per call.
+        self._session.trust_env = False
         # Cloudflare bans the default python-requests User-Agent in front of Smartlead.
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         # Hidden urllib3 retries would bypass the limiter and the time budget.

@@ -39,6 +39,9 @@ NOT_CONNECTED = "User {} has not connected their Smartlead account"
 def _fast_client(monkeypatch: pytest.MonkeyPatch, settings) -> None:  # noqa: ANN001
     settings.SMARTLEAD_BASE_URL = BASE
     settings.SMARTLEAD_LEADS_PER_REQUEST = 100
+    # Worker threads have their own connections, which can't see a test's open transaction;
+    # the tests marked transaction=True run with several workers.
+    settings.EXECUTOR_CONCURRENCY = 1
     smartlead_client.reset_rate_limiters()
     # Waits pass instantly: the client's clock jumps ahead by every sleep it asks for.
     skipped = [0.0]
@@ -436,6 +439,7 @@ def test_the_run_record_keeps_the_counts(smartlead):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_parallel_executors_never_push_an_enrollment_twice(smartlead, settings):
+    settings.EXECUTOR_CONCURRENCY = 4
     settings.EXECUTOR_CHUNK_SIZE = 100
     settings.SMARTLEAD_LEADS_PER_REQUEST = 20
     sequences = [provisioned_sequence(campaign_id=700 + n) for n in range(3)]

@@ -27,6 +27,7 @@ SANDBOX_KEY = "sandbox-e2e-key-0123456789"
 
 @pytest.fixture
 def sandbox(settings):  # noqa: ANN001, ANN201
+    settings.EXECUTOR_CONCURRENCY = 1  # workers' own connections can't see the test's rows
     smartlead_client.reset_rate_limiters()
     accounts = [
         {
