@@ -1,10 +1,26 @@
 from __future__ import annotations
 
-from django.contrib import admin
-from django.db.models import QuerySet
-from django.http import HttpRequest
+import time
+from collections import Counter
 
-from profiles.models import Profile, SmartleadStatus
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import URLPattern, path, reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters
+
+from profiles.forms import EmailAccountForm, SmartleadKeyForm
+from profiles.models import Profile, SmartleadStatus, refusal_status
+from profiles.serializers import smartlead_failure
+from smartlead.client import SmartleadError
+
+# The action checks profiles one after another: stop well inside gunicorn's 60 s timeout.
+VERIFY_SECONDS = 40.0
+FORM_TEMPLATE = "admin/profiles/profile/smartlead_form.html"
 
 
 class SmartleadStatusFilter(admin.SimpleListFilter):
@@ -20,12 +36,54 @@ class SmartleadStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+def verify(profile: Profile, deadline: float) -> str | None:
+    """Checks one profile's key with Smartlead (the verdict is recorded); else why it was not."""
+    if not profile.smartlead_api_key:
+        return "no API key"
+    if time.monotonic() >= deadline:
+        return "time ran out (select fewer profiles)"
+    try:
+        profile.check_smartlead()
+    except SmartleadError as exc:
+        if refusal_status(exc) is None:
+            return "Smartlead unreachable or failing"
+    return None
+
+
+def report(verdicts: Counter[str], skipped: Counter[str]) -> str:
+    """E.g. `Checked 3 profile(s) with Smartlead: 2 Connected, 1 Invalid key. Not checked: …`"""
+    parts = [f"Checked {sum(verdicts.values())} profile(s) with Smartlead"]
+    if verdicts:
+        parts[0] += ": " + ", ".join(f"{n} {label}" for label, n in sorted(verdicts.items()))
+    if skipped:
+        parts.append(
+            "Not checked: " + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
+        )
+    return ". ".join(parts) + "."
+
+
+def smartlead_message(exc: SmartleadError) -> str:
+    """The same words the web app shows for this Smartlead error."""
+    return str(smartlead_failure(exc).detail["error"])
+
+
 @admin.register(Profile)
 class ProfileAdmin(admin.ModelAdmin):
-    list_display = ["email", "full_name", "role", "smartlead", "api_key", "email_account"]
+    list_display = [
+        "email",
+        "full_name",
+        "role",
+        "smartlead",
+        "api_key",
+        "email_account",
+        "last_checked",
+    ]
     list_filter = [SmartleadStatusFilter, "role"]
+    list_select_related = ["credential_check"]
     search_fields = ["email", "first_name", "last_name"]
-    # The key column is never a form field: the admin shows only its last 4 characters.
+    actions = ["verify_credentials"]
+    # The key column is never a form field: the admin shows only its last 4 characters, and a
+    # new key goes through the connect page, which checks it with Smartlead first.
     fields = [
         "id",
         "email",
@@ -35,10 +93,20 @@ class ProfileAdmin(admin.ModelAdmin):
         "api_key",
         "smartlead_email_account_id",
         "smartlead",
+        "check_detail",
+        "connect",
         "created_at",
         "updated_at",
     ]
-    readonly_fields = ["id", "api_key", "smartlead", "created_at", "updated_at"]
+    readonly_fields = [
+        "id",
+        "api_key",
+        "smartlead",
+        "check_detail",
+        "connect",
+        "created_at",
+        "updated_at",
+    ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Profile]:
         return super().get_queryset(request).with_smartlead_status()
@@ -54,3 +122,130 @@ class ProfileAdmin(admin.ModelAdmin):
     @admin.display(description="Email account")
     def email_account(self, obj: Profile) -> str:
         return obj.smartlead_email_account_id or "—"
+
+    @admin.display(description="Last checked", ordering="credential_check__checked_at")
+    def last_checked(self, obj: Profile) -> object:
+        check = getattr(obj, "credential_check", None)
+        return check.checked_at if check else "never"
+
+    @admin.display(description="What Smartlead said")
+    def check_detail(self, obj: Profile) -> str:
+        check = getattr(obj, "credential_check", None)
+        return check.detail if check else "Not checked yet."
+
+    @admin.display(description="Connect")
+    def connect(self, obj: Profile) -> str:
+        if obj.pk is None:
+            return "Save the profile first."
+        return format_html(
+            '<a href="{}">Connect a Smartlead key</a> · <a href="{}">Choose the email account</a>',
+            reverse("admin:profiles_profile_smartlead_connect", args=[obj.pk]),
+            reverse("admin:profiles_profile_smartlead_account", args=[obj.pk]),
+        )
+
+    # --- The action ---------------------------------------------------------------------
+    @admin.action(description="Verify Smartlead credentials")
+    def verify_credentials(self, request: HttpRequest, queryset: QuerySet[Profile]) -> None:
+        deadline = time.monotonic() + VERIFY_SECONDS
+        outcomes = {profile.pk: verify(profile, deadline) for profile in queryset}
+        checked = [pk for pk, outcome in outcomes.items() if outcome is None]
+        verdicts = Counter(
+            SmartleadStatus(status).label
+            for status in Profile.objects.filter(pk__in=checked)
+            .with_smartlead_status()
+            .values_list("smartlead_status", flat=True)
+        )
+        skipped = Counter(outcome for outcome in outcomes.values() if outcome is not None)
+        healthy = not skipped and set(verdicts) <= {SmartleadStatus.CONNECTED.label}
+        self.message_user(
+            request, report(verdicts, skipped), messages.SUCCESS if healthy else messages.WARNING
+        )
+
+    # --- The connect pages --------------------------------------------------------------
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "<path:object_id>/smartlead/connect/",
+                self.admin_site.admin_view(self.connect_view),
+                name="profiles_profile_smartlead_connect",
+            ),
+            path(
+                "<path:object_id>/smartlead/email-account/",
+                self.admin_site.admin_view(self.email_account_view),
+                name="profiles_profile_smartlead_account",
+            ),
+        ]
+        return own + super().get_urls()
+
+    @method_decorator(sensitive_post_parameters("api_key"))
+    def connect_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Step 1: a key, checked with Smartlead and saved only if accepted."""
+        profile = self.changeable(request, object_id)
+        form = SmartleadKeyForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                accounts = profile.connect_smartlead(form.cleaned_data["api_key"])
+            except SmartleadError as exc:
+                form.add_error("api_key", smartlead_message(exc))
+            else:
+                self.log_change(request, profile, f"Connected Smartlead key {profile.api_key_hint}")
+                self.message_user(
+                    request,
+                    f"Smartlead accepted the key {profile.api_key_hint}; it can send from "
+                    f"{len(accounts)} email account(s). Now choose one.",
+                )
+                return self.redirect("smartlead_account", profile)
+        return self.page(request, profile, form, "Connect a Smartlead API key", "Check and save")
+
+    def email_account_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Step 2: one of the saved key's email accounts, listed live from Smartlead."""
+        profile = self.changeable(request, object_id)
+        if not profile.smartlead_api_key:
+            self.message_user(request, "Connect a key first.", messages.WARNING)
+            return self.redirect("smartlead_connect", profile)
+        try:
+            accounts = profile.check_smartlead()
+        except SmartleadError as exc:
+            self.message_user(request, smartlead_message(exc), messages.ERROR)
+            return self.redirect("change", profile)
+        initial = {"email_account_id": profile.smartlead_email_account_id}
+        form = EmailAccountForm(request.POST or None, accounts=accounts, initial=initial)
+        if request.method == "POST" and form.is_valid():
+            return self.choose(request, profile, form.cleaned_data["email_account_id"])
+        return self.page(request, profile, form, "Choose the Smartlead email account", "Save")
+
+    def choose(self, request: HttpRequest, profile: Profile, account_id: int) -> HttpResponse:
+        try:
+            account = profile.choose_smartlead_email_account(account_id)
+        except SmartleadError as exc:
+            self.message_user(request, smartlead_message(exc), messages.ERROR)
+            return self.redirect("smartlead_account", profile)
+        if account is None:
+            self.message_user(request, "That account is no longer in Smartlead.", messages.ERROR)
+            return self.redirect("smartlead_account", profile)
+        self.log_change(request, profile, f"Chose Smartlead email account {account_id}")
+        self.message_user(request, f"{profile} now sends from {account.from_email}.")
+        return self.redirect("change", profile)
+
+    def changeable(self, request: HttpRequest, object_id: str) -> Profile:
+        profile = self.get_object(request, object_id)
+        if profile is None:
+            raise Http404("No such profile.")
+        if not self.has_change_permission(request, profile):
+            raise PermissionDenied
+        return profile
+
+    def page(
+        self, request: HttpRequest, profile: Profile, form: object, title: str, submit: str
+    ) -> HttpResponse:
+        context = self.admin_site.each_context(request) | {
+            "title": title,
+            "profile": profile,
+            "form": form,
+            "submit_label": submit,
+            "opts": self.model._meta,
+        }
+        return render(request, FORM_TEMPLATE, context)
+
+    def redirect(self, view: str, profile: Profile) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse(f"admin:profiles_profile_{view}", args=[profile.pk]))

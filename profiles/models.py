@@ -5,12 +5,23 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import models
 from django.db.models import Case, Exists, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from outboundhq.logs import mask
+from smartlead.client import (
+    EmailAccount,
+    InvalidApiKey,
+    NoApiAccess,
+    SmartleadClient,
+    SmartleadError,
+)
+
+# A person is waiting on these calls: retry a blip once or twice, then answer.
+INTERACTIVE_RETRY_BUDGET = 3.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,30 @@ class SmartleadStatus(models.TextChoices):
 def key_fingerprint(api_key: str) -> str:
     """A stable, non-reversible id for a key, so a check can tell whether the key changed since."""
     return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def interactive_client(api_key: str, **options: Any) -> SmartleadClient:
+    """A Smartlead client for the web app and the admin: gives up after a short retry budget.
+
+    No deadline is needed for the rate limiter: in the web process only web requests share a
+    key's limiter (the executor runs in the worker), so its waits stay short.
+    """
+    return SmartleadClient(api_key, **({"retry_budget": INTERACTIVE_RETRY_BUDGET} | options))
+
+
+def fetch_email_accounts(api_key: str) -> list[EmailAccount]:
+    """The email accounts a key can send from; raises SmartleadError when Smartlead says no."""
+    with interactive_client(api_key) as client:
+        return client.list_email_accounts()
+
+
+def refusal_status(exc: SmartleadError) -> SmartleadStatus | None:
+    """The credential verdict a Smartlead error amounts to; None when it says nothing of the key."""
+    if isinstance(exc, InvalidApiKey):
+        return SmartleadStatus.INVALID_KEY
+    if isinstance(exc, NoApiAccess):
+        return SmartleadStatus.NO_API_ACCESS
+    return None
 
 
 class ProfileQuerySet(models.QuerySet["Profile"]):
@@ -137,6 +172,65 @@ class Profile(models.Model):
         self.updated_at = timezone.now()
         self.save(update_fields=["smartlead_api_key", "smartlead_email_account_id", "updated_at"])
         CredentialCheck.objects.filter(profile_id=self.id).delete()
+
+    def connect_smartlead(self, api_key: str) -> list[EmailAccount]:
+        """Saves a key only once Smartlead has accepted it; returns the accounts it can send from.
+
+        The chosen email account is kept only if the new key owns it too. Raises SmartleadError,
+        with nothing saved, when Smartlead refuses the key or cannot be reached.
+        """
+        accounts = fetch_email_accounts(api_key)
+        current = self.smartlead_email_account_id
+        kept = next((a.id for a in accounts if str(a.id) == current), None)
+        self.set_smartlead_credentials(api_key=api_key, email_account_id=kept)
+        self._record_accounts(accounts)
+        return accounts
+
+    def check_smartlead(self) -> list[EmailAccount]:
+        """Asks Smartlead about the saved key and records the verdict; returns its accounts.
+
+        Raises SmartleadError (the verdict recorded when it is about the key, not when Smartlead
+        was merely unreachable) and ValueError when no key is saved.
+        """
+        if not self.smartlead_api_key:
+            raise ValueError("No Smartlead API key is saved.")
+        try:
+            accounts = fetch_email_accounts(self.smartlead_api_key)
+        except SmartleadError as exc:
+            self.record_smartlead_refusal(exc)
+            raise
+        self._record_accounts(accounts)
+        return accounts
+
+    def choose_smartlead_email_account(self, email_account_id: int) -> EmailAccount | None:
+        """Saves the mailbox to send from if the saved key owns it (checked live); else None."""
+        accounts = self.check_smartlead()
+        account = next((a for a in accounts if a.id == email_account_id), None)
+        if account is not None:
+            self.set_smartlead_credentials(
+                api_key=self.smartlead_api_key, email_account_id=email_account_id
+            )
+            self._record_accounts(accounts)
+        return account
+
+    def disconnect_smartlead(self) -> None:
+        self.set_smartlead_credentials(api_key=None, email_account_id=None)
+
+    def record_smartlead_refusal(self, exc: SmartleadError) -> None:
+        """Records a 401/403 from Smartlead against the saved key; other errors say nothing."""
+        status = refusal_status(exc)
+        if status is not None:
+            CredentialCheck.objects.record(profile=self, status=status, detail=str(exc))
+
+    def _record_accounts(self, accounts: list[EmailAccount]) -> None:
+        chosen = self.smartlead_email_account_id
+        status = SmartleadStatus.CONNECTED
+        detail = f"The key can send from {len(accounts)} email account(s)."
+        if chosen and all(str(a.id) != chosen for a in accounts):
+            # A chosen mailbox the key no longer owns would fail every campaign setup: say so.
+            status = SmartleadStatus.NO_EMAIL_ACCOUNT
+            detail = f"Email account {chosen} is not in this Smartlead account any more."
+        CredentialCheck.objects.record(profile=self, status=status, detail=detail)
 
 
 class CredentialCheckQuerySet(models.QuerySet["CredentialCheck"]):

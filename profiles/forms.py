@@ -1,0 +1,50 @@
+"""The admin's two-step Smartlead connection: a key (never shown again), then a mailbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from profiles.serializers import api_key_problem
+from smartlead.client import EmailAccount
+
+
+class SmartleadKeyForm(forms.Form):
+    # render_value=False: a form shown again after an error must not carry the key in its HTML.
+    api_key = forms.CharField(
+        label="Smartlead API key",
+        max_length=200,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Checked with Smartlead and saved only if it is accepted.",
+    )
+
+    def clean_api_key(self) -> str:
+        value = self.cleaned_data["api_key"]
+        problem = api_key_problem(value)
+        if problem:
+            raise forms.ValidationError(f"The key {problem}")
+        return value
+
+
+class EmailAccountForm(forms.Form):
+    email_account_id = forms.TypedChoiceField(
+        label="Send from", coerce=int, widget=forms.RadioSelect, choices=[]
+    )
+
+    def __init__(self, *args: Any, accounts: list[EmailAccount], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["email_account_id"].choices = [(a.id, describe(a)) for a in accounts]
+
+
+def describe(account: EmailAccount) -> str:
+    details = [
+        f"#{account.id}",
+        account.type,
+        "SMTP ok" if account.smtp_ok else "SMTP failing",
+        "IMAP ok" if account.imap_ok else "IMAP failing",
+    ]
+    if account.daily_limit:
+        details.append(f"{account.daily_limit}/day")
+    return f"{account.from_name} <{account.from_email}> ({', '.join(filter(None, details))})"

@@ -1,0 +1,198 @@
+"""What the connect API accepts and answers, and how every refusal is shaped.
+
+Every error body is `{"error": "<sentence>", "code": "<machine name>"}`; validation errors add
+`"field"` (the first field at fault) and `"fields"` (all of them), so the web app can put the
+message next to the right input.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rest_framework import exceptions, serializers
+from rest_framework.parsers import JSONParser
+
+from profiles.models import CredentialCheck, Profile, SmartleadStatus
+from smartlead.client import EmailAccount, InvalidApiKey, NoApiAccess, NotFound, SmartleadError
+from smartlead.client import ValidationFailed as SmartleadValidationFailed
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+# --- Errors ------------------------------------------------------------------------------
+class RequestTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = f"The request body is larger than {MAX_BODY_BYTES // 1024} KB."
+    default_code = "too_large"
+
+
+class BadGateway(exceptions.APIException):
+    status_code = 502
+    default_code = "smartlead_unavailable"
+
+
+class Conflict(exceptions.APIException):
+    status_code = 409
+    default_code = "conflict"
+
+
+def problem(
+    exc_class: type[exceptions.APIException], message: str, code: str, **extra: Any
+) -> exceptions.APIException:
+    """An API error whose body is `{"error", "code", ...}` rather than DRF's `{"detail"}`."""
+    return exc_class({"error": message, "code": code, **extra})
+
+
+def bad_request(message: str, code: str, **extra: Any) -> exceptions.APIException:
+    return problem(exceptions.ValidationError, message, code, **extra)
+
+
+def smartlead_failure(exc: SmartleadError, *, prefix: str = "") -> exceptions.APIException:
+    """400 when the SDR can fix it (key, plan, Smartlead data); 502 when Smartlead failed."""
+    if isinstance(exc, InvalidApiKey):
+        message, code = (
+            "Smartlead rejected this API key (invalid or revoked). Copy a current key from "
+            "Smartlead → Settings → API key.",
+            "invalid_api_key",
+        )
+    elif isinstance(exc, NoApiAccess):
+        message, code = (
+            "Smartlead refused API access: the Smartlead plan must include API access "
+            "(Pro or higher).",
+            "no_api_access",
+        )
+    elif isinstance(exc, SmartleadValidationFailed | NotFound):
+        message, code = f"Smartlead refused the request: {exc}", "smartlead_refused"
+    else:
+        message = f"Smartlead could not be reached or failed: {exc}"
+        return problem(BadGateway, prefix + message, "smartlead_unavailable")
+    return bad_request(prefix + message, code)
+
+
+class BoundedJSONParser(JSONParser):
+    """JSON, refused past 64 KB before it is parsed: these endpoints take a few short fields."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        raw = stream.read(MAX_BODY_BYTES + 1)
+        if len(raw) > MAX_BODY_BYTES:
+            raise RequestTooLarge({"error": RequestTooLarge.default_detail, "code": "too_large"})
+        return super().parse(io.BytesIO(raw), media_type, parser_context)
+
+
+def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    """The serializer's validated data, or a 400 naming the field at fault."""
+    serializer = serializer_class(data=data)
+    if serializer.is_valid():
+        return serializer.validated_data
+    errors = serializer.errors
+    field = next(iter(errors))
+    first = errors[field][0] if isinstance(errors[field], list) else errors[field]
+    if field == "non_field_errors":  # the body is not a JSON object at all
+        field = "body"
+    raise bad_request(f"{field}: {first}", "invalid", field=field, fields=errors)
+
+
+# --- Input -------------------------------------------------------------------------------
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would quietly turn 123 into "123"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class ApiKeyInput(serializers.Serializer):
+    api_key = StrictCharField(max_length=200, help_text="The Smartlead API key.")
+
+    def validate_api_key(self, value: str) -> str:
+        problem = api_key_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+
+def api_key_problem(value: str) -> str | None:
+    """What is wrong with a pasted key's text, before Smartlead is asked about it."""
+    # Keys are printable ASCII without spaces; anything else is a paste accident.
+    if not value.isascii() or not value.isprintable() or any(c.isspace() for c in value):
+        return "must not contain spaces, line breaks or non-ASCII characters."
+    return None
+
+
+class EmailAccountChoice(serializers.Serializer):
+    email_account_id = serializers.IntegerField(
+        min_value=1, max_value=2**63 - 1, help_text="A Smartlead email account id."
+    )
+
+
+# --- Output ------------------------------------------------------------------------------
+class EmailAccountSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    from_email = serializers.CharField()
+    from_name = serializers.CharField()
+    type = serializers.CharField(help_text="GMAIL, OUTLOOK, SMTP…")
+    smtp_ok = serializers.BooleanField()
+    imap_ok = serializers.BooleanField()
+    daily_limit = serializers.IntegerField(allow_null=True)
+    warmup_status = serializers.CharField(allow_null=True)
+
+
+class ChosenAccountSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    from_email = serializers.CharField(allow_null=True)
+    from_name = serializers.CharField(allow_null=True)
+
+
+class ConnectionSerializer(serializers.Serializer):
+    connected = serializers.BooleanField(help_text="Key verified and an email account chosen.")
+    status = serializers.ChoiceField(choices=SmartleadStatus.choices)
+    status_label = serializers.CharField()
+    api_key_last4 = serializers.CharField(allow_null=True)
+    email_account = ChosenAccountSerializer(allow_null=True)
+    checked_at = serializers.DateTimeField(allow_null=True)
+    check_detail = serializers.CharField(allow_blank=True)
+    smartlead_error = serializers.CharField(
+        allow_null=True, help_text="Set when Smartlead could not be asked just now."
+    )
+
+
+class ConnectResultSerializer(ConnectionSerializer):
+    email_accounts = EmailAccountSerializer(many=True)
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    code = serializers.CharField(required=False)
+    field = serializers.CharField(required=False)
+
+
+def connection_data(
+    profile: Profile,
+    *,
+    accounts: list[EmailAccount] | None = None,
+    smartlead_error: str | None = None,
+) -> dict[str, Any]:
+    """The connection as the web app shows it. Never the key: at most its last 4 characters."""
+    status = profile.smartlead_status()
+    check = CredentialCheck.objects.filter(profile_id=profile.id).first()
+    chosen = profile.smartlead_email_account_id
+    account = next((a for a in accounts or [] if str(a.id) == chosen), None)
+    data = {
+        "connected": status == SmartleadStatus.CONNECTED,
+        "status": status.value,
+        "status_label": status.label,
+        "api_key_last4": profile.api_key_hint.removeprefix("…") or None,
+        "email_account": None,
+        "checked_at": check.checked_at if check else None,
+        "check_detail": check.detail if check else "",
+        "smartlead_error": smartlead_error,
+    }
+    if chosen and chosen.isdigit():
+        data["email_account"] = {
+            "id": int(chosen),
+            "from_email": account.from_email if account else None,
+            "from_name": account.from_name if account else None,
+        }
+    return data

@@ -1,0 +1,110 @@
+"""The connect API: an SDR saves their Smartlead key and picks the mailbox to send from.
+
+Each view works on the signed-in user's own profile only (`request.user`), so there is no id in
+these URLs to guess. The key goes in and is checked; it never comes back out.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from profiles.auth import user_api
+from profiles.models import Profile
+from profiles.serializers import (
+    ApiKeyInput,
+    ConnectionSerializer,
+    ConnectResultSerializer,
+    EmailAccountChoice,
+    ErrorSerializer,
+    bad_request,
+    connection_data,
+    smartlead_failure,
+    validated,
+)
+from smartlead.client import SmartleadError
+
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 502: ErrorSerializer}
+
+
+@extend_schema(
+    methods=["GET"],
+    summary="The signed-in SDR's Smartlead connection",
+    description="Checks the saved key with Smartlead when there is one; if Smartlead cannot be "
+    "reached, answers with the last known status and `smartlead_error`.",
+    responses={200: ConnectionSerializer, **ERRORS},
+)
+@extend_schema(
+    methods=["POST"],
+    summary="Connect (or replace) the Smartlead API key",
+    description="Saved only if Smartlead accepts it. Answers with the email accounts it can send "
+    "from; a chosen account the new key does not own is cleared.",
+    request=ApiKeyInput,
+    responses={200: ConnectResultSerializer, **ERRORS, 413: ErrorSerializer},
+)
+@extend_schema(
+    methods=["DELETE"],
+    summary="Disconnect Smartlead (forget the key and the email account)",
+    responses={204: None, 401: ErrorSerializer},
+)
+@user_api(["GET", "POST", "DELETE"])
+def connection(request: Request) -> Response:
+    profile: Profile = request.user
+    if request.method == "POST":
+        return connect(profile, validated(ApiKeyInput, request.data)["api_key"])
+    if request.method == "DELETE":
+        profile.disconnect_smartlead()
+        return Response(status=204)
+    return Response(ConnectionSerializer(live_connection(profile)).data)
+
+
+def connect(profile: Profile, api_key: str) -> Response:
+    try:
+        accounts = profile.connect_smartlead(api_key)
+    except SmartleadError as exc:
+        raise smartlead_failure(exc) from None
+    data = connection_data(profile, accounts=accounts)
+    data["email_accounts"] = [account.as_dict() for account in accounts]
+    return Response(ConnectResultSerializer(data).data)
+
+
+def live_connection(profile: Profile) -> dict:
+    """The connection with a fresh verdict from Smartlead; the last known one if it is down."""
+    if not profile.smartlead_api_key:
+        return connection_data(profile)
+    try:
+        accounts = profile.check_smartlead()
+    except SmartleadError as exc:
+        return connection_data(profile, smartlead_error=str(exc))
+    return connection_data(profile, accounts=accounts)
+
+
+@extend_schema(
+    summary="Choose the Smartlead email account to send from",
+    description="The account must belong to the saved key (checked live with Smartlead).",
+    request=EmailAccountChoice,
+    responses={200: ConnectionSerializer, **ERRORS, 413: ErrorSerializer},
+)
+@user_api(["PUT"])
+def email_account(request: Request) -> Response:
+    profile: Profile = request.user
+    account_id = validated(EmailAccountChoice, request.data)["email_account_id"]
+    if not profile.smartlead_api_key:
+        raise bad_request(
+            "Connect a Smartlead API key before choosing an email account.",
+            "no_api_key",
+            field="email_account_id",
+        )
+    try:
+        account = profile.choose_smartlead_email_account(account_id)
+    except SmartleadError as exc:
+        raise smartlead_failure(exc) from None
+    if account is None:
+        raise bad_request(
+            f"email_account_id: email account {account_id} is not in the Smartlead account of "
+            "your API key.",
+            "email_account_not_owned",
+            field="email_account_id",
+        )
+    return Response(ConnectionSerializer(connection_data(profile, accounts=[account])).data)

@@ -1,0 +1,154 @@
+"""Why an enrollment has not been sent (yet), in words, for ops in the admin and on the shell.
+
+`explain()` reads only what `for_explanation()` loads, so the enrollments admin list costs the
+same few queries however many rows it shows. Called on an enrollment loaded any other way, it
+still answers, at the price of a few queries for that one row.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from operator import attrgetter
+
+from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
+from django.utils import timezone
+
+from profiles.models import Profile, SmartleadStatus
+from sequences.models import (
+    CampaignProvisioning,
+    Enrollment,
+    EnrollmentStatus,
+    ProvisioningState,
+    Push,
+    PushState,
+    Sequence,
+    SequenceStatus,
+    StepRecord,
+)
+from sequences.provisioning import unsupported_reason
+
+FINISHED = {
+    EnrollmentStatus.COMPLETED: "Completed: every step is done.",
+    EnrollmentStatus.REPLIED: "Stopped: the contact replied.",
+    EnrollmentStatus.BOUNCED: "Stopped: the email bounced.",
+    EnrollmentStatus.UNSUBSCRIBED: "Stopped: the contact unsubscribed.",
+    EnrollmentStatus.PAUSED: "Paused: this enrollment is paused.",
+}
+NOT_CONNECTED = {
+    SmartleadStatus.NO_API_KEY: "has not connected Smartlead (no API key)",
+    SmartleadStatus.NO_EMAIL_ACCOUNT: "has not chosen a Smartlead email account to send from",
+    SmartleadStatus.INVALID_KEY: "has Smartlead credentials that are invalid (key rejected)",
+    SmartleadStatus.NO_API_ACCESS: "has a Smartlead plan without API access",
+}
+PUSH_FIELDS = ("state", "campaign_id", "outcome", "pushed_at")
+
+
+def for_explanation(queryset: QuerySet[Enrollment]) -> QuerySet[Enrollment]:
+    """Loads everything `explain` reads, in a fixed number of queries for any number of rows."""
+    latest_push = Push.objects.filter(enrollment_id=OuterRef("pk")).order_by("-created_at")
+    failure = StepRecord.objects.filter(enrollment_id=OuterRef("pk"), action="failed")
+    return (
+        queryset.select_related("sequence__provisioning")
+        .prefetch_related(
+            # The annotated status, so no row asks for its creator's credential check again.
+            Prefetch("sequence__created_by", queryset=Profile.objects.with_smartlead_status()),
+            "sequence__steps",
+        )
+        .annotate(
+            **{f"push_{name}": Subquery(latest_push.values(name)[:1]) for name in PUSH_FIELDS},
+            failure_detail=Subquery(failure.order_by("-created_at").values("detail")[:1]),
+        )
+    )
+
+
+def explain(enrollment: Enrollment) -> str:
+    """What this enrollment is waiting for, or why it stopped, in one sentence or two."""
+    if enrollment.status == EnrollmentStatus.FAILED:
+        return f"Failed because: {failure_reason(enrollment)}"
+    if enrollment.status in FINISHED:
+        return FINISHED[enrollment.status]
+    sequence = enrollment.sequence
+    blocker = sequence_blocker(sequence) if sequence else "Its sequence no longer exists."
+    return blocker or progress(enrollment)
+
+
+def sequence_blocker(sequence: Sequence) -> str | None:
+    """What stops every enrollment of this sequence from being sent, if anything."""
+    if sequence.status != SequenceStatus.ACTIVE:
+        return f"Waiting: the sequence is {sequence.get_status_display().lower()}, not active."
+    creator = sequence.created_by
+    if creator is None:
+        return "Blocked: the sequence has no creator, so no Smartlead account to send from."
+    status = creator_status(creator)
+    if status in NOT_CONNECTED:
+        return f"Blocked: the sequence's creator ({creator}) {NOT_CONNECTED[status]}."
+    return provisioning_blocker(sequence)
+
+
+def creator_status(creator: Profile) -> SmartleadStatus:
+    # Loaded through with_smartlead_status() the status is an annotation that shadows the method.
+    status = creator.smartlead_status
+    return SmartleadStatus(status() if callable(status) else status)
+
+
+def provisioning_blocker(sequence: Sequence) -> str | None:
+    # The steps as they are now, not the last attempt's verdict: the SDR may have fixed them.
+    steps = sorted(sequence.steps.all(), key=attrgetter("step_number"))
+    reason = unsupported_reason(sequence, steps)
+    if reason:
+        return f"Blocked: the sequence cannot be provisioned in Smartlead. {reason}"
+    record = _provisioning(sequence)
+    if record is not None and record.state == ProvisioningState.FAILED:
+        return f"Waiting: its Smartlead campaign setup failed (retried next run): {record.reason}"
+    return None
+
+
+def progress(enrollment: Enrollment) -> str:
+    """For an enrollment nothing blocks: where it stands with Smartlead and what comes next."""
+    push = _latest_push(enrollment)
+    parts = []
+    if push and push["state"] == PushState.PUSHED:
+        parts.append(f"Pushed to campaign {push['campaign_id']} at {when(push['pushed_at'])}.")
+    elif push and push["state"] == PushState.PENDING:
+        parts.append(f"Being pushed to campaign {push['campaign_id']} (re-sent if interrupted).")
+    due = enrollment.next_send_at
+    if due and due > timezone.now():
+        parts.append(f"Step {enrollment.current_step} is scheduled for {when(due)}.")
+    else:
+        parts.append(f"Step {enrollment.current_step} is due now: the next executor run takes it.")
+    return " ".join(parts)
+
+
+def failure_reason(enrollment: Enrollment) -> str:
+    """The executor's words (StepRecord), else the push ledger's outcome."""
+    if hasattr(enrollment, "failure_detail"):
+        detail = enrollment.failure_detail
+    else:
+        failures = StepRecord.objects.filter(enrollment_id=enrollment.id, action="failed")
+        detail = failures.order_by("-created_at").values_list("detail", flat=True).first()
+    if detail:
+        return detail
+    push = _latest_push(enrollment)
+    if push and push["state"] == PushState.REJECTED:
+        return f"Smartlead rejected the lead ({push['outcome']})."
+    return "no reason was recorded."
+
+
+def when(moment: datetime | None) -> str:
+    return f"{timezone.localtime(moment, UTC):%Y-%m-%d %H:%M} UTC" if moment else "?"
+
+
+def _latest_push(enrollment: Enrollment) -> dict | None:
+    if hasattr(enrollment, "push_state"):
+        if enrollment.push_state is None:
+            return None
+        return {name: getattr(enrollment, f"push_{name}") for name in PUSH_FIELDS}
+    pushes = Push.objects.filter(enrollment_id=enrollment.id).order_by("-created_at")
+    return pushes.values(*PUSH_FIELDS).first()
+
+
+def _provisioning(sequence: Sequence) -> CampaignProvisioning | None:
+    try:
+        return sequence.provisioning
+    except CampaignProvisioning.DoesNotExist:
+        return None

@@ -1,0 +1,42 @@
+"""`manage.py explain_enrollment <id>`: why one enrollment has not been sent, as the admin says."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from sequences.explain import explain, for_explanation, when
+from sequences.models import Enrollment
+
+
+class Command(BaseCommand):
+    help = "Explains in words what an enrollment is waiting for, or why it stopped."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("enrollment_id", help="The enrollment's id (a UUID).")
+
+    def handle(self, *args: object, enrollment_id: str, **options: object) -> None:
+        enrollment = self.load(self.parse(enrollment_id))
+        self.stdout.write(self.summary(enrollment))
+        self.stdout.write(explain(enrollment))
+
+    def parse(self, value: str) -> uuid.UUID:
+        try:
+            return uuid.UUID(value.strip())
+        except ValueError:
+            raise CommandError(f"{value!r} is not an enrollment id (expected a UUID).") from None
+
+    def load(self, enrollment_id: uuid.UUID) -> Enrollment:
+        queryset = for_explanation(Enrollment.objects.select_related("contact"))
+        enrollment = queryset.filter(pk=enrollment_id).first()
+        if enrollment is None:
+            raise CommandError(f"No enrollment has the id {enrollment_id}.")
+        return enrollment
+
+    def summary(self, enrollment: Enrollment) -> str:
+        return (
+            f"Enrollment {enrollment.id}: {enrollment.contact or 'no contact'} in "
+            f"{enrollment.sequence or 'no sequence'}, {enrollment.status}, step "
+            f"{enrollment.current_step}, next send {when(enrollment.next_send_at)}"
+        )

@@ -1,0 +1,188 @@
+"""Sequence endpoints for the web app: activate and pause, with the Smartlead campaign in step."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+
+from django.conf import settings
+from django.db import DatabaseError
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import exceptions, serializers
+from rest_framework.decorators import api_view, authentication_classes, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from profiles.auth import user_api
+from profiles.models import Profile, SmartleadCredentials, interactive_client
+from profiles.serializers import (
+    Conflict,
+    ErrorSerializer,
+    bad_request,
+    problem,
+    smartlead_failure,
+)
+from sequences.executor import as_dict, execute
+from sequences.models import RunTrigger, Sequence, SequenceStatus
+from sequences.provisioning import (
+    ProvisioningBlocked,
+    ProvisioningBusy,
+    forget_campaign,
+    provision,
+    set_campaign_status,
+    unsupported_reason,
+)
+from smartlead.client import NotFound, SmartleadError
+
+SequenceState = inline_serializer(
+    "SequenceState",
+    {
+        "id": serializers.UUIDField(),
+        "status": serializers.CharField(help_text="`active` after activate, `paused` after pause."),
+        "smartlead_campaign_id": serializers.CharField(allow_null=True),
+        "warning": serializers.CharField(required=False),
+    },
+)
+ERRORS = {code: ErrorSerializer for code in (400, 401, 403, 404, 409, 502)}
+
+
+@extend_schema(
+    summary="Activate a sequence (sets up or resumes its Smartlead campaign)",
+    request=None,
+    responses={200: SequenceState, **ERRORS},
+)
+@user_api(["POST"])
+def activate(request: Request, id: uuid.UUID) -> Response:
+    sequence = own_sequence(request.user, id)
+    credentials = sendable(sequence, request.user)
+    try:
+        start_campaign(sequence, credentials)
+    except ProvisioningBlocked as exc:
+        raise bad_request(str(exc), "unsupported_sequence") from None
+    except ProvisioningBusy:
+        raise problem(
+            Conflict, "The campaign is being set up right now; try again in a minute.", "busy"
+        ) from None
+    except SmartleadError as exc:
+        request.user.record_smartlead_refusal(exc)
+        raise smartlead_failure(exc) from None
+    set_status(sequence, SequenceStatus.ACTIVE)
+    return Response(state(sequence))
+
+
+@extend_schema(
+    summary="Pause a sequence and its Smartlead campaign",
+    request=None,
+    responses={200: SequenceState, **ERRORS},
+)
+@user_api(["POST"])
+def pause(request: Request, id: uuid.UUID) -> Response:
+    sequence = own_sequence(request.user, id)
+    if sequence.status not in (SequenceStatus.ACTIVE, SequenceStatus.PAUSED):
+        raise bad_request(
+            f"Only an active sequence can be paused; this one is {sequence.status}.", "not_active"
+        )
+    # Paused here first: the executor stops adding leads even if Smartlead is unreachable.
+    set_status(sequence, SequenceStatus.PAUSED)
+    credentials = request.user.smartlead_credentials()
+    if not sequence.smartlead_campaign_id:
+        return Response(state(sequence))
+    if credentials is None:
+        warning = "The Smartlead campaign was not paused: connect Smartlead, then pause again."
+        return Response(state(sequence) | {"warning": warning})
+    try:
+        set_campaign_status(sequence, credentials, "PAUSED", client_factory=interactive_client)
+    except SmartleadError as exc:
+        request.user.record_smartlead_refusal(exc)
+        raise smartlead_failure(exc, prefix="Paused here, but not in Smartlead. ") from None
+    return Response(state(sequence))
+
+
+def own_sequence(profile: Profile, sequence_id: uuid.UUID) -> Sequence:
+    """The SDR's own sequence; someone else's is as absent as one that does not exist."""
+    sequence = Sequence.objects.filter(pk=sequence_id, created_by=profile).first()
+    if sequence is None:
+        raise problem(exceptions.NotFound, "No such sequence.", "not_found")
+    return sequence
+
+
+def sendable(sequence: Sequence, profile: Profile) -> SmartleadCredentials:
+    """The credentials to activate with, or a 400 saying what stops the sequence from sending."""
+    if sequence.status == SequenceStatus.ARCHIVED:
+        raise bad_request("Archived sequences cannot be activated.", "archived")
+    reason = unsupported_reason(sequence)
+    if reason:
+        raise bad_request(reason, "unsupported_sequence")
+    credentials = profile.smartlead_credentials()
+    if credentials is None:
+        missing = "an API key" if not profile.smartlead_api_key else "an email account"
+        raise bad_request(
+            f"Connect Smartlead first: your profile has no {missing} to send with.",
+            "not_connected",
+        )
+    return credentials
+
+
+def start_campaign(sequence: Sequence, credentials: SmartleadCredentials) -> None:
+    """Provisions the campaign (a new one starts itself); an existing one is resumed.
+
+    A campaign deleted in Smartlead is forgotten and set up again, once.
+    """
+    existed = bool(sequence.smartlead_campaign_id)
+    provision(sequence, credentials, client_factory=interactive_client)
+    sequence.refresh_from_db(fields=["smartlead_campaign_id"])
+    if not existed:
+        return
+    try:
+        set_campaign_status(sequence, credentials, "START", client_factory=interactive_client)
+    except NotFound as exc:
+        forget_campaign(sequence.id, f"Not found when resuming: {exc}")
+        provision(sequence, credentials, client_factory=interactive_client)
+        sequence.refresh_from_db(fields=["smartlead_campaign_id"])
+
+
+def set_status(sequence: Sequence, status: SequenceStatus) -> None:
+    sequence.status, sequence.updated_at = status, timezone.now()
+    sequence.save(update_fields=["status", "updated_at"])
+
+
+def state(sequence: Sequence) -> dict[str, object]:
+    return {
+        "id": str(sequence.id),
+        "status": sequence.status,
+        "smartlead_campaign_id": sequence.smartlead_campaign_id,
+    }
+
+
+@extend_schema(
+    summary="Run the sequence executor now (for an external scheduler)",
+    request=None,
+    responses={200: dict, 401: ErrorSerializer, 503: ErrorSerializer},
+)
+@api_view(["POST"])
+@authentication_classes([])
+@permission_classes([AllowAny])
+def execute_sequences(request: Request) -> Response:
+    """`Authorization: Bearer <CRON_SECRET>`; answers with the run record."""
+    if not settings.CRON_SECRET:
+        return Response(
+            {"error": "The cron endpoint is disabled: CRON_SECRET is not configured."}, status=503
+        )
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), settings.CRON_SECRET.encode()
+    ):
+        return Response(
+            {"error": "Send the cron secret as 'Authorization: Bearer <CRON_SECRET>'."},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="cron"'},
+        )
+    try:
+        record = execute(trigger=RunTrigger.CRON, time_budget=settings.CRON_TIME_BUDGET_SECONDS)
+    except DatabaseError:
+        return Response(
+            {"error": "The database is unreachable; the run did not start."}, status=503
+        )
+    return Response(as_dict(record))
