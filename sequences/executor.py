@@ -39,15 +39,19 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from outboundhq import logs
-from profiles.models import CredentialCheck, Profile, SmartleadCredentials, SmartleadStatus
+from profiles.models import (
+    CredentialCheck,
+    Profile,
+    SmartleadCredentials,
+    SmartleadStatus,
+    refusal_status,
+)
 from profiles.models import key_fingerprint as fingerprint
 from sequences import walk
 from sequences.models import Enrollment, ExecutorRun, ProvisioningState, Sequence, SequenceStatus
 from sequences.provisioning import ProvisioningBlocked, ProvisioningBusy, provision
 from smartlead.client import (
     MAX_LEADS_PER_REQUEST,
-    InvalidApiKey,
-    NoApiAccess,
     NotFound,
     SmartleadClient,
     SmartleadError,
@@ -194,7 +198,10 @@ def plan_work(scope: Scope) -> list[Work]:
 
 def _refused_keys(creators: list[Profile]) -> set[uuid.UUID]:
     """SDRs whose current key Smartlead already refused: no point asking again until it changes."""
-    checks = CredentialCheck.objects.filter(profile_id__in=[p.id for p in creators], ok=False)
+    checks = CredentialCheck.objects.filter(
+        profile_id__in=[p.id for p in creators],
+        status__in=[SmartleadStatus.INVALID_KEY, SmartleadStatus.NO_API_ACCESS],
+    )
     keys = {p.id: p.smartlead_api_key or "" for p in creators}
     refused = {c.profile_id for c in checks if c.key_fingerprint == fingerprint(keys[c.profile_id])}
     for profile_id in refused:
@@ -274,7 +281,7 @@ def process_sdr(work: Work, run: Run, tally: walk.Tally) -> None:
 def _provisioned(sequence: Sequence, work: Work, run: Run, tally: walk.Tally) -> walk.Plan | None:
     """Step 3a. A campaign id without our record was set by hand or before this backend."""
     state = getattr(sequence, "provisioning", None)
-    ready = state.state == ProvisioningState.READY if state else _has_campaign(sequence)
+    ready = (state is None or state.state == ProvisioningState.READY) and _has_campaign(sequence)
     if ready:
         return walk.Plan.build(sequence, work.credentials)
     try:
@@ -375,14 +382,10 @@ def _not_sent(
 
 def _credential_error(profile: Profile, exc: SmartleadError) -> bool:
     """401/403: recorded for ops and logged once; True when the key was refused."""
-    verdicts = {
-        InvalidApiKey: SmartleadStatus.INVALID_KEY,
-        NoApiAccess: SmartleadStatus.NO_API_ACCESS,
-    }
-    verdict = verdicts.get(type(exc))
+    verdict = refusal_status(exc)
     if verdict is None:
         return False
-    CredentialCheck.objects.record(profile=profile, status=verdict, detail=str(exc))
+    profile.record_smartlead_refusal(exc)
     log.warning("User %s: Smartlead refused their key (%s)", profile.id, verdict.label)
     return True
 

@@ -170,6 +170,12 @@ def provision(
 def _adopt_or_get(sequence: Sequence) -> CampaignProvisioning:
     """A campaign id set without our record (set by hand, or before this backend) is trusted."""
     adopted = bool(sequence.smartlead_campaign_id and sequence.smartlead_campaign_id.isdigit())
+    stale = CampaignProvisioning.objects.filter(
+        sequence_id=sequence.id, state=ProvisioningState.READY
+    )
+    if not adopted and stale.exists():
+        # Someone cleared the campaign id: set up a new campaign rather than trust the record.
+        forget_campaign(sequence.id, "The sequence's campaign id was cleared.")
     record, _ = CampaignProvisioning.objects.get_or_create(
         sequence_id=sequence.id,
         defaults={
@@ -200,7 +206,8 @@ def _finish(record: CampaignProvisioning, state: str, reason: str) -> None:
 
 
 def _stage_done(record: CampaignProvisioning, stage: str) -> None:
-    record.completed_stages = [*record.completed_stages, stage]
+    if stage not in record.completed_stages:
+        record.completed_stages = [*record.completed_stages, stage]
     record.save(update_fields=["completed_stages", "campaign_id", "updated_at"])
 
 
@@ -244,6 +251,9 @@ def _create_or_find(
         found = next((c for c in client.list_campaigns() if tag in (c.name or "")), None)
         campaign = found or client.create_campaign(campaign_name(sequence))
         record.campaign_id = campaign.id
+        if found and found.status not in (None, "DRAFTED"):
+            # Already set up and sending: Smartlead refuses sequence edits on a live campaign.
+            record.completed_stages = list(STAGES)
     with transaction.atomic():
         record.save(update_fields=["campaign_id", "updated_at"])
         Sequence.objects.filter(pk=sequence.pk).update(

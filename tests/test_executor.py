@@ -24,6 +24,7 @@ from sequences.models import (
     ProvisioningState,
     Push,
     PushState,
+    Sequence,
     StepRecord,
 )
 from smartlead import client as smartlead_client
@@ -502,3 +503,18 @@ def test_concurrent_provisioning_creates_one_campaign(smartlead):
         thread.join(30)
     assert smartlead.count("create") == 1
     assert "ready" in outcomes
+
+
+def test_a_cleared_campaign_id_is_found_again_by_its_tag_not_skipped(smartlead):
+    sequence = make_sequence(creator=make_profile())
+    enroll(sequence, 1)
+    execute(trigger="command")
+    first_campaign = Sequence.objects.get(pk=sequence.pk).smartlead_campaign_id
+    smartlead.campaigns[int(first_campaign)]["status"] = "ACTIVE"
+    Sequence.objects.filter(pk=sequence.pk).update(smartlead_campaign_id=None)
+    enroll(sequence, 1)
+    run = execute(trigger="command")
+    sequence.refresh_from_db()
+    assert sequence.smartlead_campaign_id == first_campaign
+    assert smartlead.count("create") == 1 and smartlead.count("sequences") == 1
+    assert run.pushed == 1
