@@ -154,6 +154,9 @@ SPECTACULAR_SETTINGS = {
 # --- Supabase auth (the connect API) -----------------------------------------------------
 SUPABASE_URL = _read("SUPABASE_URL", str, "")
 SUPABASE_JWT_SECRET = _read("SUPABASE_JWT_SECRET", str, "")
+SUPABASE_JWKS_CACHE_SECONDS = _read("SUPABASE_JWKS_CACHE_SECONDS", int, 600)
+# A token with an unknown key id refetches the JWKS at most this often (no refetch floods).
+SUPABASE_JWKS_MIN_REFRESH_SECONDS = _read("SUPABASE_JWKS_MIN_REFRESH_SECONDS", int, 30)
 CORS_ALLOWED_ORIGINS = _read("CORS_ALLOWED_ORIGINS", list, [])
 
 # --- Smartlead ---------------------------------------------------------------------------
@@ -169,6 +172,9 @@ PUBLIC_BASE_URL = _read("PUBLIC_BASE_URL", str, "")
 
 # --- Executor ----------------------------------------------------------------------------
 CRON_SECRET = _read("CRON_SECRET", str, "")
+# POST /cron/execute-sequences runs inside a web request: it must end before gunicorn's timeout
+# (60 s); what it leaves is done by the next run.
+CRON_TIME_BUDGET_SECONDS = _read("CRON_TIME_BUDGET_SECONDS", int, 45)
 EXECUTOR_CONCURRENCY = _read("EXECUTOR_CONCURRENCY", int, 8)
 EXECUTOR_TIME_BUDGET_SECONDS = _read("EXECUTOR_TIME_BUDGET_SECONDS", int, 600)
 EXECUTOR_CHUNK_SIZE = _read("EXECUTOR_CHUNK_SIZE", int, 2000)
