@@ -43,13 +43,18 @@ def register_secret(value: str | None) -> None:
         _known_secrets.add(value)
 
 
+def _mask_param(match: re.Match[str]) -> str:
+    value = match.group("value")
+    # Already masked (a line redacted twice, e.g. by a log filter and then by Sentry): keep it.
+    shown = value if value.startswith("…") else mask(value)
+    return f"{match.group('name')}{match.group('sep')}{shown}"
+
+
 def redact(text: str) -> str:
     """Replace every secret-looking query parameter and every registered secret."""
     if not text:
         return text
-    text = _SECRET_PARAM.sub(
-        lambda m: f"{m.group('name')}{m.group('sep')}{mask(m.group('value'))}", text
-    )
+    text = _SECRET_PARAM.sub(_mask_param, text)
     with _known_lock:
         known = [s for s in _known_secrets if s in text]
     for secret in known:
@@ -70,8 +75,10 @@ class RedactSecretsFilter(logging.Filter):
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
+            # Formatters print exc_text when it is set, so the redacted text is what's written.
+            # exc_info stays: Sentry reads the record after the handlers, and needs the
+            # exception itself for a stack trace (its before_send scrubs the values).
             record.exc_text = redact(record.exc_text)
-            record.exc_info = None
         return True
 
 
@@ -104,3 +111,62 @@ class JsonFormatter(logging.Formatter):
         if record.exc_text:
             entry["exception"] = record.exc_text
         return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """Development: one readable line, with the request/run ids in brackets when known."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s%(context)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        ids = [
+            f"{field}={getattr(record, field)}"
+            for field in ("request_id", "profile_id", "run_id")
+            if getattr(record, field, None)
+        ]
+        record.context = f" [{' '.join(ids)}]" if ids else ""
+        return super().format(record)
+
+
+class AccessLogContextFilter(logging.Filter):
+    """gunicorn's access line is written after Django has returned: take the request id the
+    response carries (RequestIdMiddleware sets X-Request-ID) so it joins the app's lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        atoms = record.args
+        if isinstance(atoms, dict):
+            rid = atoms.get("{x-request-id}o")
+            if rid and rid != "-":
+                record.request_id = rid
+        return True
+
+
+def gunicorn_logconfig(*, level: str = "INFO", fmt: str = "json") -> dict[str, object]:
+    """gunicorn's `logconfig_dict`: its error and access logs in the same format as the app's,
+    through the same redaction (an access line holds the whole URL, query string included)."""
+    formatter = "text" if fmt == "text" else "json"
+    handler = {"class": "logging.StreamHandler", "formatter": formatter}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {
+            "redact_secrets": {"()": "outboundhq.logs.RedactSecretsFilter"},
+            "access_context": {"()": "outboundhq.logs.AccessLogContextFilter"},
+        },
+        "formatters": {
+            "json": {"()": "outboundhq.logs.JsonFormatter"},
+            "text": {"()": "outboundhq.logs.TextFormatter"},
+        },
+        "handlers": {
+            "error": handler | {"stream": "ext://sys.stderr", "filters": ["redact_secrets"]},
+            # The context filter must read the atoms before redaction flattens the arguments.
+            "access": handler
+            | {"stream": "ext://sys.stdout", "filters": ["access_context", "redact_secrets"]},
+        },
+        "root": {"level": level, "handlers": ["error"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["error"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["access"], "propagate": False},
+        },
+    }

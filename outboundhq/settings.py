@@ -222,3 +222,66 @@ LOGGING = {
         "django.db.backends": {"level": "INFO"},
     },
 }
+
+# --- Production hardening / Sentry -------------------------------------------------------
+# Everything below is off (or permissive) with DJANGO_DEBUG=true and on otherwise, so that
+# `manage.py check --deploy` is clean with production settings.
+
+# Railway terminates TLS at its edge and forwards plain HTTP with X-Forwarded-Proto; the app is
+# only reachable through that proxy, so the header can be trusted there (never in development).
+SECURE_PROXY_SSL_HEADER = None if DEBUG else ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = _read("DJANGO_SECURE_SSL_REDIRECT", bool, not DEBUG)
+# Railway's deploy health check calls /health over plain HTTP, without X-Forwarded-Proto.
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = 0 if DEBUG else _read("DJANGO_SECURE_HSTS_SECONDS", int, 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = not DEBUG
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# On Railway: the deploy health check sends `Host: healthcheck.railway.app`, and the service's
+# generated domain is known, so neither has to be repeated in DJANGO_ALLOWED_HOSTS.
+if env.str("RAILWAY_ENVIRONMENT_ID", default=""):
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, "healthcheck.railway.app"]
+    _railway_domain = env.str("RAILWAY_PUBLIC_DOMAIN", default="")
+    if _railway_domain:
+        ALLOWED_HOSTS.append(_railway_domain)
+        CSRF_TRUSTED_ORIGINS = [*CSRF_TRUSTED_ORIGINS, f"https://{_railway_domain}"]
+
+# collectstatic's destination; the build writes it, WhiteNoise serves it (tests use a temp dir).
+STATIC_ROOT = Path(_read("DJANGO_STATIC_ROOT", str, str(STATIC_ROOT)))
+
+# Readable lines in development carry the request/run ids too; Django's own default handlers
+# (console in debug, mail_admins) are replaced by ours, so every record passes the redaction.
+LOGGING["formatters"]["text"] = {"()": "outboundhq.logs.TextFormatter"}
+LOGGING["loggers"] |= {
+    "django": {"handlers": [], "propagate": True},
+    "django.server": {"handlers": [], "propagate": True},
+}
+
+# drf-spectacular prints schema warnings to stderr as plain text when /api/schema/ is generated,
+# which would break the one-JSON-object-per-line logs. `check --deploy` still reports them.
+SPECTACULAR_SETTINGS["DISABLE_ERRORS_AND_WARNINGS"] = not DEBUG
+
+SENTRY_DSN = _read("SENTRY_DSN", str, "")
+SENTRY_ENVIRONMENT = _read(
+    "SENTRY_ENVIRONMENT", str, env.str("RAILWAY_ENVIRONMENT_NAME", default="production")
+)
+SENTRY_TRACES_SAMPLE_RATE = _read("SENTRY_TRACES_SAMPLE_RATE", float, 0.0)
+if not 0.0 <= SENTRY_TRACES_SAMPLE_RATE <= 1.0:
+    CONFIG_ERRORS.append(("SENTRY_TRACES_SAMPLE_RATE", "must be between 0 and 1"))
+    SENTRY_TRACES_SAMPLE_RATE = 0.0
+if SENTRY_DSN:
+    from outboundhq.sentry import init_sentry
+
+    _sentry_problem = init_sentry(
+        dsn=SENTRY_DSN,
+        environment=SENTRY_ENVIRONMENT,
+        traces_sample_rate=SENTRY_TRACES_SAMPLE_RATE,
+        release=env.str("RAILWAY_GIT_COMMIT_SHA", default="") or None,
+    )
+    if _sentry_problem:
+        CONFIG_ERRORS.append(("SENTRY_DSN", _sentry_problem))
