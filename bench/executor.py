@@ -44,7 +44,9 @@ MEASURE = (
     "    else:\n"
     "        runpy.run_path('manage.py', run_name='__main__')\n"
     "finally:\n"
-    "    print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "    usage = resource.getrusage(resource.RUSAGE_SELF)\n"
+    "    print('CPU_S', usage.ru_utime + usage.ru_stime, file=sys.stderr)\n"
+    "    print('MAXRSS_KB', usage.ru_maxrss, file=sys.stderr)\n"
 )
 
 
@@ -131,7 +133,7 @@ def seed(database_url: str, keys: list[str], campaigns: list[int], per_sdr: int)
         cur.execute("ANALYZE")
 
 
-def timed_run(env: dict[str, str], *args: str) -> tuple[float, int, str]:
+def timed_run(env: dict[str, str], *args: str) -> tuple[float, int, float, str]:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", MEASURE, "manage.py", *args],
@@ -146,7 +148,8 @@ def timed_run(env: dict[str, str], *args: str) -> tuple[float, int, str]:
     if done.returncode != 0:
         raise SystemExit(f"executor failed:\n{done.stderr[-3000:]}")
     rss = int(done.stderr.rsplit("MAXRSS_KB", 1)[1].split()[0])
-    return wall, rss, done.stdout
+    cpu = float(done.stderr.rsplit("CPU_S", 1)[1].split()[0])
+    return wall, rss, cpu, done.stdout
 
 
 def verify(database_url: str, total: int) -> dict[str, int]:
@@ -178,12 +181,12 @@ def run(sdrs: int, per_sdr: int, latency_ms: float, batch: int) -> dict:
         )
         keys = [a["api_key"] for a in accounts(sdrs)]
         seed(database_url, keys, create_campaigns(sandbox, keys), per_sdr)
-        startup, _, _ = timed_run(
+        startup, _, _, _ = timed_run(
             env, "execute_sequences", "--dry-run", "--sequence", str(uuid.uuid4())
         )
         sandbox.latency = latency_ms / 1000
         sandbox.reset_counts()
-        wall, rss_kb, out = timed_run(env, "execute_sequences", "--json")
+        wall, rss_kb, cpu, out = timed_run(env, "execute_sequences", "--json")
         record = json.loads(out)
         checked = verify(database_url, sdrs * per_sdr)
         requests = sandbox.request_count(route=LEADS_ROUTE)
@@ -201,6 +204,7 @@ def run(sdrs: int, per_sdr: int, latency_ms: float, batch: int) -> dict:
             "sql_round_trips": record["sql_round_trips"],
             "round_trips_per_100": round(record["sql_round_trips"] / (sdrs * per_sdr) * 100, 2),
             "peak_rss_mb": round(rss_kb / 1024, 1),
+            "executor_cpu_s": round(cpu, 2),
             "floor_s": round(startup + requests * latency_ms / 1000 / concurrency, 2),
             "sequential_design_s": round(sdrs * per_sdr * latency_ms / 1000),
             "pushed": record["pushed"],

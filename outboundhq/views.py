@@ -4,6 +4,7 @@ import logging
 from typing import Any
 
 from django.db import DatabaseError, connection
+from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -13,6 +14,7 @@ from rest_framework.views import exception_handler
 log = logging.getLogger(__name__)
 
 
+@extend_schema(summary="Liveness and a database round trip", responses={200: dict, 503: dict})
 @api_view(["GET"])
 @authentication_classes([])
 @permission_classes([AllowAny])

@@ -37,6 +37,7 @@ from django.conf import settings
 from django.db import connection, connections
 from django.db.models import Count, Q
 from django.utils import timezone
+from requests import Session
 
 from outboundhq import logs
 from profiles.models import (
@@ -56,6 +57,7 @@ from smartlead.client import (
     SmartleadClient,
     SmartleadError,
     ValidationFailed,
+    new_session,
 )
 
 log = logging.getLogger(__name__)
@@ -245,26 +247,33 @@ def _worker(
 
 
 def _work_through(tasks: queue.Queue[Work], run: Run, tallies: list[walk.Tally]) -> None:
-    while True:
-        try:
-            work = tasks.get_nowait()
-        except queue.Empty:
-            return
-        tally = walk.Tally()
-        tallies.append(tally)  # list.append is atomic; read after the threads are joined
-        try:
-            process_sdr(work, run, tally)
-        except Exception as exc:  # one SDR's failure must not stop the others
-            log.exception("Executor failed on user %s", work.creator.id)
-            tally.errors.append(f"User {work.creator.id}: {exc.__class__.__name__}: {exc}")
+    # One keep-alive connection to Smartlead per worker, whichever SDR's key it carries.
+    with new_session() as session:
+        while True:
+            try:
+                work = tasks.get_nowait()
+            except queue.Empty:
+                return
+            tally = walk.Tally()
+            tallies.append(tally)  # list.append is atomic; read after the threads are joined
+            _process_safely(work, run, tally, session)
+
+
+def _process_safely(work: Work, run: Run, tally: walk.Tally, session: Session) -> None:
+    try:
+        process_sdr(work, run, tally, session)
+    except Exception as exc:  # one SDR's failure must not stop the others
+        log.exception("Executor failed on user %s", work.creator.id)
+        tally.errors.append(f"User {work.creator.id}: {exc.__class__.__name__}: {exc}")
 
 
 class Refused(Exception):
     """Smartlead refused this SDR's key (401/403): their remaining work waits."""
 
 
-def process_sdr(work: Work, run: Run, tally: walk.Tally) -> None:
-    with SmartleadClient(work.credentials.api_key, deadline=run.deadline) as client:
+def process_sdr(work: Work, run: Run, tally: walk.Tally, session: Session) -> None:
+    key = work.credentials.api_key
+    with SmartleadClient(key, deadline=run.deadline, session=session) as client:
         for sequence in work.sequences:
             if run.out_of_time:
                 tally.errors.append("The time budget is spent; the rest waits for the next run.")
@@ -350,7 +359,7 @@ def send(
     """One add-leads request; a batch Smartlead rejects is split in halves to find the bad lead."""
     tally.smartlead_requests += 1
     try:
-        result = client.add_leads(plan.campaign_id, [c.lead() for c in items])
+        result = client.add_leads(plan.campaign_id, [c.lead for c in items])
     except ValidationFailed as exc:
         if len(items) == 1:
             walk.record_rejected(plan, items, str(exc), tally)

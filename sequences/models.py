@@ -317,7 +317,6 @@ class Push(models.Model):
                 fields=["enrollment_id", "campaign_id"], name="outboundhq_push_once_per_campaign"
             )
         ]
-        indexes = [models.Index(fields=["state", "created_at"])]
 
     def __str__(self) -> str:
         return f"{self.email} → campaign {self.campaign_id} ({self.state})"

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -142,6 +143,7 @@ class Claimed:
     title: str | None
     unsubscribed_at: datetime | None
 
+    @cached_property
     def lead(self) -> Lead:
         return Lead(
             email=(self.email or "").strip().lower(),
@@ -281,7 +283,7 @@ def _reserve(
             profile_id=plan.creator_id,
             run_id=run_id,
             ids=[c.id for c in candidates],
-            emails=[c.lead().email for c in candidates],
+            emails=[c.lead.email for c in candidates],
         )
     else:
         sendable = _reserve_with_orm(plan, candidates, run_id)
@@ -311,7 +313,7 @@ def _reserve_with_orm(plan: Plan, candidates: list[Claimed], run_id: uuid.UUID) 
                     campaign_id=plan.campaign_id,
                     sequence_id=plan.sequence_id,
                     profile_id=plan.creator_id,
-                    email=c.lead().email,
+                    email=c.lead.email,
                     run_id=run_id,
                 )
                 for c in fresh
@@ -412,7 +414,7 @@ def record_pushed(plan: Plan, items: list[Claimed], result: AddLeadsResult, tall
     """Smartlead accepted the batch: ledger `pushed`, enrollments advanced, rejections recorded."""
     outcomes: dict[str, list[Claimed]] = defaultdict(list)
     for item in items:
-        outcomes[result.outcome_for(item.lead().email)].append(item)
+        outcomes[result.outcome_for(item.lead.email)].append(item)
     now = timezone.now()
     _accept(plan, outcomes.pop("added_or_existing", []), result.counts, tally)
     changes = Changes()

@@ -547,6 +547,19 @@ def _status_error(
 
 
 # --- The client --------------------------------------------------------------------------
+def new_session() -> requests.Session:
+    """The HTTP session behind clients: the key is never part of it (it is per request)."""
+    session = requests.Session()
+    # No proxy or .netrc lookups from the environment: they cost a filesystem walk per call.
+    session.trust_env = False
+    # Cloudflare bans the default python-requests User-Agent in front of Smartlead.
+    session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+    # Hidden urllib3 retries would bypass the limiter and the time budget.
+    for prefix in ("https://", "http://"):
+        session.mount(prefix, requests.adapters.HTTPAdapter(max_retries=0))
+    return session
+
+
 class SmartleadClient:
     """One Smartlead account's API over one requests.Session.
 
@@ -562,7 +575,10 @@ class SmartleadClient:
         retry_budget: float = 60.0,
         deadline: float | None = None,
         requests_per_minute: int | None = None,
+        session: requests.Session | None = None,
     ):
+        """`session` (from `new_session()`) lets one thread keep one connection to Smartlead
+        across many SDRs' clients; the caller closes it. Without it the client owns one."""
         if not api_key:
             raise ValueError("A Smartlead API key is required.")
         register_secret(api_key)
@@ -579,14 +595,8 @@ class SmartleadClient:
         self.batch_size = min(MAX_LEADS_PER_REQUEST, max(1, per_request))
         per_minute = requests_per_minute or int(_setting("SMARTLEAD_REQUESTS_PER_MINUTE", 60))
         self._limiter = limiter_for(api_key, per_minute)
-        self._session = requests.Session()
-        # No proxy or .netrc lookups from the environment: they cost a filesystem walk per call.
-        self._session.trust_env = False
-        # Cloudflare bans the default python-requests User-Agent in front of Smartlead.
-        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        # Hidden urllib3 retries would bypass the limiter and the time budget.
-        for prefix in ("https://", "http://"):
-            self._session.mount(prefix, requests.adapters.HTTPAdapter(max_retries=0))
+        self._owns_session = session is None
+        self._session = session or new_session()
 
     def __repr__(self) -> str:
         return f"<SmartleadClient {self.base_url} key={mask(self._api_key)}>"
@@ -598,7 +608,8 @@ class SmartleadClient:
         self.close()
 
     def close(self) -> None:
-        self._session.close()
+        if self._owns_session:
+            self._session.close()
 
     # --- Email accounts ---
     def list_email_accounts(self) -> list[EmailAccount]:

@@ -88,3 +88,9 @@ def smartlead_sandbox(settings):  # noqa: ANN001, ANN201 - pytest-django's fixtu
     with SandboxServer(load_accounts()) as sandbox:
         settings.SMARTLEAD_BASE_URL = sandbox.base_url
         yield sandbox
+
+
+@pytest.fixture(autouse=True)
+def _no_https_redirect(settings) -> None:  # noqa: ANN001 - pytest-django's fixture
+    """Production redirects plain HTTP to HTTPS; the test client speaks plain HTTP."""
+    settings.SECURE_SSL_REDIRECT = False

@@ -169,11 +169,6 @@ class Migration(migrations.Migration):
             ],
             options={
                 "db_table": "outboundhq_push",
-                "indexes": [
-                    models.Index(
-                        fields=["state", "created_at"], name="outboundhq__state_bfe9f3_idx"
-                    )
-                ],
                 "constraints": [
                     models.UniqueConstraint(
                         fields=("enrollment_id", "campaign_id"),
