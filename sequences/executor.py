@@ -28,6 +28,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -53,6 +54,7 @@ from sequences.models import Enrollment, ExecutorRun, ProvisioningState, Sequenc
 from sequences.provisioning import ProvisioningBlocked, ProvisioningBusy, provision
 from smartlead.client import (
     MAX_LEADS_PER_REQUEST,
+    AddLeadsResult,
     NotFound,
     SmartleadClient,
     SmartleadError,
@@ -248,7 +250,7 @@ def _worker(
 
 def _work_through(tasks: queue.Queue[Work], run: Run, tallies: list[walk.Tally]) -> None:
     # One keep-alive connection to Smartlead per worker, whichever SDR's key it carries.
-    with new_session() as session:
+    with new_session() as session, Sender(run) as sender:
         while True:
             try:
                 work = tasks.get_nowait()
@@ -256,12 +258,14 @@ def _work_through(tasks: queue.Queue[Work], run: Run, tallies: list[walk.Tally])
                 return
             tally = walk.Tally()
             tallies.append(tally)  # list.append is atomic; read after the threads are joined
-            _process_safely(work, run, tally, session)
+            _process_safely(work, run, tally, session, sender)
 
 
-def _process_safely(work: Work, run: Run, tally: walk.Tally, session: Session) -> None:
+def _process_safely(
+    work: Work, run: Run, tally: walk.Tally, session: Session, sender: Sender
+) -> None:
     try:
-        process_sdr(work, run, tally, session)
+        process_sdr(work, run, tally, session, sender)
     except Exception as exc:  # one SDR's failure must not stop the others
         log.exception("Executor failed on user %s", work.creator.id)
         tally.errors.append(f"User {work.creator.id}: {exc.__class__.__name__}: {exc}")
@@ -271,20 +275,20 @@ class Refused(Exception):
     """Smartlead refused this SDR's key (401/403): their remaining work waits."""
 
 
-def process_sdr(work: Work, run: Run, tally: walk.Tally, session: Session) -> None:
+def process_sdr(work: Work, run: Run, tally: walk.Tally, session: Session, sender: Sender) -> None:
     key = work.credentials.api_key
     with SmartleadClient(key, deadline=run.deadline, session=session) as client:
-        for sequence in work.sequences:
-            if run.out_of_time:
-                tally.errors.append("The time budget is spent; the rest waits for the next run.")
-                return
-            plan = _provisioned(sequence, work, run, tally)
-            if plan is None:
-                continue
-            try:
-                process_sequence(plan, client, run, tally)
-            except Refused:
-                return
+        try:
+            for sequence in work.sequences:
+                if run.out_of_time:
+                    tally.errors.append("The time budget is spent; the rest waits for next run.")
+                    break
+                plan = _provisioned(sequence, work, run, tally)
+                if plan is not None:
+                    process_sequence(plan, client, run, tally, sender)
+            sender.flush()
+        except Refused:
+            sender.abandon()
 
 
 def _provisioned(sequence: Sequence, work: Work, run: Run, tally: walk.Tally) -> walk.Plan | None:
@@ -324,7 +328,9 @@ def chunk_size() -> int:
     return max(size, settings.EXECUTOR_CHUNK_SIZE // size * size)
 
 
-def process_sequence(plan: walk.Plan, client: SmartleadClient, run: Run, tally: walk.Tally) -> None:
+def process_sequence(
+    plan: walk.Plan, client: SmartleadClient, run: Run, tally: walk.Tally, sender: Sender
+) -> None:
     """Steps 3b-3e for one sequence: claim in chunks, walk, send full batches."""
     leads: list[walk.Claimed] = []
     size = batch_size()
@@ -337,41 +343,101 @@ def process_sequence(plan: walk.Plan, client: SmartleadClient, run: Run, tally: 
             leads.extend(walk.walk(plan, chunk, tally, run.id))
             while len(leads) >= size:
                 batch, leads = leads[:size], leads[size:]
-                send(plan, batch, client, run, tally)
+                sender.send(plan, batch, client, tally)
             if len(chunk) < wanted or not wanted:
                 break
         if leads:
             batch, leads = leads, []
-            send(plan, batch, client, run, tally)
+            sender.send(plan, batch, client, tally)
     finally:
         if leads:  # claimed and reserved, but the SDR's key was refused: give them back
             walk.release([c.id for c in leads], plan, run.started)
             tally.deferred += len(leads)
 
 
-def send(
+Outcome = AddLeadsResult | SmartleadError
+
+
+def _request(client: SmartleadClient, campaign_id: int, items: list[walk.Claimed]) -> Outcome:
+    try:
+        return client.add_leads(campaign_id, [c.lead for c in items])
+    except SmartleadError as exc:
+        return exc
+
+
+@dataclass
+class InFlight:
+    plan: walk.Plan
+    items: list[walk.Claimed]
+    client: SmartleadClient
+    tally: walk.Tally
+    outcome: Future[Outcome]
+
+
+class Sender:
+    """A worker's add-leads requests, on a thread of their own and one at a time (one connection,
+    one SDR's limit), so the worker writes the previous batch while the next one is in flight."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.thread = ThreadPoolExecutor(1, "exec-send")
+        self.in_flight: InFlight | None = None
+
+    def __enter__(self) -> Sender:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.abandon()
+        self.thread.shutdown()
+
+    def send(
+        self,
+        plan: walk.Plan,
+        items: list[walk.Claimed],
+        client: SmartleadClient,
+        tally: walk.Tally,
+    ) -> None:
+        outcome = self.thread.submit(_request, client, plan.campaign_id, items)
+        previous, self.in_flight = self.in_flight, InFlight(plan, items, client, tally, outcome)
+        if previous:
+            self._record(previous)
+
+    def flush(self) -> None:
+        previous, self.in_flight = self.in_flight, None
+        if previous:
+            self._record(previous)
+
+    def abandon(self) -> None:
+        """After a refusal: the batch still in flight is recorded or released, quietly."""
+        try:
+            self.flush()
+        except Refused:
+            pass
+
+    def _record(self, sent: InFlight) -> None:
+        record(sent.plan, sent.items, sent.outcome.result(), sent.client, self.run, sent.tally)
+
+
+def record(
     plan: walk.Plan,
     items: list[walk.Claimed],
+    outcome: Outcome,
     client: SmartleadClient,
     run: Run,
     tally: walk.Tally,
 ) -> None:
-    """One add-leads request; a batch Smartlead rejects is split in halves to find the bad lead."""
+    """A batch Smartlead rejected as a whole is split in halves until the bad lead is found."""
     tally.smartlead_requests += 1
-    try:
-        result = client.add_leads(plan.campaign_id, [c.lead for c in items])
-    except ValidationFailed as exc:
-        if len(items) == 1:
-            walk.record_rejected(plan, items, str(exc), tally)
-            return
+    if isinstance(outcome, ValidationFailed) and len(items) > 1:
         half = len(items) // 2
-        send(plan, items[:half], client, run, tally)
-        send(plan, items[half:], client, run, tally)
-        return
-    except SmartleadError as exc:
-        _not_sent(plan, items, exc, run, tally)
-        return
-    walk.record_pushed(plan, items, result, tally)
+        for part in (items[:half], items[half:]):
+            record(plan, part, _request(client, plan.campaign_id, part), client, run, tally)
+    elif isinstance(outcome, ValidationFailed):
+        walk.record_rejected(plan, items, str(outcome), tally)
+    elif isinstance(outcome, SmartleadError):
+        _not_sent(plan, items, outcome, run, tally)
+    else:
+        walk.record_pushed(plan, items, outcome, tally)
 
 
 def _not_sent(
