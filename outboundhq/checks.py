@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Any
 
 from django.conf import settings
@@ -29,6 +30,24 @@ def configuration_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     if settings.SMARTLEAD_REQUESTS_PER_MINUTE < 1:
         errors.append(
             Error("SMARTLEAD_REQUESTS_PER_MINUTE must be at least 1.", id="outboundhq.E003")
+        )
+    try:
+        zoneinfo.ZoneInfo(settings.SMARTLEAD_SCHEDULE_TIMEZONE)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        errors.append(
+            Error(
+                f"SMARTLEAD_SCHEDULE_TIMEZONE {settings.SMARTLEAD_SCHEDULE_TIMEZONE!r} is not an "
+                "IANA timezone name (e.g. America/New_York).",
+                id="outboundhq.E006",
+            )
+        )
+    if not 5 <= settings.CRON_TIME_BUDGET_SECONDS <= 50:
+        errors.append(
+            Error(
+                "CRON_TIME_BUDGET_SECONDS must be between 5 and 50: a run started by the cron "
+                "endpoint has to answer within the web server's 60 s timeout.",
+                id="outboundhq.E007",
+            )
         )
     if not 1 <= settings.EXECUTOR_CONCURRENCY <= 64:
         errors.append(Error("EXECUTOR_CONCURRENCY must be between 1 and 64.", id="outboundhq.E004"))

@@ -50,6 +50,12 @@ def _mask_param(match: re.Match[str]) -> str:
     return f"{match.group('name')}{match.group('sep')}{shown}"
 
 
+def known_secrets() -> set[str]:
+    """Every secret registered so far (the test suite checks its own logs against them)."""
+    with _known_lock:
+        return set(_known_secrets)
+
+
 def redact(text: str) -> str:
     """Replace every secret-looking query parameter and every registered secret."""
     if not text:

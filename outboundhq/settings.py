@@ -131,8 +131,14 @@ DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = _read(
     "DATABASE_TRANSACTION_POOLING", bool, False
 )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Executor threads and the web server share one file: wait for locks instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Executor threads and the web server share one file: take the write lock when a
+    # transaction starts and wait for it, instead of failing half-way with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    )
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that stops answering must turn /health into a 503, not a hung worker.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
 # --- REST framework ----------------------------------------------------------------------
 REST_FRAMEWORK = {

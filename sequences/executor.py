@@ -21,6 +21,7 @@ One run:
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -32,13 +33,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection, connections
 from django.db.models import Count, Q
 from django.utils import timezone
-from requests import Session
 
 from outboundhq import logs
 from profiles.models import (
@@ -51,7 +51,12 @@ from profiles.models import (
 from profiles.models import key_fingerprint as fingerprint
 from sequences import walk
 from sequences.models import Enrollment, ExecutorRun, ProvisioningState, Sequence, SequenceStatus
-from sequences.provisioning import ProvisioningBlocked, ProvisioningBusy, provision
+from sequences.provisioning import (
+    ProvisioningBlocked,
+    ProvisioningBusy,
+    ensure_webhook,
+    provision,
+)
 from smartlead.client import (
     MAX_LEADS_PER_REQUEST,
     AddLeadsResult,
@@ -61,6 +66,9 @@ from smartlead.client import (
     ValidationFailed,
     new_session,
 )
+
+if TYPE_CHECKING:
+    from requests import Session
 
 log = logging.getLogger(__name__)
 
@@ -283,19 +291,27 @@ def process_sdr(work: Work, run: Run, tally: walk.Tally, session: Session, sende
                 if run.out_of_time:
                     tally.errors.append("The time budget is spent; the rest waits for next run.")
                     break
-                plan = _provisioned(sequence, work, run, tally)
+                plan = _provisioned(sequence, work, run, tally, client)
                 if plan is not None:
                     process_sequence(plan, client, run, tally, sender)
             sender.flush()
         except Refused:
-            sender.abandon()
+            pass
+        finally:
+            sender.abandon()  # nothing of this SDR's may be left for the next SDR to record
 
 
-def _provisioned(sequence: Sequence, work: Work, run: Run, tally: walk.Tally) -> walk.Plan | None:
+def _provisioned(
+    sequence: Sequence, work: Work, run: Run, tally: walk.Tally, client: SmartleadClient
+) -> walk.Plan | None:
     """Step 3a. A campaign id without our record was set by hand or before this backend."""
     state = getattr(sequence, "provisioning", None)
     ready = (state is None or state.state == ProvisioningState.READY) and _has_campaign(sequence)
     if ready:
+        try:
+            ensure_webhook(sequence, client)
+        except SmartleadError as exc:
+            tally.errors.append(f"Campaign webhook for sequence {sequence.id} not saved: {exc}")
         return walk.Plan.build(sequence, work.credentials)
     try:
         provision(sequence, work.credentials, deadline=run.deadline)
@@ -397,7 +413,7 @@ class Sender:
         client: SmartleadClient,
         tally: walk.Tally,
     ) -> None:
-        outcome = self.thread.submit(_request, client, plan.campaign_id, items)
+        outcome = self.request(client, plan.campaign_id, items)
         previous, self.in_flight = self.in_flight, InFlight(plan, items, client, tally, outcome)
         if previous:
             self._record(previous)
@@ -414,25 +430,56 @@ class Sender:
         except Refused:
             pass
 
+    def request(
+        self, client: SmartleadClient, campaign_id: int, items: list[walk.Claimed]
+    ) -> Future[Outcome]:
+        """On the sender thread (the client's session is not shared between threads), with this
+        thread's log context (run id)."""
+        context = contextvars.copy_context()
+        return self.thread.submit(context.run, _request, client, campaign_id, items)
+
     def _record(self, sent: InFlight) -> None:
-        record(sent.plan, sent.items, sent.outcome.result(), sent.client, self.run, sent.tally)
+        outcome = sent.outcome.result()
+        sent.tally.smartlead_requests += 1
+        if isinstance(outcome, ValidationFailed) and len(sent.items) > 1:
+            self._split(sent, outcome)
+        else:
+            record(sent.plan, sent.items, outcome, self.run, sent.tally)
+
+    def _split(self, sent: InFlight, refusal: ValidationFailed) -> None:
+        """Smartlead refused the whole batch: halves until the bad leads are found. If no part
+        goes through, the refusal is about the request, not a lead: nobody fails for it."""
+        parts = _bisect(self, sent.plan.campaign_id, sent.items, sent.client, sent.tally)
+        if not any(isinstance(outcome, AddLeadsResult) for _, outcome in parts):
+            _not_sent(sent.plan, sent.items, refusal, self.run, sent.tally)
+            return
+        for items, outcome in parts:
+            record(sent.plan, items, outcome, self.run, sent.tally)
+
+
+def _bisect(
+    sender: Sender,
+    campaign_id: int,
+    items: list[walk.Claimed],
+    client: SmartleadClient,
+    tally: walk.Tally,
+) -> list[tuple[list[walk.Claimed], Outcome]]:
+    parts: list[tuple[list[walk.Claimed], Outcome]] = []
+    half = len(items) // 2
+    for part in (items[:half], items[half:]):
+        outcome = sender.request(client, campaign_id, part).result()
+        tally.smartlead_requests += 1
+        if isinstance(outcome, ValidationFailed) and len(part) > 1:
+            parts += _bisect(sender, campaign_id, part, client, tally)
+        else:
+            parts.append((part, outcome))
+    return parts
 
 
 def record(
-    plan: walk.Plan,
-    items: list[walk.Claimed],
-    outcome: Outcome,
-    client: SmartleadClient,
-    run: Run,
-    tally: walk.Tally,
+    plan: walk.Plan, items: list[walk.Claimed], outcome: Outcome, run: Run, tally: walk.Tally
 ) -> None:
-    """A batch Smartlead rejected as a whole is split in halves until the bad lead is found."""
-    tally.smartlead_requests += 1
-    if isinstance(outcome, ValidationFailed) and len(items) > 1:
-        half = len(items) // 2
-        for part in (items[:half], items[half:]):
-            record(plan, part, _request(client, plan.campaign_id, part), client, run, tally)
-    elif isinstance(outcome, ValidationFailed):
+    if isinstance(outcome, ValidationFailed):
         walk.record_rejected(plan, items, str(outcome), tally)
     elif isinstance(outcome, SmartleadError):
         _not_sent(plan, items, outcome, run, tally)
@@ -444,7 +491,8 @@ def _not_sent(
     plan: walk.Plan, items: list[walk.Claimed], exc: SmartleadError, run: Run, tally: walk.Tally
 ) -> None:
     ids = [c.id for c in items]
-    walk.release(ids, plan, run.started)
+    # A timeout or a 5xx may have reached Smartlead: the ledger keeps those rows `pending`.
+    walk.release(ids, plan, run.started, maybe_sent=not (exc.permanent or exc.safe_to_repeat))
     tally.deferred += len(ids)
     tally.errors.append(
         f"{len(ids)} leads for campaign {plan.campaign_id} wait for the next run: {exc}"

@@ -36,7 +36,8 @@ from smartlead.client import SequenceStepSpec, SmartleadClient
 log = logging.getLogger(__name__)
 
 STAGES = ("created", "sequences", "email_accounts", "schedule", "settings", "webhook", "started")
-LEASE = timedelta(minutes=5)
+# A campaign in one of these states never sends again: never adopt it.
+DEAD_CAMPAIGNS = {"STOPPED", "COMPLETED", "ARCHIVED"}
 WEBHOOK_EVENTS = (
     "EMAIL_SENT",
     "EMAIL_OPEN",
@@ -70,6 +71,12 @@ def unsupported_reason(sequence: Sequence, steps: Seq[SequenceStep] | None = Non
     emails = [s for s in steps if s.step_type == StepType.EMAIL]
     if not emails:
         return "The sequence has no email step, so Smartlead has nothing to send."
+    first = emails[0]
+    if first.condition_previous_opened or first.condition_previous_clicked:
+        return (
+            f"Step {first.step_number} is the first email but waits for an earlier email to be "
+            "opened or clicked, and there is none. Remove that condition."
+        )
     for step in emails[1:]:
         if step.condition_previous_opened or step.condition_previous_clicked:
             kind = "opened" if step.condition_previous_opened else "clicked"
@@ -193,8 +200,14 @@ def _take_lease(record: CampaignProvisioning) -> bool:
         CampaignProvisioning.objects.filter(pk=record.pk)
         .exclude(state=ProvisioningState.READY)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=now + LEASE, state=ProvisioningState.IN_PROGRESS)
+        .update(lease_until=now + lease_length(), state=ProvisioningState.IN_PROGRESS)
     )
+
+
+def lease_length() -> timedelta:
+    # As long as a whole run may last: a lease that ran out mid-setup would let a second executor
+    # start, and both could create a campaign.
+    return timedelta(seconds=settings.EXECUTOR_TIME_BUDGET_SECONDS + 120)
 
 
 def _finish(record: CampaignProvisioning, state: str, reason: str) -> None:
@@ -218,7 +231,7 @@ def _run_stages(
     credentials: SmartleadCredentials,
     client: SmartleadClient,
 ) -> None:
-    actions: dict[str, Callable[[], None]] = {
+    actions: dict[str, Callable[[], object]] = {
         "created": lambda: _create_or_find(record, sequence, client),
         "sequences": lambda: client.save_sequences(record.campaign_id, smartlead_steps(steps)),
         "email_accounts": lambda: client.add_email_accounts(
@@ -238,8 +251,8 @@ def _run_stages(
         "started": lambda: client.set_status(record.campaign_id, "START"),
     }
     for stage in STAGES:
-        if stage not in record.completed_stages:
-            actions[stage]()
+        # A skipped webhook (no public URL yet) stays undone: ensure_webhook adds it later.
+        if stage not in record.completed_stages and actions[stage]() is not False:
             _stage_done(record, stage)
 
 
@@ -248,7 +261,14 @@ def _create_or_find(
 ) -> None:
     if record.campaign_id is None:
         tag = campaign_tag(sequence)
-        found = next((c for c in client.list_campaigns() if tag in (c.name or "")), None)
+        found = next(
+            (
+                c
+                for c in client.list_campaigns()
+                if tag in (c.name or "") and (c.status or "").upper() not in DEAD_CAMPAIGNS
+            ),
+            None,
+        )
         campaign = found or client.create_campaign(campaign_name(sequence))
         record.campaign_id = campaign.id
         if found and found.status not in (None, "DRAFTED"):
@@ -263,22 +283,31 @@ def _create_or_find(
 
 def _register_webhook(
     record: CampaignProvisioning, sequence: Sequence, client: SmartleadClient
-) -> None:
+) -> bool:
     url = webhook_url()
     if url is None:
         log.warning(
-            "Campaign %s has no webhook: set PUBLIC_BASE_URL and SMARTLEAD_WEBHOOK_SECRET",
+            "Campaign %s has no webhook yet: set PUBLIC_BASE_URL and SMARTLEAD_WEBHOOK_SECRET",
             record.campaign_id,
         )
+        return False
+    if not any(w.webhook_url == url for w in client.list_campaign_webhooks(record.campaign_id)):
+        client.save_campaign_webhook(
+            record.campaign_id,
+            name=f"OutboundHQ {campaign_tag(sequence)}",
+            url=url,
+            event_types=WEBHOOK_EVENTS,
+        )
+    return True
+
+
+def ensure_webhook(sequence: Sequence, client: SmartleadClient) -> None:
+    """A campaign set up before PUBLIC_BASE_URL was configured gets its webhook now."""
+    record = getattr(sequence, "provisioning", None)
+    if record is None or "webhook" in record.completed_stages or webhook_url() is None:
         return
-    if any(w.webhook_url == url for w in client.list_campaign_webhooks(record.campaign_id)):
-        return
-    client.save_campaign_webhook(
-        record.campaign_id,
-        name=f"OutboundHQ {campaign_tag(sequence)}",
-        url=url,
-        event_types=WEBHOOK_EVENTS,
-    )
+    if _register_webhook(record, sequence, client):
+        _stage_done(record, "webhook")
 
 
 def set_campaign_status(

@@ -35,8 +35,9 @@ FROM claimed LEFT JOIN LATERAL (
 ) c ON true
 """
 
-# New rows, and `pending` ones left by an interrupted run, come back: those are sent. A row
-# already `pushed` does not come back, so that enrollment is never sent twice.
+# New rows, `pending` ones left by an interrupted run and `rejected` ones (the contact was
+# fixed and re-activated) come back: those are sent. A row already `pushed` does not come back,
+# so that enrollment is never sent twice.
 RESERVE = """
 INSERT INTO outboundhq_push (enrollment_id, campaign_id, sequence_id, profile_id, email, state,
                              outcome, counts, attempts, run_id, created_at)
@@ -45,7 +46,7 @@ SELECT t.enrollment_id, %(campaign)s, %(sequence)s, %(profile)s, t.email, 'pendi
 FROM unnest(%(ids)s::uuid[], %(emails)s::text[]) AS t(enrollment_id, email)
 ON CONFLICT (enrollment_id, campaign_id) DO UPDATE
     SET attempts = outboundhq_push.attempts + 1, run_id = EXCLUDED.run_id
-    WHERE outboundhq_push.state = 'pending'
+    WHERE outboundhq_push.state IN ('pending', 'rejected')
 RETURNING enrollment_id
 """
 
@@ -64,7 +65,7 @@ SET current_step = COALESCE(%(step)s::integer, current_step),
     status = CASE WHEN %(step)s::integer IS NULL THEN 'completed' ELSE status END,
     completed_at = CASE WHEN %(step)s::integer IS NULL THEN %(now)s ELSE completed_at END,
     updated_at = %(now)s
-WHERE id = ANY(%(ids)s::uuid[]) AND status = 'active'
+WHERE id = ANY(%(ids)s::uuid[]) AND status = 'active' AND current_step = %(from_step)s
 """
 
 
@@ -108,6 +109,7 @@ def pushed(
     campaign_id: int,
     ids: list[uuid.UUID],
     counts: str,
+    from_step: int,
     step: int | None,
     next_send_at: datetime | None,
     now: datetime,
@@ -120,6 +122,7 @@ def pushed(
                 "campaign": campaign_id,
                 "ids": ids,
                 "counts": counts,
+                "from_step": from_step,
                 "step": step,
                 "next": next_send_at,
                 "now": now,

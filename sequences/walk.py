@@ -199,7 +199,11 @@ def claim(plan: Plan, started: datetime, size: int, limit: int | None) -> list[C
 class Changes:
     """The writes one chunk needs, grouped so each group is one statement."""
 
-    advance: dict[int, list[uuid.UUID]] = field(default_factory=lambda: defaultdict(list))
+    # (from step, to step) → enrollments; the update applies only where the row is still on
+    # its from step, so a change made elsewhere during the run is never overwritten.
+    advance: dict[tuple[int, int], list[uuid.UUID]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
     complete: list[uuid.UUID] = field(default_factory=list)
     calls: list[Claimed] = field(default_factory=list)
     failed: dict[uuid.UUID, str] = field(default_factory=dict)
@@ -209,7 +213,7 @@ class Changes:
 def walk(plan: Plan, chunk: list[Claimed], tally: Tally, run_id: uuid.UUID) -> list[Claimed]:
     """Applies each enrollment's due step and returns the ones to push to Smartlead."""
     signals = _engagement_signals(plan, chunk) if plan.has_conditions else {}
-    changes, candidates = Changes(), []
+    changes, candidates, troubled = Changes(), [], []
     for item in chunk:
         step = plan.steps.get(item.current_step)
         if step is None:
@@ -219,16 +223,14 @@ def walk(plan: Plan, chunk: list[Claimed], tally: Tally, run_id: uuid.UUID) -> l
         elif step.step_type == StepType.CALL:
             changes.calls.append(item)
             _advance(plan, changes, item)
-        elif step.step_number != plan.first_email_step:
-            _advance(plan, changes, item)  # Smartlead sends follow-ups itself
-        elif item.unsubscribed_at:
-            changes.unsubscribed.append(item.id)
-        elif problem := item.email_problem():
-            changes.failed[item.id] = problem
+        elif item.unsubscribed_at or item.email_problem():
+            troubled.append(item)
         else:
             candidates.append(item)
+    # Any email step pushes an enrollment that is not in the campaign yet (normally at the first
+    # email step); for one already pushed, Smartlead sends the follow-ups and we only advance.
     to_push, already = _reserve(plan, candidates, run_id)
-    for item in already:
+    for item in already + _pushed_before(plan, troubled, changes):
         _advance(plan, changes, item)
     _apply(plan, changes, tally)
     return to_push
@@ -262,12 +264,33 @@ def _conditions_met(step: SequenceStep, signals: set[str]) -> bool:
     return not (step.condition_not_replied and EngagementType.EMAIL_REPLIED in signals)
 
 
+def _pushed_before(plan: Plan, troubled: list[Claimed], changes: Changes) -> list[Claimed]:
+    """Unsubscribed or bad-address contacts end here, unless already in the campaign."""
+    if not troubled:
+        return []
+    pushed = set(
+        Push.objects.filter(
+            enrollment_id__in=[c.id for c in troubled],
+            campaign_id=plan.campaign_id,
+            state=PushState.PUSHED,
+        ).values_list("enrollment_id", flat=True)
+    )
+    for item in troubled:
+        if item.id in pushed:
+            continue
+        if item.unsubscribed_at:
+            changes.unsubscribed.append(item.id)
+        else:
+            changes.failed[item.id] = item.email_problem() or "The contact's email is not valid."
+    return [c for c in troubled if c.id in pushed]
+
+
 def _advance(plan: Plan, changes: Changes, item: Claimed) -> None:
     following = plan.next_step(item.current_step)
     if following is None:
         changes.complete.append(item.id)
     else:
-        changes.advance[following.step_number].append(item.id)
+        changes.advance[(item.current_step, following.step_number)].append(item.id)
 
 
 def _reserve(
@@ -299,7 +322,7 @@ def _reserve_with_orm(plan: Plan, candidates: list[Claimed], run_id: uuid.UUID) 
             enrollment_id__in=[c.id for c in candidates], campaign_id=plan.campaign_id
         ).values_list("enrollment_id", "state")
     )
-    retry = [c.id for c in candidates if known.get(c.id) == PushState.PENDING]
+    retry = [c.id for c in candidates if known.get(c.id) in (PushState.PENDING, PushState.REJECTED)]
     fresh = [c for c in candidates if c.id not in known]
     with transaction.atomic():
         # Interrupted before: send again; Smartlead de-duplicates within a campaign.
@@ -334,10 +357,10 @@ def _apply(plan: Plan, changes: Changes, tally: Tally) -> None:
     now = timezone.now()
     active = Enrollment.objects.filter(status=EnrollmentStatus.ACTIVE)
     with transaction.atomic():
-        for step_number, ids in changes.advance.items():
-            next_at = now + plan.steps[step_number].delay
-            tally.advanced += active.filter(id__in=ids).update(
-                current_step=step_number, next_send_at=next_at, updated_at=now
+        for (from_step, to_step), ids in changes.advance.items():
+            next_at = now + plan.steps[to_step].delay
+            tally.advanced += active.filter(id__in=ids, current_step=from_step).update(
+                current_step=to_step, next_send_at=next_at, updated_at=now
             )
         if changes.complete:
             tally.completed += active.filter(id__in=changes.complete).update(
@@ -452,12 +475,20 @@ def record_pushed(plan: Plan, items: list[Claimed], result: AddLeadsResult, tall
 
 
 def _accept(plan: Plan, items: list[Claimed], counts: dict[str, Any], tally: Tally) -> None:
-    """Ledger `pushed` and enrollments advanced together. A batch sits on the sequence's first
-    email step, so all of it moves to the same next step."""
-    if not items:
-        return
+    """Ledger `pushed` and enrollments advanced together, one statement per step they are on."""
+    by_step: dict[int, list[Claimed]] = defaultdict(list)
+    for item in items:
+        by_step[item.current_step].append(item)
+    tally.pushed += len(items)
+    for from_step, group in by_step.items():
+        _accept_step(plan, from_step, group, counts, tally)
+
+
+def _accept_step(
+    plan: Plan, from_step: int, items: list[Claimed], counts: dict[str, Any], tally: Tally
+) -> None:
     now = timezone.now()
-    following = plan.next_step(items[0].current_step)
+    following = plan.next_step(from_step)
     step = following.step_number if following else None
     next_at = now + following.delay if following else None
     ids = [c.id for c in items]
@@ -466,6 +497,7 @@ def _accept(plan: Plan, items: list[Claimed], counts: dict[str, Any], tally: Tal
             campaign_id=plan.campaign_id,
             ids=ids,
             counts=json.dumps(counts),
+            from_step=from_step,
             step=step,
             next_send_at=next_at,
             now=now,
@@ -473,14 +505,15 @@ def _accept(plan: Plan, items: list[Claimed], counts: dict[str, Any], tally: Tal
     else:
         with transaction.atomic():
             _mark(plan, items, PushState.PUSHED, "added_or_existing", counts, now)
-            active = Enrollment.objects.filter(id__in=ids, status=EnrollmentStatus.ACTIVE)
+            active = Enrollment.objects.filter(
+                id__in=ids, status=EnrollmentStatus.ACTIVE, current_step=from_step
+            )
             if step is None:
                 moved = active.update(
                     status=EnrollmentStatus.COMPLETED, completed_at=now, updated_at=now
                 )
             else:
                 moved = active.update(current_step=step, next_send_at=next_at, updated_at=now)
-    tally.pushed += len(items)
     if step is None:
         tally.completed += moved
     else:
@@ -510,16 +543,21 @@ def _mark(
         )
 
 
-def release(ids: list[uuid.UUID], plan: Plan, at: datetime) -> None:
-    """Gives claimed enrollments back, due now (after the run's start, so not re-taken by it)."""
+def release(ids: list[uuid.UUID], plan: Plan, at: datetime, *, maybe_sent: bool = False) -> None:
+    """Gives claimed enrollments back, due now (after the run's start, so not re-taken by it).
+
+    `maybe_sent`: the request may have reached Smartlead (a read timeout), so the `pending`
+    ledger rows stay and the next run's re-send shows as a second attempt.
+    """
     now = max(timezone.now(), at)
     with transaction.atomic():
         Enrollment.objects.filter(id__in=ids, status=EnrollmentStatus.ACTIVE).update(
             next_send_at=now
         )
-        Push.objects.filter(
-            enrollment_id__in=ids, campaign_id=plan.campaign_id, state=PushState.PENDING
-        ).delete()
+        if not maybe_sent:
+            Push.objects.filter(
+                enrollment_id__in=ids, campaign_id=plan.campaign_id, state=PushState.PENDING
+            ).delete()
 
 
 def campaign_gone(plan: Plan, reason: str) -> None:

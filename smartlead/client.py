@@ -607,6 +607,13 @@ class SmartleadClient:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def _timeout(self) -> tuple[float, float]:
+        """A request started near the deadline may not outlast it by a full read timeout."""
+        connect, read = self.timeout
+        if self.deadline is not None:
+            read = min(read, max(1.0, self.deadline - _clock()))
+        return connect, read
+
     def close(self) -> None:
         if self._owns_session:
             self._session.close()
@@ -830,7 +837,12 @@ class SmartleadClient:
         url = self.base_url + path
         try:
             response = self._session.request(
-                method, url, params=query, json=body, timeout=self.timeout, allow_redirects=False
+                method,
+                url,
+                params=query,
+                json=body,
+                timeout=self._timeout(),
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             return _network_error(exc, method, path), None

@@ -6,10 +6,13 @@ that skipped any test fails: a Postgres test that did not run is a gap, not a pa
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
 from django.db import connection
+
+from outboundhq.logs import RedactSecretsFilter, known_secrets
 
 REQUIRE_POSTGRES = os.environ.get("OUTBOUNDHQ_REQUIRE_POSTGRES") == "1"
 
@@ -33,6 +36,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
     if REQUIRE_POSTGRES and skipped and session.exitstatus == 0:
         reporter.write_line(f"FAILED: {skipped} test(s) skipped; CI requires every test to run.")
+        session.exitstatus = 1
+    if _watch.leaks and session.exitstatus == 0:
         session.exitstatus = 1
 
 
@@ -94,3 +99,40 @@ def smartlead_sandbox(settings):  # noqa: ANN001, ANN201 - pytest-django's fixtu
 def _no_https_redirect(settings) -> None:  # noqa: ANN001 - pytest-django's fixture
     """Production redirects plain HTTP to HTTPS; the test client speaks plain HTTP."""
     settings.SECURE_SSL_REDIRECT = False
+
+
+class _SecretWatch(logging.Handler):
+    """Sees every log record of the run as a handler writes it, and keeps any that still holds a
+    registered secret (an SDR's key, the webhook or cron secret) after redaction."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.addFilter(RedactSecretsFilter())
+        self.leaks: list[str] = []
+        self.seen = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        self.seen += 1
+        if any(secret in text for secret in known_secrets()):
+            self.leaks.append(f"{record.name}: {record.levelname}")
+
+
+_watch = _SecretWatch()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    logging.getLogger().addHandler(_watch)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    logging.getLogger().removeHandler(_watch)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # noqa: ANN001
+    terminalreporter.write_line(
+        f"Log capture: {_watch.seen} records checked for secrets, {len(_watch.leaks)} leaked."
+    )
+    if _watch.leaks:
+        terminalreporter.write_line("FAILED: secrets in logs from " + ", ".join(_watch.leaks[:10]))

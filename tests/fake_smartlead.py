@@ -14,6 +14,8 @@ from typing import Any
 
 import responses
 
+from outboundhq.logs import redact
+
 BASE = "https://smartlead.test/api/v1"
 
 
@@ -72,7 +74,7 @@ class FakeSmartlead:
 
     def _answer(self, action: str, request: Any) -> tuple[int, dict[str, str], str]:
         body = json.loads(request.body) if request.body else None
-        self.calls.append((action, request.url, body))
+        self.calls.append((action, redact(request.url), body))  # keys never in test output
         campaign = re.search(r"/campaigns/(\d+)/", request.url)
         for key in (f"{action}:{campaign.group(1)}" if campaign else "", action):
             if self.failures.get(key):

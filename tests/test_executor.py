@@ -349,11 +349,99 @@ def test_after_the_last_step_the_enrollment_is_completed(smartlead):
 
 
 def test_a_later_email_step_only_advances_the_bookkeeping(smartlead):
-    sequence = provisioned_sequence()
+    sequence = provisioned_sequence(campaign_id=91)
     enrollment = make_enrollment(sequence=sequence, current_step=2)
+    Push.objects.create(
+        enrollment_id=enrollment.id,
+        campaign_id=91,
+        sequence_id=sequence.id,
+        profile_id=sequence.created_by_id,
+        email="x@y.test",
+        state="pushed",
+    )
     execute(trigger="command")
     enrollment.refresh_from_db()
     assert enrollment.current_step == 3 and smartlead.calls == []
+
+
+def test_an_enrollment_that_starts_past_the_first_email_is_still_pushed(smartlead):
+    sequence = provisioned_sequence(campaign_id=92)
+    enrollment = make_enrollment(sequence=sequence, current_step=2)
+    run = execute(trigger="command")
+    enrollment.refresh_from_db()
+    assert smartlead.leads[92] == [enrollment.contact.email]
+    assert enrollment.current_step == 3 and run.pushed == 1
+
+
+def test_a_contact_fixed_after_a_rejection_is_pushed_again(smartlead):
+    sequence = provisioned_sequence(campaign_id=93)
+    enrollment = make_enrollment(sequence=sequence)
+    Push.objects.create(
+        enrollment_id=enrollment.id,
+        campaign_id=93,
+        sequence_id=sequence.id,
+        profile_id=sequence.created_by_id,
+        email="old@y.test",
+        state="rejected",
+    )
+    execute(trigger="command")
+    assert smartlead.leads[93] == [enrollment.contact.email]
+    assert Push.objects.get(enrollment_id=enrollment.id).state == "pushed"
+
+
+def test_a_step_changed_elsewhere_during_the_run_is_not_overwritten(smartlead):
+    sequence = provisioned_sequence()
+    enrollment = make_enrollment(sequence=sequence)
+
+    def moved_meanwhile(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        Enrollment.objects.filter(pk=enrollment.pk).update(current_step=3)
+        return original(*args, **kwargs)
+
+    original = walk.record_pushed
+    walk.record_pushed = moved_meanwhile
+    try:
+        execute(trigger="command")
+    finally:
+        walk.record_pushed = original
+    enrollment.refresh_from_db()
+    assert enrollment.current_step == 3 and enrollment.status == "active"
+
+
+def test_a_refusal_of_the_whole_request_fails_nobody(smartlead):
+    sequence = provisioned_sequence()
+    enroll(sequence, 4)
+    smartlead.fail("leads", 400, {"message": "Campaign is archived"}, times=20)
+    run = execute(trigger="command")
+    assert run.failed == 0 and run.deferred == 4
+    assert any("Campaign is archived" in e for e in run.errors)
+    assert set(Enrollment.objects.values_list("status", flat=True)) == {"active"}
+
+
+def test_a_timeout_keeps_the_ledger_row_so_the_resend_shows(smartlead):
+    sequence = provisioned_sequence(campaign_id=94)
+    enrollment = make_enrollment(sequence=sequence)
+    smartlead.fail("leads", 504, times=1000)
+    execute(trigger="command", time_budget=30)
+    assert Push.objects.get(enrollment_id=enrollment.id).state == "pending"
+    smartlead.failures.clear()
+    Enrollment.objects.update(next_send_at=timezone.now())
+    execute(trigger="command")
+    push = Push.objects.get(enrollment_id=enrollment.id)
+    assert push.state == "pushed" and push.attempts == 2
+
+
+def test_a_campaign_set_up_before_the_public_url_gets_its_webhook_later(smartlead, settings):
+    sequence = make_sequence(creator=make_profile())
+    enroll(sequence, 1)
+    execute(trigger="command")
+    assert smartlead.count("webhooks") == 0
+    settings.PUBLIC_BASE_URL = "https://api.outboundhq.test"
+    settings.SMARTLEAD_WEBHOOK_SECRET = "whsec-later-0123"
+    enroll(sequence, 1)
+    execute(trigger="command")
+    assert smartlead.count("webhooks") == 1
+    execute(trigger="command")
+    assert smartlead.count("webhooks") == 1
 
 
 def test_a_reply_during_the_run_is_not_overwritten(smartlead):
@@ -468,6 +556,7 @@ def test_parallel_executors_never_push_an_enrollment_twice(smartlead, settings):
         thread.start()
     for thread in threads:
         thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
     assert errors == []
     pushed = [email for leads in smartlead.leads.values() for email in leads]
     sent = [lead["email"] for body in smartlead.bodies("leads") for lead in body["lead_list"]]
@@ -493,6 +582,8 @@ def test_concurrent_provisioning_creates_one_campaign(smartlead):
             outcomes.append("ready")
         except ProvisioningBusy:
             outcomes.append("busy")
+        except BaseException as exc:  # noqa: BLE001 - a crash must fail the test, not hide
+            outcomes.append(repr(exc))
         finally:
             connection.close()
 
@@ -501,8 +592,9 @@ def test_concurrent_provisioning_creates_one_campaign(smartlead):
         thread.start()
     for thread in threads:
         thread.join(30)
+    assert not any(thread.is_alive() for thread in threads)
     assert smartlead.count("create") == 1
-    assert "ready" in outcomes
+    assert set(outcomes) <= {"ready", "busy"} and "ready" in outcomes and len(outcomes) == 4
 
 
 def test_a_cleared_campaign_id_is_found_again_by_its_tag_not_skipped(smartlead):
