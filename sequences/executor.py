@@ -49,6 +49,7 @@ from profiles.models import (
     refusal_status,
 )
 from profiles.models import key_fingerprint as fingerprint
+from sequences import dry_run as rehearsal
 from sequences import walk
 from sequences.models import Enrollment, ExecutorRun, ProvisioningState, Sequence, SequenceStatus
 from sequences.provisioning import (
@@ -138,7 +139,7 @@ def execute(
     """Runs the executor once and returns its run record (unsaved for a dry run)."""
     scope = Scope(user_id=user_id, sequence_id=sequence_id, limit=limit)
     if dry_run:
-        return walk.dry_run(trigger=trigger, scope_q=scope.sequences(), limit=limit)
+        return rehearsal.dry_run(trigger=trigger, scope_q=scope.sequences(), limit=limit)
     record = ExecutorRun.objects.create(trigger=trigger)
     token = logs.run_id.set(str(record.id))
     budget = time_budget or settings.EXECUTOR_TIME_BUDGET_SECONDS
