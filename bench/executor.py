@@ -152,6 +152,12 @@ def timed_run(env: dict[str, str], *args: str) -> tuple[float, int, float, str]:
     return wall, rss, cpu, done.stdout
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU time so far of this process: the sandbox's threads, while the executor runs."""
+    own = os.times()
+    return {"sandbox": own.user + own.system}
+
+
 def verify(database_url: str, total: int) -> dict[str, int]:
     with psycopg.connect(database_url) as conn:
         advanced = conn.execute(
@@ -186,7 +192,9 @@ def run(sdrs: int, per_sdr: int, latency_ms: float, batch: int) -> dict:
         )
         sandbox.latency = latency_ms / 1000
         sandbox.reset_counts()
+        before = cpu_seconds()
         wall, rss_kb, cpu, out = timed_run(env, "execute_sequences", "--json")
+        others = {name: round(after - before[name], 2) for name, after in cpu_seconds().items()}
         record = json.loads(out)
         checked = verify(database_url, sdrs * per_sdr)
         requests = sandbox.request_count(route=LEADS_ROUTE)
@@ -205,6 +213,7 @@ def run(sdrs: int, per_sdr: int, latency_ms: float, batch: int) -> dict:
             "round_trips_per_100": round(record["sql_round_trips"] / (sdrs * per_sdr) * 100, 2),
             "peak_rss_mb": round(rss_kb / 1024, 1),
             "executor_cpu_s": round(cpu, 2),
+            "sandbox_cpu_s": others["sandbox"],
             "floor_s": round(startup + requests * latency_ms / 1000 / concurrency, 2),
             "sequential_design_s": round(sdrs * per_sdr * latency_ms / 1000),
             "pushed": record["pushed"],

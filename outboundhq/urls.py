@@ -5,6 +5,8 @@ from django.urls import include, path
 
 from outboundhq import views
 
+admin.autodiscover()
+
 urlpatterns = [
     path("health", views.health, name="health"),
     path("admin/", admin.site.urls),

@@ -137,6 +137,7 @@ def execute(
     time_budget: float | None = None,
 ) -> ExecutorRun:
     """Runs the executor once and returns its run record (unsaved for a dry run)."""
+
     scope = Scope(user_id=user_id, sequence_id=sequence_id, limit=limit)
     if dry_run:
         return rehearsal.dry_run(trigger=trigger, scope_q=scope.sequences(), limit=limit)
@@ -280,30 +281,29 @@ def _process_safely(
         tally.errors.append(f"User {work.creator.id}: {exc.__class__.__name__}: {exc}")
 
 
-class Refused(Exception):
-    """Smartlead refused this SDR's key (401/403): their remaining work waits."""
-
-
 def process_sdr(work: Work, run: Run, tally: walk.Tally, session: Session, sender: Sender) -> None:
+    # The sender may still be carrying the previous SDR's last batch: recording it waits until
+    # this SDR's first batch is on its way, so the connection to Smartlead never idles.
     key = work.credentials.api_key
     with SmartleadClient(key, deadline=run.deadline, session=session) as client:
-        try:
-            for sequence in work.sequences:
-                if run.out_of_time:
-                    tally.errors.append("The time budget is spent; the rest waits for next run.")
-                    break
-                plan = _provisioned(sequence, work, run, tally, client)
-                if plan is not None:
-                    process_sequence(plan, client, run, tally, sender)
-            sender.flush()
-        except Refused:
-            pass
-        finally:
-            sender.abandon()  # nothing of this SDR's may be left for the next SDR to record
+        for sequence in work.sequences:
+            if run.out_of_time:
+                tally.errors.append("The time budget is spent; the rest waits for next run.")
+                return
+            if work.creator.id in sender.refused:
+                return
+            plan = _provisioned(sequence, work, run, tally, client, sender)
+            if plan is not None:
+                process_sequence(plan, client, run, tally, sender)
 
 
 def _provisioned(
-    sequence: Sequence, work: Work, run: Run, tally: walk.Tally, client: SmartleadClient
+    sequence: Sequence,
+    work: Work,
+    run: Run,
+    tally: walk.Tally,
+    client: SmartleadClient,
+    sender: Sender,
 ) -> walk.Plan | None:
     """Step 3a. A campaign id without our record was set by hand or before this backend."""
     state = getattr(sequence, "provisioning", None)
@@ -323,7 +323,8 @@ def _provisioned(
         log.info("Sequence %s is being provisioned by another run", sequence.id)
         return None
     except SmartleadError as exc:
-        _credential_error(work.creator, exc)
+        if _credential_error(work.creator, exc):
+            sender.refused.add(work.creator.id)
         tally.errors.append(f"Provisioning sequence {sequence.id} failed: {exc}")
         return None
     tally.campaigns_provisioned += 1
@@ -352,18 +353,18 @@ def process_sequence(
     leads: list[walk.Claimed] = []
     size = batch_size()
     try:
-        while not run.out_of_time:
+        while not run.out_of_time and plan.creator_id not in sender.refused:
             wanted = run.take(chunk_size())
             chunk = walk.claim(plan, run.started, wanted, None) if wanted else []
             run.give_back(wanted - len(chunk))
             tally.due += len(chunk)
             leads.extend(walk.walk(plan, chunk, tally, run.id))
-            while len(leads) >= size:
+            while len(leads) >= size and plan.creator_id not in sender.refused:
                 batch, leads = leads[:size], leads[size:]
                 sender.send(plan, batch, client, tally)
             if len(chunk) < wanted or not wanted:
                 break
-        if leads:
+        if leads and plan.creator_id not in sender.refused:
             batch, leads = leads, []
             sender.send(plan, batch, client, tally)
     finally:
@@ -399,12 +400,13 @@ class Sender:
         self.run = run
         self.thread = ThreadPoolExecutor(1, "exec-send")
         self.in_flight: InFlight | None = None
+        self.refused: set[uuid.UUID] = set()  # SDRs whose key Smartlead refused in this run
 
     def __enter__(self) -> Sender:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.abandon()
+        self.flush()
         self.thread.shutdown()
 
     def send(
@@ -424,13 +426,6 @@ class Sender:
         if previous:
             self._record(previous)
 
-    def abandon(self) -> None:
-        """After a refusal: the batch still in flight is recorded or released, quietly."""
-        try:
-            self.flush()
-        except Refused:
-            pass
-
     def request(
         self, client: SmartleadClient, campaign_id: int, items: list[walk.Claimed]
     ) -> Future[Outcome]:
@@ -443,19 +438,21 @@ class Sender:
         outcome = sent.outcome.result()
         sent.tally.smartlead_requests += 1
         if isinstance(outcome, ValidationFailed) and len(sent.items) > 1:
-            self._split(sent, outcome)
+            refused = self._split(sent, outcome)
         else:
-            record(sent.plan, sent.items, outcome, self.run, sent.tally)
+            refused = record(sent.plan, sent.items, outcome, self.run, sent.tally, self.refused)
+        if refused:
+            self.refused.add(sent.plan.creator_id)
 
-    def _split(self, sent: InFlight, refusal: ValidationFailed) -> None:
+    def _split(self, sent: InFlight, refusal: ValidationFailed) -> bool:
         """Smartlead refused the whole batch: halves until the bad leads are found. If no part
         goes through, the refusal is about the request, not a lead: nobody fails for it."""
         parts = _bisect(self, sent.plan.campaign_id, sent.items, sent.client, sent.tally)
         if not any(isinstance(outcome, AddLeadsResult) for _, outcome in parts):
-            _not_sent(sent.plan, sent.items, refusal, self.run, sent.tally)
-            return
-        for items, outcome in parts:
-            record(sent.plan, items, outcome, self.run, sent.tally)
+            return _not_sent(sent.plan, sent.items, refusal, self.run, sent.tally, self.refused)
+        return any(
+            [record(sent.plan, items, outcome, self.run, sent.tally) for items, outcome in parts]
+        )
 
 
 def _bisect(
@@ -478,19 +475,33 @@ def _bisect(
 
 
 def record(
-    plan: walk.Plan, items: list[walk.Claimed], outcome: Outcome, run: Run, tally: walk.Tally
-) -> None:
+    plan: walk.Plan,
+    items: list[walk.Claimed],
+    outcome: Outcome,
+    run: Run,
+    tally: walk.Tally,
+    already_refused: set[uuid.UUID] = frozenset(),
+) -> bool:
+    """Writes what Smartlead said about one batch; True when it refused the SDR's key."""
     if isinstance(outcome, ValidationFailed):
         walk.record_rejected(plan, items, str(outcome), tally)
     elif isinstance(outcome, SmartleadError):
-        _not_sent(plan, items, outcome, run, tally)
+        return _not_sent(plan, items, outcome, run, tally, already_refused)
     else:
         walk.record_pushed(plan, items, outcome, tally)
+    return False
 
 
 def _not_sent(
-    plan: walk.Plan, items: list[walk.Claimed], exc: SmartleadError, run: Run, tally: walk.Tally
-) -> None:
+    plan: walk.Plan,
+    items: list[walk.Claimed],
+    exc: SmartleadError,
+    run: Run,
+    tally: walk.Tally,
+    already_refused: set[uuid.UUID] = frozenset(),
+) -> bool:
+    """Gives the batch back for the next run; True when Smartlead refused the SDR's key (which
+    is recorded and logged once per run)."""
     ids = [c.id for c in items]
     # A timeout or a 5xx may have reached Smartlead: the ledger keeps those rows `pending`.
     walk.release(ids, plan, run.started, maybe_sent=not (exc.permanent or exc.safe_to_repeat))
@@ -500,8 +511,9 @@ def _not_sent(
     )
     if isinstance(exc, NotFound):
         walk.campaign_gone(plan, str(exc))
-    if _credential_error(plan.creator, exc):
-        raise Refused(str(exc))
+    return refusal_status(exc) is not None and (
+        plan.creator_id in already_refused or _credential_error(plan.creator, exc)
+    )
 
 
 def _credential_error(profile: Profile, exc: SmartleadError) -> bool:

@@ -8,6 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+import outboundhq.urls  # noqa: F401 - discovers the admin pages, as serving a request would
 from tests.factories import make_enrollment, make_profile, make_sequence
 
 pytestmark = pytest.mark.django_db

@@ -10,6 +10,7 @@ import json
 import uuid
 from typing import Any
 
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
@@ -19,6 +20,8 @@ from sequences.models import ExecutorRun, RunTrigger
 
 class Command(BaseCommand):
     help = "Push ready enrollments to their Smartlead campaigns (the 15-minute job, run now)."
+    # Only the configuration checks: the URL and admin checks would import every view at start.
+    requires_system_checks = [Tags.compatibility]
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
