@@ -1,0 +1,204 @@
+"""The backend's own log of Smartlead webhook deliveries (project-owned, Django-managed).
+
+One row per distinct event: a re-delivery of the same event only bumps `deliveries`, so the
+row count is the number of events and each is applied at most once.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import connection, models
+from django.utils import timezone
+
+
+class Outcome(models.TextChoices):
+    RECEIVED = "received", "Received (not applied yet)"
+    APPLIED = "applied", "Applied"
+    UNMATCHED = "unmatched", "Unmatched"
+    IGNORED = "ignored", "Ignored"
+    FAILED = "failed", "Failed"
+    REJECTED = "rejected", "Rejected"
+
+
+# Outcomes that applying again can change. Never `applied`: that would count an event twice.
+REPROCESSABLE = (Outcome.RECEIVED, Outcome.FAILED, Outcome.UNMATCHED)
+# What a payload says the event is (smartlead.webhooks.Identity), as columns.
+IDENTITY_FIELDS = (
+    "event_type",
+    "campaign_id",
+    "lead_email",
+    "sequence_number",
+    "stats_id",
+    "event_time",
+)
+# What applying reads of an event: not the bookkeeping columns.
+APPLY_FIELDS = (*IDENTITY_FIELDS, "raw_body", "outcome")
+# A `received` row older than this was stored but its apply was interrupted (a worker died).
+STUCK_AFTER = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What `store()` did: the row's id, whether it is new, and its outcome so far."""
+
+    id: int
+    created: bool
+    outcome: str
+    deliveries: int
+
+
+class WebhookEventQuerySet(models.QuerySet["WebhookEvent"]):
+    def store(self, **fields: Any) -> Stored:
+        """Insert one event, or count one more delivery of it: a single statement, race-free.
+
+        `INSERT … ON CONFLICT (dedupe_key) DO UPDATE … RETURNING` either inserts the row
+        (deliveries = 1) or, when the key exists, increments its counter under the row lock, so
+        two simultaneous deliveries of one event can never both look new. The ORM has no
+        increment-on-conflict, hence the raw SQL (built from the model's own field metadata).
+        """
+        fields.setdefault("received_at", timezone.now())
+        fields.setdefault("last_received_at", fields["received_at"])
+        sql, columns = _upsert_statement()
+        values = []
+        for column in columns:
+            value = fields[column.name] if column.name in fields else column.get_default()
+            # Text and numbers go as they are; times and JSON need the backend's adaptation.
+            if isinstance(column, models.DateTimeField | models.JSONField):
+                value = column.get_db_prep_save(value, connection)
+            values.append(value)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, values)
+            pk, deliveries, outcome = cursor.fetchone()
+        return Stored(id=pk, created=deliveries == 1, outcome=outcome, deliveries=deliveries)
+
+    def pending(self) -> WebhookEventQuerySet:
+        return self.filter(outcome=Outcome.RECEIVED)
+
+    def reprocessable(
+        self, *, failed: bool = True, unmatched: bool = False, stuck: bool = True
+    ) -> WebhookEventQuerySet:
+        """Events worth applying again: failed ones, optionally unmatched ones, and stuck ones."""
+        conditions = []
+        if failed:
+            conditions.append(models.Q(outcome=Outcome.FAILED))
+        if unmatched:
+            conditions.append(models.Q(outcome=Outcome.UNMATCHED))
+        if stuck:
+            stuck_before = timezone.now() - STUCK_AFTER
+            conditions.append(models.Q(outcome=Outcome.RECEIVED, received_at__lt=stuck_before))
+        if not conditions:
+            return self.none()
+        return self.filter(functools.reduce(operator.or_, conditions))
+
+    def claim(self, *, after: int = 0, limit: int = 100) -> list[WebhookEvent]:
+        """Lock up to `limit` of these events, oldest first, skipping any another process holds.
+
+        Must run inside a transaction: the locks are what make apply exactly-once, and they
+        last until it commits. Only outcomes that can still change are ever claimed.
+        """
+        return list(
+            self.filter(pk__gt=after, outcome__in=REPROCESSABLE)
+            .only(*APPLY_FIELDS)
+            .order_by("pk")
+            .select_for_update(skip_locked=True)[:limit]
+        )
+
+
+@functools.cache
+def _upsert_statement() -> tuple[str, list[models.Field]]:
+    """`store()`'s SQL, built once. Every column is sent: Django's defaults live in Python."""
+    meta = WebhookEvent._meta
+    columns = [f for f in meta.concrete_fields if not f.primary_key]
+    # Identifiers come from the model's metadata, quoted; every value is a parameter.
+    q = connection.ops.quote_name
+    table = q(meta.db_table)
+    names = ", ".join(q(f.column) for f in columns)
+    placeholders = ", ".join(["%s"] * len(columns))
+    counter, last = q("deliveries"), q("last_received_at")
+    sql = (
+        f"INSERT INTO {table} ({names}) VALUES ({placeholders}) "  # noqa: S608
+        f"ON CONFLICT ({q('dedupe_key')}) DO UPDATE SET {counter} = {table}.{counter} + 1, "
+        f"{last} = EXCLUDED.{last} RETURNING {q('id')}, {counter}, {q('outcome')}"
+    )
+    return sql, columns
+
+
+class WebhookEvent(models.Model):
+    received_at = models.DateTimeField(
+        default=timezone.now, help_text="When the first delivery of this event arrived."
+    )
+    last_received_at = models.DateTimeField(
+        default=timezone.now, help_text="When the latest delivery (a duplicate or the first)."
+    )
+    deliveries = models.PositiveIntegerField(
+        default=1, help_text="How many times Smartlead delivered this event; 2+ are duplicates."
+    )
+    dedupe_key = models.CharField(
+        max_length=255,
+        unique=True,
+        help_text="stats:<stats_id>:<event_type>, or hash: of type, campaign, lead, step, time.",
+    )
+    event_type = models.CharField(
+        max_length=64, blank=True, help_text="Smartlead's event_type, e.g. EMAIL_REPLY."
+    )
+    campaign_id = models.BigIntegerField(
+        null=True, blank=True, help_text="Smartlead campaign id (a sequence's campaign)."
+    )
+    lead_email = models.CharField(
+        max_length=320, blank=True, help_text="The lead's address from the payload, lowercased."
+    )
+    sequence_number = models.IntegerField(
+        null=True, blank=True, help_text="Which email step of the campaign (1-based)."
+    )
+    stats_id = models.CharField(
+        max_length=128, blank=True, help_text="Smartlead's id of the email the event is about."
+    )
+    event_time = models.DateTimeField(
+        null=True, blank=True, help_text="When it happened, per Smartlead (event_timestamp)."
+    )
+    outcome = models.CharField(
+        max_length=16,
+        choices=Outcome.choices,
+        default=Outcome.RECEIVED,
+        help_text="What applying the event did.",
+    )
+    detail = models.TextField(
+        blank=True, help_text="Why it is unmatched, ignored or rejected; the error if it failed."
+    )
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="How many times applying it was tried."
+    )
+    processed_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the outcome was last decided."
+    )
+    headers = models.JSONField(
+        default=dict, blank=True, help_text="The request headers that matter (never a secret)."
+    )
+    raw_body = models.TextField(blank=True, help_text="The body exactly as received.")
+
+    objects = WebhookEventQuerySet.as_manager()
+
+    class Meta:
+        db_table = "smartlead_webhook_event"
+        ordering = ["-id"]
+        indexes = [
+            # The admin's filters, newest first; (outcome, id) also finds pending work.
+            models.Index(fields=["outcome", "id"], name="webhook_event_outcome_idx"),
+            models.Index(fields=["event_type", "id"], name="webhook_event_type_idx"),
+            models.Index(fields=["campaign_id", "id"], name="webhook_event_campaign_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type or 'event'} #{self.pk} ({self.outcome})"
+
+    def mark(self, outcome: Outcome, detail: str = "", *, at: datetime | None = None) -> None:
+        """Record an outcome on the loaded row (the caller saves, or bulk-updates, it)."""
+        self.outcome = outcome
+        self.detail = detail
+        self.processed_at = at or timezone.now()
+        self.attempts += 1

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from smartlead import views
+
+urlpatterns: list[URLPattern] = [
+    path("webhooks/smartlead", views.smartlead_webhook, name="smartlead-webhook"),
+]

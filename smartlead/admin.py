@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+import re
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from smartlead import webhooks
+from smartlead.models import IDENTITY_FIELDS, WebhookEvent
+
+# Smartlead puts its own per-webhook `secret_key` in every body; staff need not read it.
+_SECRET_KEY = re.compile(r'("secret_key"\s*:\s*")[^"]*(")')
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    """The delivery log: read-only, like a log should be; only reprocessing changes it."""
+
+    list_display = [
+        "id",
+        "received_at",
+        "event_type",
+        "outcome",
+        "campaign_id",
+        "lead_email",
+        "sequence_number",
+        "deliveries",
+        "short_detail",
+    ]
+    list_filter = ["outcome", "event_type", "campaign_id"]
+    search_fields = ["=lead_email", "=stats_id", "=dedupe_key"]
+    show_full_result_count = False
+    actions = ["reprocess"]
+    fields = [
+        "id",
+        "outcome",
+        "detail",
+        *IDENTITY_FIELDS,
+        "dedupe_key",
+        "received_at",
+        "last_received_at",
+        "deliveries",
+        "attempts",
+        "processed_at",
+        "headers",
+        "body",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WebhookEvent | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: WebhookEvent | None = None) -> bool:
+        return False
+
+    def has_reprocess_permission(self, request: HttpRequest) -> bool:
+        # The admin is read-only, but the model's change permission is what reprocessing needs.
+        return request.user.has_perm("smartlead.change_webhookevent")
+
+    @admin.display(description="Detail")
+    def short_detail(self, obj: WebhookEvent) -> str:
+        return obj.detail[:80] + ("…" if len(obj.detail) > 80 else "")
+
+    @admin.display(description="Body")
+    def body(self, obj: WebhookEvent) -> str:
+        try:
+            text = json.dumps(json.loads(obj.raw_body), indent=2, ensure_ascii=False)
+        except ValueError:
+            text = obj.raw_body
+        return format_html("<pre>{}</pre>", _SECRET_KEY.sub(r"\1…\2", text))
+
+    @admin.action(description="Reprocess selected events", permissions=["reprocess"])
+    def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
+        selected = queryset.count()
+        counts = webhooks.apply(WebhookEvent.objects.filter(pk__in=queryset.values("pk")))
+        level = messages.WARNING if counts.get("failed") else messages.SUCCESS
+        skipped = selected - sum(counts.values())
+        self.message_user(request, webhooks.summary(counts, skipped), level)
