@@ -19,3 +19,7 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS contacts_lower_email_idx
 -- Call tasks are looked up per enrollment (admin, why-not-sent).
 CREATE INDEX CONCURRENTLY IF NOT EXISTS calls_enrollment_id_idx
     ON calls (enrollment_id);
+
+-- The webhook receiver resolves a lead to its enrollment in the event's sequence by contact.
+CREATE INDEX CONCURRENTLY IF NOT EXISTS sequence_enrollments_contact_id_idx
+    ON sequence_enrollments (contact_id);

@@ -175,6 +175,9 @@ SMARTLEAD_CONNECT_TIMEOUT = _read("SMARTLEAD_CONNECT_TIMEOUT", float, 5.0)
 SMARTLEAD_READ_TIMEOUT = _read("SMARTLEAD_READ_TIMEOUT", float, 30.0)
 SMARTLEAD_WEBHOOK_SECRET = _read("SMARTLEAD_WEBHOOK_SECRET", str, "")
 SMARTLEAD_WEBHOOK_SIGNING_SECRET = _read("SMARTLEAD_WEBHOOK_SIGNING_SECRET", str, "")
+# Webhook events are applied by a background thread of each web worker right after the answer;
+# true applies them inside the request instead (tests, or a server without threads).
+SMARTLEAD_WEBHOOK_APPLY_INLINE = _read("SMARTLEAD_WEBHOOK_APPLY_INLINE", bool, False)
 SMARTLEAD_SCHEDULE_TIMEZONE = _read("SMARTLEAD_SCHEDULE_TIMEZONE", str, "America/New_York")
 PUBLIC_BASE_URL = _read("PUBLIC_BASE_URL", str, "")
 

@@ -9,9 +9,13 @@ batches rather than enrollments. walk.py uses the ORM equivalents on SQLite.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
+import psycopg
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 
 # Written so the planner uses the indexes (ids as an array, a lateral lookup per contact):
 # with plain joins it hashes whole tables, and every claim grows with the ready set.
@@ -69,10 +73,21 @@ WHERE id = ANY(%(ids)s::uuid[]) AND status = 'active' AND current_step = %(from_
 """
 
 
+@contextmanager
+def _cursor() -> Iterator[CursorWrapper]:
+    """These statements bind their parameters on the server: thousands of ids travel as arrays
+    instead of being quoted into the query text, which cost the executor more CPU than the
+    database spent. (Unnamed statements only: fine through PgBouncer/Supavisor in transaction
+    mode.) Django's wrapper keeps its error translation and the run's round-trip counter."""
+    connection.ensure_connection()
+    with CursorWrapper(psycopg.Cursor(connection.connection), connection) as cursor:
+        yield cursor
+
+
 def claim(
     sequence_id: uuid.UUID, started: datetime, size: int, lease_until: datetime
 ) -> list[tuple]:
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             CLAIM,
             {"sequence": sequence_id, "started": started, "size": size, "lease": lease_until},
@@ -89,7 +104,7 @@ def reserve(
     ids: list[uuid.UUID],
     emails: list[str],
 ) -> set[uuid.UUID]:
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             RESERVE,
             {
@@ -115,7 +130,7 @@ def pushed(
     now: datetime,
 ) -> int:
     """Returns how many enrollments moved (one replied to or paused meanwhile stays as it is)."""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             PUSHED,
             {
