@@ -83,11 +83,10 @@ NOT_CONNECTED_Q = _missing_key | _missing_account
 
 @dataclass
 class Scope:
-    """What a run may touch: everything, or one SDR / one sequence, and at most `limit`."""
+    """What a run may touch: everything, or one SDR's sequences, or one sequence."""
 
     user_id: uuid.UUID | None = None
     sequence_id: uuid.UUID | None = None
-    limit: int | None = None
 
     def sequences(self) -> Q:
         q = Q(status=SequenceStatus.ACTIVE)
@@ -137,8 +136,7 @@ def execute(
     time_budget: float | None = None,
 ) -> ExecutorRun:
     """Runs the executor once and returns its run record (unsaved for a dry run)."""
-
-    scope = Scope(user_id=user_id, sequence_id=sequence_id, limit=limit)
+    scope = Scope(user_id=user_id, sequence_id=sequence_id)
     if dry_run:
         return rehearsal.dry_run(trigger=trigger, scope_q=scope.sequences(), limit=limit)
     record = ExecutorRun.objects.create(trigger=trigger)
@@ -539,16 +537,8 @@ def as_dict(record: ExecutorRun) -> dict[str, Any]:
     fields = [
         "trigger",
         "dry_run",
-        "due",
-        "pushed",
+        *walk.Tally.COUNTERS,
         "skipped_no_credentials",
-        "failed",
-        "call_tasks",
-        "completed",
-        "advanced",
-        "deferred",
-        "campaigns_provisioned",
-        "smartlead_requests",
         "sql_round_trips",
         "errors",
     ]

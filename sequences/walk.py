@@ -98,18 +98,20 @@ class Tally:
     smartlead_requests: int = 0
     errors: list[str] = field(default_factory=list)
 
+    COUNTERS = (
+        "due",
+        "pushed",
+        "failed",
+        "call_tasks",
+        "completed",
+        "advanced",
+        "deferred",
+        "campaigns_provisioned",
+        "smartlead_requests",
+    )
+
     def add_to(self, record: ExecutorRun) -> None:
-        for name in (
-            "due",
-            "pushed",
-            "failed",
-            "call_tasks",
-            "completed",
-            "advanced",
-            "deferred",
-            "campaigns_provisioned",
-            "smartlead_requests",
-        ):
+        for name in self.COUNTERS:
             setattr(record, name, getattr(record, name) + getattr(self, name))
         record.errors.extend(self.errors[: max(0, 200 - len(record.errors))])
 
