@@ -15,7 +15,6 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import Any
 
 from django.conf import settings
@@ -144,9 +143,17 @@ class Claimed:
     phone: str | None
     title: str | None
     unsubscribed_at: datetime | None
+    _lead: Lead | None = field(default=None, repr=False, compare=False)
 
-    @cached_property
+    @property
     def lead(self) -> Lead:
+        # Built once, on first use. Not functools.cached_property: on Python 3.11 it takes one
+        # lock shared by every instance, which the executor's threads then queue on.
+        if self._lead is None:
+            self._lead = self._build_lead()
+        return self._lead
+
+    def _build_lead(self) -> Lead:
         return Lead(
             email=(self.email or "").strip().lower(),
             first_name=self.first_name,

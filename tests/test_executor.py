@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -610,3 +611,14 @@ def test_a_cleared_campaign_id_is_found_again_by_its_tag_not_skipped(smartlead):
     assert sequence.smartlead_campaign_id == first_campaign
     assert smartlead.count("create") == 1 and smartlead.count("sequences") == 1
     assert run.pushed == 1
+
+
+@pytest.mark.postgres
+def test_array_literals_round_trip_through_postgres_whatever_the_text():
+    from sequences.sql import text_array, uuid_array
+
+    texts = ["a@b.co", 'we"ird,{x}@y.z', "back\\slash@x.y", "NULL", ""]
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::text[], %s::uuid[]", [text_array(texts), uuid_array(ids)])
+        assert cursor.fetchone() == (texts, ids)
