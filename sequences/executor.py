@@ -33,7 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, connections
@@ -62,14 +62,12 @@ from smartlead.client import (
     MAX_LEADS_PER_REQUEST,
     AddLeadsResult,
     NotFound,
+    Session,
     SmartleadClient,
     SmartleadError,
     ValidationFailed,
     new_session,
 )
-
-if TYPE_CHECKING:
-    from requests import Session
 
 log = logging.getLogger(__name__)
 

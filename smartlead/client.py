@@ -322,6 +322,10 @@ def _status_error(
 
 
 # --- The client --------------------------------------------------------------------------
+# The HTTP session type behind clients, for code that holds one (the executor's workers).
+Session = requests.Session
+
+
 def new_session() -> requests.Session:
     """The HTTP session behind clients: the key is never part of it (it is per request)."""
     session = requests.Session()
