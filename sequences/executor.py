@@ -10,8 +10,9 @@ One run:
    a. provisions its campaign if needed (once, whatever runs at the same time);
    b. claims its ready enrollments in chunks: a lease on `next_send_at` taken with
       FOR UPDATE SKIP LOCKED, so concurrent runs never share an enrollment;
-   c. walks each enrollment's due step: first email step → a lead for Smartlead; later email
-      step → bookkeeping only; call step → a call task, once; unmet condition → skipped;
+   c. walks each enrollment's due step: the first email step it reaches → a lead for
+      Smartlead; a later one (already in the campaign) → bookkeeping only, Smartlead sends it;
+      call step → a call task, once; unmet condition → skipped;
    d. sends the leads in full batches, one add-leads request per batch; the ledger row is
       `pending` before the request and `pushed` after it, so nobody is pushed twice;
    e. advances each enrollment (`current_step`, `next_send_at`, or `completed`).
