@@ -220,7 +220,7 @@ def _refused_keys(creators: list[Profile]) -> set[uuid.UUID]:
     return refused
 
 
-def _in_workers(work: list[Work], run: Run, counter: _RoundTripCounter) -> Iterator[walk.Tally]:
+def _in_workers(work: list[Work], run: Run, counter: _RoundTripCounter) -> list[walk.Tally]:
     """Step 3: each SDR on a worker thread with its own database connection; with a
     concurrency of 1, on this thread."""
     tasks: queue.Queue[Work] = queue.Queue()
@@ -231,7 +231,7 @@ def _in_workers(work: list[Work], run: Run, counter: _RoundTripCounter) -> Itera
     if workers <= 1:
         with counter.counting():
             _work_through(tasks, run, tallies)
-        return iter(tallies)
+        return tallies
     threads = [
         threading.Thread(target=_worker, args=(tasks, run, tallies, counter), name=f"exec-{n}")
         for n in range(workers)
@@ -240,7 +240,7 @@ def _in_workers(work: list[Work], run: Run, counter: _RoundTripCounter) -> Itera
         thread.start()
     for thread in threads:
         thread.join()
-    return iter(tallies)
+    return tallies
 
 
 def _worker(
@@ -352,7 +352,7 @@ def process_sequence(
     try:
         while not run.out_of_time and plan.creator_id not in sender.refused:
             wanted = run.take(chunk_size())
-            chunk = walk.claim(plan, run.started, wanted, None) if wanted else []
+            chunk = walk.claim(plan, run.started, wanted) if wanted else []
             run.give_back(wanted - len(chunk))
             tally.due += len(chunk)
             leads.extend(walk.walk(plan, chunk, tally, run.id))

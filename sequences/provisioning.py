@@ -205,8 +205,8 @@ def _take_lease(record: CampaignProvisioning) -> bool:
 
 
 def lease_length() -> timedelta:
-    # As long as a whole run may last: a lease that ran out mid-setup would let a second executor
-    # start, and both could create a campaign.
+    """As long as a run may last, plus a margin. For enrollments and campaign setup alike: a
+    lease that ran out while its run still worked would let a second run take the same work."""
     return timedelta(seconds=settings.EXECUTOR_TIME_BUDGET_SECONDS + 120)
 
 

@@ -14,10 +14,9 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -39,7 +38,7 @@ from sequences.models import (
     StepRecord,
     StepType,
 )
-from sequences.provisioning import forget_campaign
+from sequences.provisioning import forget_campaign, lease_length
 from smartlead.client import AddLeadsResult, Lead
 
 
@@ -178,13 +177,7 @@ class Claimed:
 PLAUSIBLE_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
 
 
-def lease_length() -> timedelta:
-    # Longer than a run can last, so no other run takes the row while this one holds it; short
-    # enough that a crashed run's work is picked up again by a later run.
-    return timedelta(seconds=settings.EXECUTOR_TIME_BUDGET_SECONDS + 120)
-
-
-def claim(plan: Plan, started: datetime, size: int, limit: int | None) -> list[Claimed]:
+def claim(plan: Plan, started: datetime, size: int) -> list[Claimed]:
     """Leases up to `size` ready enrollments of one sequence by moving their next_send_at."""
     lease_until = timezone.now() + lease_length()
     if connection.vendor == "postgresql":

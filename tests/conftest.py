@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
 
 import pytest
+import responses
 from django.db import connection
 
 from outboundhq.logs import RedactSecretsFilter, known_secrets
@@ -39,6 +41,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = 1
     if _watch.leaks and session.exitstatus == 0:
         session.exitstatus = 1
+
+
+@pytest.fixture
+def rsps() -> Iterator[responses.RequestsMock]:
+    """Smartlead faked at the HTTP seam: a URL no test registered answers a connection error."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
 
 
 @pytest.fixture(autouse=True)

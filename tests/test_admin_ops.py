@@ -59,12 +59,6 @@ def _setup(settings: Any, smartlead_clock: Any, caplog: pytest.LogCaptureFixture
         assert key not in caplog.text
 
 
-@pytest.fixture
-def rsps() -> Iterator[responses.RequestsMock]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
 def smartlead_answers(rsps: responses.RequestsMock, key: str, status: int = 200) -> None:
     rsps.get(
         f"{BASE}/email-accounts/",

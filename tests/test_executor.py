@@ -54,9 +54,8 @@ def _fast_client(monkeypatch: pytest.MonkeyPatch, settings) -> None:  # noqa: AN
 
 
 @pytest.fixture
-def smartlead() -> FakeSmartlead:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield FakeSmartlead(rsps)
+def smartlead(rsps: responses.RequestsMock) -> FakeSmartlead:
+    return FakeSmartlead(rsps)
 
 
 def provisioned_sequence(creator=None, steps=None, campaign_id: int = 777):  # noqa: ANN001, ANN201
@@ -469,7 +468,7 @@ def test_a_run_killed_half_way_loses_nothing(smartlead):
     # A run that claimed and wrote the ledger, then died before Smartlead answered.
     plan = walk.Plan.build(sequence, sequence.created_by.smartlead_credentials())
     record = ExecutorRun.objects.create(trigger="command")
-    claimed = walk.claim(plan, timezone.now(), 100, None)
+    claimed = walk.claim(plan, timezone.now(), 100)
     walk.walk(plan, claimed, record, record.id)
     assert Push.objects.filter(state="pending").count() == 3
     assert execute(trigger="command").due == 0  # still leased to the dead run
