@@ -150,7 +150,7 @@ def execute(
         for tally in _in_workers(work, run, counter):
             tally.add_to(record)
     except Exception as exc:
-        record.errors.append(f"The run stopped: {exc.__class__.__name__}: {exc}")
+        record.errors.append(logs.redact(f"The run stopped: {exc.__class__.__name__}: {exc}"))
         raise
     finally:
         record.finished_at = timezone.now()
@@ -275,7 +275,8 @@ def _process_safely(
         process_sdr(work, run, tally, session, sender)
     except Exception as exc:  # one SDR's failure must not stop the others
         log.exception("Executor failed on user %s", work.creator.id)
-        tally.errors.append(f"User {work.creator.id}: {exc.__class__.__name__}: {exc}")
+        # The run record is shown in the admin and the cron answer: no secret may ride along.
+        tally.errors.append(logs.redact(f"User {work.creator.id}: {type(exc).__name__}: {exc}"))
 
 
 def process_sdr(work: Work, run: Run, tally: walk.Tally, session: Session, sender: Sender) -> None:

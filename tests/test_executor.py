@@ -13,6 +13,7 @@ import responses
 from django.db import connection
 from django.utils import timezone
 
+from outboundhq.logs import register_secret
 from profiles.models import CredentialCheck, SmartleadStatus
 from sequences import walk
 from sequences.executor import execute
@@ -621,3 +622,17 @@ def test_array_literals_round_trip_through_postgres_whatever_the_text():
     with connection.cursor() as cursor:
         cursor.execute("SELECT %s::text[], %s::uuid[]", [text_array(texts), uuid_array(ids)])
         assert cursor.fetchone() == (texts, ids)
+
+
+def test_an_unexpected_error_is_recorded_without_the_key(smartlead, monkeypatch):
+    sequence = provisioned_sequence(creator=make_profile(smartlead_api_key="sl-key-leak-9876wxyz"))
+    enroll(sequence, 1)
+    register_secret("sl-key-leak-9876wxyz")
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("boom at https://x.test/?api_key=sl-key-leak-9876wxyz")
+
+    monkeypatch.setattr(walk, "walk", broken)
+    run = execute(trigger="command")
+    assert any("RuntimeError" in e for e in run.errors)
+    assert not any("sl-key-leak-9876wxyz" in e for e in run.errors)
