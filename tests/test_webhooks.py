@@ -581,3 +581,38 @@ def test_by_default_events_are_applied_in_the_background_within_seconds(settings
         Outcome.APPLIED
     }
     assert Contact.objects.get(pk=lead.contact.pk).engagement_score == 60
+
+
+def call_wsgi(path: str, body: bytes = b"", query: str = "") -> tuple[str, dict[str, str]]:
+    """Through outboundhq.wsgi.application, as gunicorn calls it."""
+    import io
+    from wsgiref.util import setup_testing_defaults
+
+    from outboundhq.wsgi import application
+
+    environ = {"PATH_INFO": path, "QUERY_STRING": query, "HTTP_X_FORWARDED_PROTO": "https"}
+    if body:
+        environ |= {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "application/json"}
+        environ |= {"CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
+    setup_testing_defaults(environ)
+    answer: list[Any] = []
+    result = application(environ, lambda status, headers, *_: answer.extend([status, headers]))
+    b"".join(result)
+    result.close()
+    return answer[0], dict(answer[1])
+
+
+# Outside a test transaction: the real handler opens and closes connections per request.
+@pytest.mark.django_db(transaction=True)
+def test_the_receiver_is_served_without_the_browser_middleware(settings):
+    configure(settings)
+    body = json.dumps(fixture("email_open", stats_id="wsgi-1")).encode()
+    status, headers = call_wsgi(URL, body, query=f"secret={SECRET}")
+    assert status.startswith("200")
+    assert WebhookEvent.objects.filter(stats_id="wsgi-1").exists()
+    # Request ids and security headers, but no session, CSRF, CORS or framing middleware.
+    assert "X-Request-ID" in headers and headers["X-Content-Type-Options"] == "nosniff"
+    assert "X-Frame-Options" not in headers and "Vary" not in headers
+    # Every other path keeps the whole stack.
+    status, headers = call_wsgi("/health")
+    assert status.startswith("200") and headers["X-Frame-Options"] == "DENY"
