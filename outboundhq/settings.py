@@ -127,7 +127,8 @@ except (ImproperlyConfigured, ValueError, KeyError) as exc:
     # The dummy backend refuses every query, so a bad URL can never reach a wrong database.
     DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
 DATABASES["default"]["CONN_MAX_AGE"] = _read("DATABASE_CONN_MAX_AGE", int, 60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A `SELECT 1` before each request's first query; off by default, see outboundhq/db.py.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = _read("DATABASE_CONN_HEALTH_CHECKS", bool, False)
 # Supavisor/PgBouncer in transaction mode cannot keep a server-side cursor between statements.
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = _read(
     "DATABASE_TRANSACTION_POOLING", bool, False

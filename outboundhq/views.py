@@ -3,13 +3,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from outboundhq.db import once_more_if_disconnected
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +23,17 @@ log = logging.getLogger(__name__)
 def health(request: Request) -> Response:
     """Liveness plus one `SELECT 1`: cheap enough for a load balancer to poll."""
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
+        once_more_if_disconnected(select_one)
     except DatabaseError:
         log.warning("Health check: database unavailable")
         return Response({"status": "degraded", "database": "unavailable"}, status=503)
     return Response({"status": "ok", "database": "ok"})
+
+
+def select_one() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
 
 
 def json_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
@@ -40,5 +46,10 @@ def json_exception_handler(exc: Exception, context: dict[str, Any]) -> Response 
                 **{k: v for k, v in response.data.items() if k != "detail"},
             }
         return response
-    log.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+    view = context.get("view").__class__.__name__
+    if isinstance(exc, OperationalError | InterfaceError):
+        # Transient (the database restarted, or dropped an idle connection): worth a retry.
+        log.exception("Database unavailable in %s", view)
+        return Response({"error": "The database is unavailable; please retry."}, status=503)
+    log.exception("Unhandled error in %s", view)
     return Response({"error": "Internal error; it has been logged."}, status=500)

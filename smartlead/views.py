@@ -20,6 +20,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from outboundhq.db import once_more_if_disconnected
 from smartlead import webhooks
 from smartlead.models import Outcome, WebhookEvent
 from smartlead.webhooks import MAX_BODY_BYTES, Rejected
@@ -147,9 +148,11 @@ def keep_rejected(request: HttpRequest, text: str, rejected: Rejected) -> JsonRe
 
 
 def store(request: HttpRequest, fields: dict[str, Any], text: str) -> JsonResponse:
+    headers = headers_that_matter(request)
     try:
-        stored = WebhookEvent.objects.store(
-            **fields, raw_body=text, headers=headers_that_matter(request)
+        # Repeating is safe: a second attempt of a stored event only counts one more delivery.
+        stored = once_more_if_disconnected(
+            lambda: WebhookEvent.objects.store(**fields, raw_body=text, headers=headers)
         )
     except DatabaseError:
         log.exception("Could not store a Smartlead webhook delivery")
