@@ -246,6 +246,27 @@ def test_a_batch_applies_like_one_by_one(client, hold_applying):
     assert status(lead.enrollment) == EnrollmentStatus.REPLIED
 
 
+def test_a_batch_adds_each_contact_its_own_points(client, hold_applying):
+    lead = make_lead()
+    others = {}
+    for email in ("ada@prospect.test", "bo@prospect.test"):
+        person = make_contact(email=email, engagement_score=1)
+        make_enrollment(sequence=lead.sequence, contact=person)
+        others[email] = person
+    happenings = [
+        (LEAD_EMAIL, "email_open", "s1"),
+        (LEAD_EMAIL, "email_link_click", "s2"),
+        ("ada@prospect.test", "email_reply", "s3"),
+        ("bo@prospect.test", "email_open", "s4"),
+    ]
+    for email, name, stats_id in happenings:
+        post(client, fixture(name, to_email=email, sl_lead_email=email, stats_id=stats_id))
+    assert webhooks.apply(WebhookEvent.objects.pending()) == {"applied": 4}
+    assert score(lead.contact) == 10 + 15
+    assert score(others["ada@prospect.test"]) == 1 + 50
+    assert score(others["bo@prospect.test"]) == 1 + 10
+
+
 def test_a_duplicate_contact_that_is_enrolled_wins_over_one_that_is_not(client):
     make_contact(email=LEAD_EMAIL)  # an older duplicate row, not enrolled
     lead = make_lead(email="James.Parker@prospect.test")
