@@ -95,6 +95,10 @@ class WebhookEventQuerySet(models.QuerySet["WebhookEvent"]):
             return self.none()
         return self.filter(functools.reduce(operator.or_, conditions))
 
+    def peek(self, *, after: int = 0, limit: int = 100) -> list[WebhookEvent]:
+        """Up to `limit` of these events whose outcome can still change, oldest first, unlocked."""
+        return list(self._next(after).only(*APPLY_FIELDS)[:limit])
+
     def claim(self, *, after: int = 0, limit: int = 100) -> list[WebhookEvent]:
         """Lock up to `limit` of these events, oldest first, skipping any another process holds.
 
@@ -102,11 +106,23 @@ class WebhookEventQuerySet(models.QuerySet["WebhookEvent"]):
         last until it commits. Only outcomes that can still change are ever claimed.
         """
         return list(
-            self.filter(pk__gt=after, outcome__in=REPROCESSABLE)
-            .only(*APPLY_FIELDS)
-            .order_by("pk")
-            .select_for_update(skip_locked=True)[:limit]
+            self._next(after).only(*APPLY_FIELDS).select_for_update(skip_locked=True)[:limit]
         )
+
+    def lock(self, peeked: list[WebhookEvent]) -> list[WebhookEvent]:
+        """`claim()` for events already read by `peek()`: those of them nobody else holds and
+        still pending, locked the same way; their (immutable) contents are not read again."""
+        ids = [e.pk for e in peeked]
+        locked = set(
+            self.filter(pk__in=ids)
+            ._next(0)
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)
+        )
+        return [e for e in peeked if e.pk in locked]
+
+    def _next(self, after: int) -> WebhookEventQuerySet:
+        return self.filter(pk__gt=after, outcome__in=REPROCESSABLE).order_by("pk")
 
 
 @functools.cache

@@ -492,11 +492,24 @@ def _resolve_unenrolled(keys: set[tuple[str, str]]) -> dict[tuple[str, str], Tar
 NOT_ENROLLED = "The contact is not enrolled in the sequence; no enrollment status changed."
 
 
-def apply_events(events: list[WebhookEvent]) -> Counter[str]:
+def targets_for(events: list[WebhookEvent]) -> dict[tuple[str, str], Target | str]:
+    """Where the events that are acted on land: see `resolve()`."""
+    keys = {
+        (str(e.campaign_id), e.lead_email)
+        for e in events
+        if e.event_type in ACTIONS and e.campaign_id is not None and e.lead_email
+    }
+    return resolve(keys) if keys else {}
+
+
+def apply_events(
+    events: list[WebhookEvent], targets: dict[tuple[str, str], Target | str] | None = None
+) -> Counter[str]:
     """Apply claimed (locked) events inside the caller's transaction: all of it, or nothing.
 
     1. Events we don't act on are ignored; events without campaign or lead are unmatched.
-    2. The rest resolve to enrollments (or bare contacts) in one query (three if some don't).
+    2. The rest resolve to enrollments (or bare contacts) in one query (three if some don't),
+       unless the caller resolved them already (`targets`).
     3. Their engagements, scores, statuses and unsubscribes are written set-based.
     4. Outcomes are recorded with one UPDATE per distinct (outcome, detail).
     """
@@ -512,7 +525,8 @@ def apply_events(events: list[WebhookEvent]) -> Counter[str]:
             outcomes[Outcome.UNMATCHED, f"The payload has no {missing}."].append(event.pk)
         else:
             work.append((event, action))
-    targets = resolve({(str(e.campaign_id), e.lead_email) for e, _ in work}) if work else {}
+    if targets is None:
+        targets = targets_for([e for e, _ in work])
     changes = Changes()
     for event, action in work:
         target = targets[str(event.campaign_id), event.lead_email]
@@ -577,8 +591,13 @@ def _apply_batch(
         with transaction.atomic():
             if exclusive and not _take_turn():
                 raise Busy
-            batch = events.claim(after=after, limit=size)
-            return [e.pk for e in batch], apply_events(batch) if batch else Counter()
+            # Resolve before locking: resolving is the slow read (the hosted schema has no
+            # index on contact emails), and a re-delivery of an event waits for its row lock.
+            peeked = events.peek(after=after, limit=size)
+            targets = targets_for(peeked)
+            batch = events.lock(peeked)
+            ids = [e.pk for e in peeked]
+            return ids, apply_events(batch, targets) if batch else Counter()
     except Exception:
         if not batch:
             raise  # Busy, or the claim itself failed (the database is in trouble)

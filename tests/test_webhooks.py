@@ -565,6 +565,50 @@ def test_two_reprocessors_at_the_same_moment_apply_a_failed_event_once(monkeypat
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+def test_a_redelivery_is_answered_while_its_event_is_being_applied(monkeypatch):
+    """Resolving a batch is the slow part of applying it; a re-delivery must not wait for it."""
+    lead = make_lead()
+    monkeypatch.setattr(webhooks, "hand_off", lambda: None)
+    body = json.dumps(fixture("email_open"))
+    post(Client(), body)
+    resolving, release = threading.Event(), threading.Event()
+    real_resolve = webhooks.resolve
+
+    def slow_resolve(keys: set[tuple[str, str]]) -> Any:
+        resolving.set()
+        release.wait(timeout=10)
+        return real_resolve(keys)
+
+    monkeypatch.setattr(webhooks, "resolve", slow_resolve)
+    answers: list[int] = []
+
+    def in_a_thread(work: Any) -> threading.Thread:
+        def run() -> None:
+            try:
+                work()
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    applying = in_a_thread(lambda: webhooks.apply(WebhookEvent.objects.pending()))
+    assert resolving.wait(timeout=10)
+    redelivery = in_a_thread(lambda: answers.append(post(Client(), body).status_code))
+    redelivery.join(timeout=5)
+    answered_during_apply = not redelivery.is_alive()
+    release.set()
+    applying.join(timeout=10)
+    redelivery.join(timeout=10)
+    assert answered_during_apply and answers == [200]
+    event = WebhookEvent.objects.get()
+    assert event.deliveries == 2 and event.outcome == Outcome.APPLIED
+    assert Engagement.objects.filter(contact=lead.contact).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_by_default_events_are_applied_in_the_background_within_seconds(settings, monkeypatch):
     settings.SMARTLEAD_WEBHOOK_APPLY_INLINE = False
     applier = webhooks.Applier()
