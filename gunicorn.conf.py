@@ -16,6 +16,11 @@ from outboundhq.logs import gunicorn_logconfig
 _debug = os.environ.get("DJANGO_DEBUG", "").strip().lower() in {"1", "true", "yes", "on", "y"}
 _format = os.environ.get("LOG_FORMAT") or ("text" if _debug else "json")
 
+# The web processes skip Django's per-request connection health check (a `SELECT 1` round trip
+# before every webhook delivery's insert); the statements that matter there retry once on a
+# dropped connection instead (outboundhq/db.py). The worker and commands keep the check.
+os.environ.setdefault("DATABASE_CONN_HEALTH_CHECKS", "false")
+
 logconfig_dict = gunicorn_logconfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), fmt=_format)
 # The request id joins an access line to the app's lines for the same request; %(M)s is in ms.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'

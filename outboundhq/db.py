@@ -2,9 +2,11 @@
 
 Connections are kept between requests (CONN_MAX_AGE). Django can check each one with a
 `SELECT 1` before a request's first query (CONN_HEALTH_CHECKS), which costs every request a
-round trip; on the webhook receiver that was about a tenth of a delivery's CPU. The check is off
-by default: the few statements that must not fail because the server or pooler dropped an idle
-connection retry once on a fresh one instead, which costs nothing until it happens.
+round trip; in a profile of the webhook receiver that was about a tenth of a worker's Python
+time. The web processes turn the check off (gunicorn.conf.py): the few statements there that
+must not fail because the server or pooler dropped an idle connection (storing a delivery,
+/health, a pass of the background applier) retry once on a fresh one instead, which costs
+nothing until it happens. Other API views answer 503 (outboundhq/views.py).
 """
 
 from __future__ import annotations

@@ -75,6 +75,16 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# Smartlead's deliveries (machine to machine, most of the traffic) are served by a handler of
+# their own with only these, in this order (outboundhq/wsgi.py): request ids, the security
+# headers and HTTPS redirect, and the ALLOWED_HOSTS check that CommonMiddleware makes.
+WEBHOOK_PATH = "/webhooks/smartlead"
+WEBHOOK_MIDDLEWARE = [
+    "outboundhq.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
 ROOT_URLCONF = "outboundhq.urls"
 WSGI_APPLICATION = "outboundhq.wsgi.application"
 TEMPLATES = [
@@ -127,8 +137,10 @@ except (ImproperlyConfigured, ValueError, KeyError) as exc:
     # The dummy backend refuses every query, so a bad URL can never reach a wrong database.
     DATABASES = {"default": {"ENGINE": "django.db.backends.dummy"}}
 DATABASES["default"]["CONN_MAX_AGE"] = _read("DATABASE_CONN_MAX_AGE", int, 60)
-# A `SELECT 1` before each request's first query; off by default, see outboundhq/db.py.
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = _read("DATABASE_CONN_HEALTH_CHECKS", bool, False)
+# A `SELECT 1` before each request's (or task's) first query. gunicorn.conf.py turns it off for
+# the web processes, where it cost every webhook delivery a round trip (see outboundhq/db.py).
+DATABASE_CONN_HEALTH_CHECKS = _read("DATABASE_CONN_HEALTH_CHECKS", bool, True)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = DATABASE_CONN_HEALTH_CHECKS
 # Supavisor/PgBouncer in transaction mode cannot keep a server-side cursor between statements.
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = _read(
     "DATABASE_TRANSACTION_POOLING", bool, False

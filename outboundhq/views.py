@@ -48,7 +48,8 @@ def json_exception_handler(exc: Exception, context: dict[str, Any]) -> Response 
         return response
     view = context.get("view").__class__.__name__
     if isinstance(exc, OperationalError | InterfaceError):
-        # Transient (the database restarted, or dropped an idle connection): worth a retry.
+        # Mostly transient (a restart, a dropped connection, a timeout): worth a retry. A real
+        # bug raised this way is still logged with its traceback for us.
         log.exception("Database unavailable in %s", view)
         return Response({"error": "The database is unavailable; please retry."}, status=503)
     log.exception("Unhandled error in %s", view)
