@@ -31,6 +31,7 @@ from django.db.models.lookups import Exact
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from outboundhq.db import once_more_if_disconnected
 from sequences.models import (
     Contact,
     Engagement,
@@ -403,13 +404,18 @@ class Changes:
             self.unsubscribes[event.lead_email] = min(when, earliest)
 
     def write(self, now: datetime) -> None:
-        # Contacts before enrollments, ids in order: concurrent batches lock rows alike.
         Engagement.objects.bulk_create(self.engagements)
         # One UPDATE per distinct increment (a handful: sums of 10, 15 and 50), not one CASE
         # with a branch per contact, which cost more Python to build than the rest of a batch.
+        # Those statements would lock the contacts in no particular order, so they are locked
+        # first, in id order: two batches at once (a reprocess beside the applier) queue
+        # instead of deadlocking. Contacts are always locked before enrollments.
         by_points: defaultdict[int, list[UUID]] = defaultdict(list)
         for pk, points in sorted(self.scores.items()):
             by_points[points].append(pk)
+        if len(by_points) > 1:
+            locked = Contact.objects.filter(pk__in=sorted(self.scores)).order_by("pk")
+            list(locked.select_for_update().values_list("pk", flat=True))
         for points, ids in sorted(by_points.items()):
             Contact.objects.filter(pk__in=ids).update(
                 engagement_score=Coalesce(F("engagement_score"), Value(0)) + points
@@ -574,8 +580,9 @@ def apply(
         size = batch_size if remaining is None else min(batch_size, remaining)
         ids, done = _apply_batch(events, after=after, size=size, exclusive=exclusive)
         counts += done
-        # A short batch means the rest is locked by another process (which applies it) or
-        # newer than our claim (its own request nudges an applier): asking again costs a query.
+        # A short batch means nothing older is waiting; what arrived since is newer than our
+        # read (its own request nudges an applier). Events another process holds are skipped
+        # (it applies them), and `limit` counts them as seen.
         if len(ids) < size or (deadline and time.monotonic() > deadline):
             break
         after = ids[-1]
@@ -586,7 +593,7 @@ def apply(
 def _apply_batch(
     events: WebhookEventQuerySet, *, after: int, size: int, exclusive: bool
 ) -> tuple[list[int], Counter[str]]:
-    batch: list[WebhookEvent] = []
+    peeked: list[WebhookEvent] = []
     try:
         with transaction.atomic():
             if exclusive and not _take_turn():
@@ -599,10 +606,12 @@ def _apply_batch(
             ids = [e.pk for e in peeked]
             return ids, apply_events(batch, targets) if batch else Counter()
     except Exception:
-        if not batch:
-            raise  # Busy, or the claim itself failed (the database is in trouble)
-        log.warning("A batch of %d webhook events failed; applying them one by one", len(batch))
-        ids = [e.pk for e in batch]
+        if not peeked:
+            raise  # Busy, or reading the events failed (the database is in trouble)
+        # Resolving or applying failed: one event per transaction isolates the culprit, which
+        # is recorded as failed (apply_one locks each event itself, skipping any held elsewhere).
+        log.warning("A batch of %d webhook events failed; applying them one by one", len(peeked))
+        ids = [e.pk for e in peeked]
         return ids, sum((apply_one(events, pk) for pk in ids), Counter())
 
 
@@ -704,7 +713,10 @@ class Applier:
     def _pass(self, *, exclusive: bool) -> None:
         try:
             close_old_connections()
-            apply(WebhookEvent.objects.pending(), exclusive=exclusive)
+            # Web processes skip connection health checks: a dropped connection costs a retry.
+            once_more_if_disconnected(
+                lambda: apply(WebhookEvent.objects.pending(), exclusive=exclusive)
+            )
         except Busy:
             self._wake.set()  # another process is applying: look again after the window
         except Exception:  # noqa: BLE001 - the events stay stored; the next pass retries

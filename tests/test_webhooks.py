@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from wsgiref.util import setup_testing_defaults
 
 import pytest
 from django.db import DatabaseError, connection
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -609,6 +612,44 @@ def test_a_redelivery_is_answered_while_its_event_is_being_applied(monkeypatch):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+def test_an_event_applied_by_another_process_while_a_batch_resolves_is_applied_once(monkeypatch):
+    """A batch reads its events unlocked, resolves them, then locks them: an event someone
+    else applied in between must be left out, not applied a second time."""
+    lead = make_lead()
+    monkeypatch.setattr(webhooks, "hand_off", lambda: None)
+    post(Client(), fixture("email_reply"))
+    resolving, release = threading.Event(), threading.Event()
+    real_resolve = webhooks.resolve
+    first_call = threading.Lock()
+
+    def slow_once(keys: set[tuple[str, str]]) -> Any:
+        if first_call.acquire(blocking=False):  # only the first batch stalls
+            resolving.set()
+            release.wait(timeout=10)
+        return real_resolve(keys)
+
+    monkeypatch.setattr(webhooks, "resolve", slow_once)
+    results: list[Any] = []
+
+    def slow_batch() -> None:
+        try:
+            results.append(webhooks.apply(WebhookEvent.objects.pending()))
+        finally:
+            connection.close()
+
+    stalled = threading.Thread(target=slow_batch)
+    stalled.start()
+    assert resolving.wait(timeout=10)
+    assert webhooks.apply(WebhookEvent.objects.pending()) == {"applied": 1}
+    release.set()
+    stalled.join(timeout=10)
+    assert results == [{}]
+    assert Engagement.objects.filter(contact=lead.contact).count() == 1
+    assert Contact.objects.get(pk=lead.contact.pk).engagement_score == 50
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_by_default_events_are_applied_in_the_background_within_seconds(settings, monkeypatch):
     settings.SMARTLEAD_WEBHOOK_APPLY_INLINE = False
     applier = webhooks.Applier()
@@ -627,14 +668,14 @@ def test_by_default_events_are_applied_in_the_background_within_seconds(settings
     assert Contact.objects.get(pk=lead.contact.pk).engagement_score == 60
 
 
-def call_wsgi(path: str, body: bytes = b"", query: str = "") -> tuple[str, dict[str, str]]:
+def call_wsgi(
+    path: str, body: bytes = b"", query: str = "", host: str = "testserver"
+) -> tuple[str, dict[str, str]]:
     """Through outboundhq.wsgi.application, as gunicorn calls it."""
-    import io
-    from wsgiref.util import setup_testing_defaults
-
     from outboundhq.wsgi import application
 
     environ = {"PATH_INFO": path, "QUERY_STRING": query, "HTTP_X_FORWARDED_PROTO": "https"}
+    environ["HTTP_HOST"] = host
     if body:
         environ |= {"REQUEST_METHOD": "POST", "CONTENT_TYPE": "application/json"}
         environ |= {"CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body)}
@@ -660,3 +701,18 @@ def test_the_receiver_is_served_without_the_browser_middleware(settings):
     # Every other path keeps the whole stack.
     status, headers = call_wsgi("/health")
     assert status.startswith("200") and headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_receiver_still_refuses_a_host_that_is_not_allowed(settings):
+    configure(settings)
+    body = json.dumps(fixture("email_open", stats_id="wsgi-2")).encode()
+    status, _ = call_wsgi(URL, body, query=f"secret={SECRET}", host="evil.example")
+    assert status.startswith("400")
+    assert not WebhookEvent.objects.filter(stats_id="wsgi-2").exists()
+
+
+def test_the_receivers_middleware_is_an_ordered_part_of_the_whole_stack(settings):
+    assert reverse("smartlead-webhook") == settings.WEBHOOK_PATH
+    positions = [settings.MIDDLEWARE.index(m) for m in settings.WEBHOOK_MIDDLEWARE]
+    assert positions == sorted(positions)

@@ -371,6 +371,24 @@ def test_reprocess_webhooks_applies_failed_events(client, monkeypatch):
     assert Engagement.objects.count() == 1
 
 
+def test_a_batch_that_cannot_be_resolved_is_applied_one_by_one_and_failures_recorded(
+    client, hold_applying, monkeypatch
+):
+    make_lead()
+    post(client, fixture("email_open"))
+    post(client, fixture("email_reply"))
+
+    def broken(keys: set[tuple[str, str]]) -> Any:
+        raise RuntimeError("statement timeout while resolving")
+
+    monkeypatch.setattr(webhooks, "resolve", broken)
+    assert webhooks.apply(WebhookEvent.objects.pending()) == {"failed": 2}
+    events = WebhookEvent.objects.all()
+    assert {e.outcome for e in events} == {Outcome.FAILED}
+    assert all("statement timeout while resolving" in e.detail for e in events)
+    assert not Engagement.objects.exists()
+
+
 def test_one_failing_event_does_not_hold_back_the_others_in_its_batch(client, hold_applying):
     lead = make_lead()
     for name in ("email_open", "email_reply", "email_link_click"):
