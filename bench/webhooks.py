@@ -551,9 +551,10 @@ INTRO = """\
 How it stays fast (outboundhq/wsgi.py, smartlead/views.py, smartlead/models.py,
 smartlead/webhooks.py):
 
-- **A lean request path.** Paths under /webhooks/ are served by a Django handler with only the
-  request-id and security middleware: sessions, CSRF, auth, messages, CORS, static files and
-  framing are for browsers (outboundhq/wsgi.py). The webhook route is first in the URLconf.
+- **A lean request path.** The webhook path is served by a Django handler with only the
+  request-id, security and common (allowed hosts) middleware: sessions, CSRF, auth, messages,
+  CORS, static files and framing are for browsers (outboundhq/wsgi.py). Its route is first in
+  the URLconf.
 - **No health-check round trip.** `CONN_HEALTH_CHECKS` would send a `SELECT 1` before each
   request's first query; it is off, and the store retries once on a fresh connection if the
   kept one was dropped (outboundhq/db.py).
@@ -595,11 +596,12 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS sequence_enrollments_contact_id_idx
 a connection per request), all of Django's middleware, DRF, its `SELECT 1` and the JSON access
 log. A delivery skips most of the middleware but adds its store statement (parsing, hashing,
 one insert and its commit) and its share of a batch (about 0.35 ms of Python and 0.3 ms of
-Postgres with the indexes, more without). The machine sets the scale: where the issue's targets
-were set, a bare Django view with `SELECT 1` answered about 1,700/s; here `/health`, a heavier
-request, answers about 700/s. So each run also gives deliveries as a share of the same
-server's `/health` ceiling, which moves much less from machine to machine than either figure.
-On a shared machine, `--wait-quiet N` waits up to N minutes for the load average to settle.
+Postgres with the indexes, more without). The machine sets the scale: where the issue's
+targets were set, a bare Django view with `SELECT 1` answered about 1,700/s (the issue's
+figure); here `/health`, a heavier request, answers about 700/s. So each run also gives
+deliveries as a share of the same server's `/health` ceiling, which moves much less from
+machine to machine than either figure. On a shared machine, `--wait-quiet N` waits up to N
+minutes for the load average to settle.
 """
 
 
