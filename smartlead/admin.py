@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from smartlead import webhooks
+from smartlead import applying
 from smartlead.models import IDENTITY_FIELDS, WebhookEvent
 
 # Smartlead puts its own per-webhook `secret_key` in every body; staff need not read it.
@@ -78,7 +78,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
     @admin.action(description="Reprocess selected events", permissions=["reprocess"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         selected = queryset.count()
-        counts = webhooks.apply(WebhookEvent.objects.filter(pk__in=queryset.values("pk")))
+        counts = applying.apply(WebhookEvent.objects.filter(pk__in=queryset.values("pk")))
         level = messages.WARNING if counts.get("failed") else messages.SUCCESS
         skipped = selected - sum(counts.values())
-        self.message_user(request, webhooks.summary(counts, skipped), level)
+        self.message_user(request, applying.summary(counts, skipped), level)

@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from outboundhq.db import once_more_if_disconnected
-from smartlead import webhooks
+from smartlead import applying, webhooks
 from smartlead.models import Outcome, WebhookEvent
 from smartlead.webhooks import MAX_BODY_BYTES, Rejected
 
@@ -38,7 +38,7 @@ class AcknowledgeThenApply(JsonResponse):
 
     def close(self) -> None:
         try:
-            webhooks.hand_off()
+            applying.hand_off()
         except Exception:  # noqa: BLE001 - stored events stay pending and are applied later
             log.exception("Handing Smartlead webhook events off to be applied failed")
         super().close()

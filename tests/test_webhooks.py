@@ -28,7 +28,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from sequences.models import Contact, Engagement, Enrollment, Sequence
-from smartlead import views, webhooks
+from smartlead import applying, views, webhooks
 from smartlead.models import Outcome, WebhookEvent
 from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
 
@@ -257,7 +257,7 @@ def test_time_less_events_are_told_apart_by_their_body(client):
 
 
 def test_storing_a_delivery_costs_one_statement_before_the_acknowledgement(client, monkeypatch):
-    monkeypatch.setattr(webhooks, "hand_off", lambda: None)
+    monkeypatch.setattr(applying, "hand_off", lambda: None)
     with CaptureQueriesContext(connection) as queries:
         assert post(client, fixture("email_open")).status_code == 200
         assert post(client, fixture("email_open")).json()["status"] == "duplicate"
@@ -554,11 +554,11 @@ def test_the_same_event_delivered_twice_at_the_same_moment_is_applied_once(name)
 @pytest.mark.django_db(transaction=True)
 def test_two_reprocessors_at_the_same_moment_apply_a_failed_event_once(monkeypatch):
     lead = make_lead()
-    monkeypatch.setattr(webhooks, "hand_off", lambda: None)
+    monkeypatch.setattr(applying, "hand_off", lambda: None)
     post(Client(), fixture("email_reply"))
     WebhookEvent.objects.update(outcome=Outcome.FAILED, detail="OperationalError: deadlock")
     results = at_the_same_moment(
-        *[lambda: webhooks.apply(WebhookEvent.objects.reprocessable())] * 3
+        *[lambda: applying.apply(WebhookEvent.objects.reprocessable())] * 3
     )
     assert sum(sum(r.values()) for r in results) == 1, results
     assert Engagement.objects.filter(contact=lead.contact).count() == 1
@@ -571,18 +571,18 @@ def test_two_reprocessors_at_the_same_moment_apply_a_failed_event_once(monkeypat
 def test_a_redelivery_is_answered_while_its_event_is_being_applied(monkeypatch):
     """Resolving a batch is the slow part of applying it; a re-delivery must not wait for it."""
     lead = make_lead()
-    monkeypatch.setattr(webhooks, "hand_off", lambda: None)
+    monkeypatch.setattr(applying, "hand_off", lambda: None)
     body = json.dumps(fixture("email_open"))
     post(Client(), body)
     resolving, release = threading.Event(), threading.Event()
-    real_resolve = webhooks.resolve
+    real_resolve = applying.resolve
 
     def slow_resolve(keys: set[tuple[str, str]]) -> Any:
         resolving.set()
         release.wait(timeout=10)
         return real_resolve(keys)
 
-    monkeypatch.setattr(webhooks, "resolve", slow_resolve)
+    monkeypatch.setattr(applying, "resolve", slow_resolve)
     answers: list[int] = []
 
     def in_a_thread(work: Any) -> threading.Thread:
@@ -596,13 +596,13 @@ def test_a_redelivery_is_answered_while_its_event_is_being_applied(monkeypatch):
         thread.start()
         return thread
 
-    applying = in_a_thread(lambda: webhooks.apply(WebhookEvent.objects.pending()))
+    batch = in_a_thread(lambda: applying.apply(WebhookEvent.objects.pending()))
     assert resolving.wait(timeout=10)
     redelivery = in_a_thread(lambda: answers.append(post(Client(), body).status_code))
     redelivery.join(timeout=5)
     answered_during_apply = not redelivery.is_alive()
     release.set()
-    applying.join(timeout=10)
+    batch.join(timeout=10)
     redelivery.join(timeout=10)
     assert answered_during_apply and answers == [200]
     event = WebhookEvent.objects.get()
@@ -616,10 +616,10 @@ def test_an_event_applied_by_another_process_while_a_batch_resolves_is_applied_o
     """A batch reads its events unlocked, resolves them, then locks them: an event someone
     else applied in between must be left out, not applied a second time."""
     lead = make_lead()
-    monkeypatch.setattr(webhooks, "hand_off", lambda: None)
+    monkeypatch.setattr(applying, "hand_off", lambda: None)
     post(Client(), fixture("email_reply"))
     resolving, release = threading.Event(), threading.Event()
-    real_resolve = webhooks.resolve
+    real_resolve = applying.resolve
     first_call = threading.Lock()
 
     def slow_once(keys: set[tuple[str, str]]) -> Any:
@@ -628,19 +628,19 @@ def test_an_event_applied_by_another_process_while_a_batch_resolves_is_applied_o
             release.wait(timeout=10)
         return real_resolve(keys)
 
-    monkeypatch.setattr(webhooks, "resolve", slow_once)
+    monkeypatch.setattr(applying, "resolve", slow_once)
     results: list[Any] = []
 
     def slow_batch() -> None:
         try:
-            results.append(webhooks.apply(WebhookEvent.objects.pending()))
+            results.append(applying.apply(WebhookEvent.objects.pending()))
         finally:
             connection.close()
 
     stalled = threading.Thread(target=slow_batch)
     stalled.start()
     assert resolving.wait(timeout=10)
-    assert webhooks.apply(WebhookEvent.objects.pending()) == {"applied": 1}
+    assert applying.apply(WebhookEvent.objects.pending()) == {"applied": 1}
     release.set()
     stalled.join(timeout=10)
     assert results == [{}]
@@ -652,8 +652,8 @@ def test_an_event_applied_by_another_process_while_a_batch_resolves_is_applied_o
 @pytest.mark.django_db(transaction=True)
 def test_by_default_events_are_applied_in_the_background_within_seconds(settings, monkeypatch):
     settings.SMARTLEAD_WEBHOOK_APPLY_INLINE = False
-    applier = webhooks.Applier()
-    monkeypatch.setattr(webhooks, "applier", applier)
+    applier = applying.Applier()
+    monkeypatch.setattr(applying, "applier", applier)
     lead = make_lead()
     try:
         ids = [post(Client(), fixture(n)).json()["id"] for n in ("email_open", "email_reply")]

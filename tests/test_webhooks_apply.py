@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from sequences.models import Contact, Engagement, EngagementType, Enrollment, EnrollmentStatus
-from smartlead import webhooks
+from smartlead import applying
 from smartlead.models import Outcome, WebhookEvent
 from tests.factories import make_contact, make_enrollment
 from tests.test_webhooks import CAMPAIGN, LEAD_EMAIL, configure, fixture, make_lead, post
@@ -47,7 +47,7 @@ def status(enrollment: Enrollment) -> str:
 @pytest.fixture
 def hold_applying(monkeypatch: pytest.MonkeyPatch) -> None:
     """Store deliveries without applying them, as if the worker died right after answering."""
-    monkeypatch.setattr(webhooks, "hand_off", lambda: None)
+    monkeypatch.setattr(applying, "hand_off", lambda: None)
 
 
 # --- Each event type ------------------------------------------------------------------------
@@ -157,7 +157,7 @@ def test_unsubscribes_in_one_batch_keep_each_their_own_time(client, hold_applyin
     post(client, fixture("lead_unsubscribed", event_timestamp="2025-03-01T10:00:00+00:00"))
     later = {"lead_email": "second@prospect.test", "event_timestamp": "2025-03-02T10:00:00+00:00"}
     post(client, fixture("lead_unsubscribed", **later))
-    assert webhooks.apply(WebhookEvent.objects.pending()) == {"applied": 2}
+    assert applying.apply(WebhookEvent.objects.pending()) == {"applied": 2}
     times = {
         c.email: c.unsubscribed_at.isoformat()
         for c in Contact.objects.filter(pk__in=[first.contact.pk, second.contact.pk])
@@ -240,7 +240,7 @@ def test_a_batch_applies_like_one_by_one(client, hold_applying):
     lead = make_lead()
     for name in ("email_bounce", "email_open", "email_reply", "email_link_click"):
         post(client, fixture(name))
-    counts = webhooks.apply(WebhookEvent.objects.pending())
+    counts = applying.apply(WebhookEvent.objects.pending())
     assert counts == {"applied": 4}
     assert score(lead.contact) == 10 + 50 + 15
     assert status(lead.enrollment) == EnrollmentStatus.REPLIED
@@ -261,7 +261,7 @@ def test_a_batch_adds_each_contact_its_own_points(client, hold_applying):
     ]
     for email, name, stats_id in happenings:
         post(client, fixture(name, to_email=email, sl_lead_email=email, stats_id=stats_id))
-    assert webhooks.apply(WebhookEvent.objects.pending()) == {"applied": 4}
+    assert applying.apply(WebhookEvent.objects.pending()) == {"applied": 4}
     assert score(lead.contact) == 10 + 15
     assert score(others["ada@prospect.test"]) == 1 + 50
     assert score(others["bo@prospect.test"]) == 1 + 10
@@ -331,13 +331,13 @@ def test_an_event_without_campaign_or_lead_is_unmatched(client):
 
 def break_applying(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail at the very end of applying, after the engagement, score and status were written."""
-    write = webhooks.Changes.write
+    write = applying.Changes.write
 
-    def write_then_fail(self: webhooks.Changes, now: Any) -> None:
+    def write_then_fail(self: applying.Changes, now: Any) -> None:
         write(self, now)
         raise RuntimeError("the database said no")
 
-    monkeypatch.setattr(webhooks.Changes, "write", write_then_fail)
+    monkeypatch.setattr(applying.Changes, "write", write_then_fail)
 
 
 def test_a_failed_apply_changes_nothing_records_the_error_and_still_answers_200(
@@ -381,8 +381,8 @@ def test_a_batch_that_cannot_be_resolved_is_applied_one_by_one_and_failures_reco
     def broken(keys: set[tuple[str, str]]) -> Any:
         raise RuntimeError("statement timeout while resolving")
 
-    monkeypatch.setattr(webhooks, "resolve", broken)
-    assert webhooks.apply(WebhookEvent.objects.pending()) == {"failed": 2}
+    monkeypatch.setattr(applying, "resolve", broken)
+    assert applying.apply(WebhookEvent.objects.pending()) == {"failed": 2}
     events = WebhookEvent.objects.all()
     assert {e.outcome for e in events} == {Outcome.FAILED}
     assert all("statement timeout while resolving" in e.detail for e in events)
@@ -393,7 +393,7 @@ def test_one_failing_event_does_not_hold_back_the_others_in_its_batch(client, ho
     lead = make_lead()
     for name in ("email_open", "email_reply", "email_link_click"):
         post(client, fixture(name))
-    real = webhooks.metadata
+    real = applying.metadata
 
     def flaky(event: WebhookEvent, payload: dict[str, Any]) -> dict[str, Any]:
         if event.event_type == "EMAIL_REPLY":
@@ -401,9 +401,9 @@ def test_one_failing_event_does_not_hold_back_the_others_in_its_batch(client, ho
         return real(event, payload)
 
     webhooks_metadata = pytest.MonkeyPatch()
-    webhooks_metadata.setattr(webhooks, "metadata", flaky)
+    webhooks_metadata.setattr(applying, "metadata", flaky)
     try:
-        counts = webhooks.apply(WebhookEvent.objects.pending())
+        counts = applying.apply(WebhookEvent.objects.pending())
     finally:
         webhooks_metadata.undo()
     assert counts == {"applied": 2, "failed": 1}

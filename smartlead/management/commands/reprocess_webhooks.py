@@ -14,7 +14,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from smartlead import webhooks
+from smartlead import applying
 from smartlead.models import WebhookEvent, WebhookEventQuerySet
 
 
@@ -46,11 +46,11 @@ class Command(BaseCommand):
         events = self.select(options)
         selected = events.count()
         try:
-            counts = webhooks.apply(events, limit=options["limit"])
+            counts = applying.apply(events, limit=options["limit"])
         except DatabaseError as exc:
             raise CommandError(f"The database is unreachable ({exc}).") from None
         skipped = min(selected, options["limit"] or selected) - sum(counts.values())
-        self.stdout.write(webhooks.summary(counts, skipped))
+        self.stdout.write(applying.summary(counts, skipped))
 
     def select(self, options: dict[str, Any]) -> WebhookEventQuerySet:
         chosen = options["failed"] or options["unmatched"]
