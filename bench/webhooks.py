@@ -549,7 +549,7 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
 INTRO = """\
 `POST /webhooks/smartlead` stores every delivery, answers, and applies the event moments later.
 How it stays fast (outboundhq/wsgi.py, smartlead/views.py, smartlead/models.py,
-smartlead/webhooks.py):
+smartlead/applying.py):
 
 - **A lean request path.** The webhook path is served by a Django handler with only the
   request-id, security and common (allowed hosts) middleware: sessions, CSRF, auth, messages,
@@ -562,7 +562,7 @@ smartlead/webhooks.py):
   deliveries + 1 … RETURNING` stores a new event or counts a re-delivery, race-free, in
   autocommit. Nothing else is looked up before the 200.
 - **Applying is batched, off the request.** The 200's `close()` (called by gunicorn once the
-  bytes are out) nudges a daemon thread of that worker process (`smartlead.webhooks.Applier`).
+  bytes are out) nudges a daemon thread of that worker process (`smartlead.applying.Applier`).
   It waits 0.25 s for more events, then applies everything waiting in one transaction per
   batch of up to 100, set-based: one resolve query, one engagement insert, one score update per
   distinct increment, one status update per status, one outcome update per outcome. Worker
