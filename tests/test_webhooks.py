@@ -566,42 +566,58 @@ def test_two_reprocessors_at_the_same_moment_apply_a_failed_event_once(monkeypat
     assert WebhookEvent.objects.get().attempts == 1
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_a_redelivery_is_answered_while_its_event_is_being_applied(monkeypatch):
-    """Resolving a batch is the slow part of applying it; a re-delivery must not wait for it."""
-    lead = make_lead()
-    monkeypatch.setattr(applying, "hand_off", lambda: None)
-    body = json.dumps(fixture("email_open"))
-    post(Client(), body)
-    resolving, release = threading.Event(), threading.Event()
-    real_resolve = applying.resolve
+def in_a_thread(work: Any) -> threading.Thread:
+    """Start `work` in a thread with its own connection, closed when it ends."""
 
-    def slow_resolve(keys: set[tuple[str, str]]) -> Any:
-        resolving.set()
-        release.wait(timeout=10)
+    def run() -> None:
+        try:
+            work()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@dataclass
+class Stall:
+    resolving: threading.Event
+    release: threading.Event
+
+
+@pytest.fixture
+def stalled_resolve(monkeypatch: pytest.MonkeyPatch) -> Stall:
+    """The first batch to resolve stops there until released; later ones run at once."""
+    stall = Stall(threading.Event(), threading.Event())
+    real_resolve = applying.resolve
+    first_call = threading.Lock()
+
+    def slow_once(keys: set[tuple[str, str]]) -> Any:
+        if first_call.acquire(blocking=False):
+            stall.resolving.set()
+            stall.release.wait(timeout=10)
         return real_resolve(keys)
 
-    monkeypatch.setattr(applying, "resolve", slow_resolve)
+    monkeypatch.setattr(applying, "resolve", slow_once)
+    monkeypatch.setattr(applying, "hand_off", lambda: None)
+    return stall
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivery_is_answered_while_its_event_is_being_applied(stalled_resolve):
+    """Resolving a batch is the slow part of applying it; a re-delivery must not wait for it."""
+    lead = make_lead()
+    body = json.dumps(fixture("email_open"))
+    post(Client(), body)
     answers: list[int] = []
-
-    def in_a_thread(work: Any) -> threading.Thread:
-        def run() -> None:
-            try:
-                work()
-            finally:
-                connection.close()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        return thread
-
     batch = in_a_thread(lambda: applying.apply(WebhookEvent.objects.pending()))
-    assert resolving.wait(timeout=10)
+    assert stalled_resolve.resolving.wait(timeout=10)
     redelivery = in_a_thread(lambda: answers.append(post(Client(), body).status_code))
     redelivery.join(timeout=5)
     answered_during_apply = not redelivery.is_alive()
-    release.set()
+    stalled_resolve.release.set()
     batch.join(timeout=10)
     redelivery.join(timeout=10)
     assert answered_during_apply and answers == [200]
@@ -612,36 +628,18 @@ def test_a_redelivery_is_answered_while_its_event_is_being_applied(monkeypatch):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_an_event_applied_by_another_process_while_a_batch_resolves_is_applied_once(monkeypatch):
+def test_an_event_applied_by_another_process_while_a_batch_resolves_is_applied_once(
+    stalled_resolve,
+):
     """A batch reads its events unlocked, resolves them, then locks them: an event someone
     else applied in between must be left out, not applied a second time."""
     lead = make_lead()
-    monkeypatch.setattr(applying, "hand_off", lambda: None)
     post(Client(), fixture("email_reply"))
-    resolving, release = threading.Event(), threading.Event()
-    real_resolve = applying.resolve
-    first_call = threading.Lock()
-
-    def slow_once(keys: set[tuple[str, str]]) -> Any:
-        if first_call.acquire(blocking=False):  # only the first batch stalls
-            resolving.set()
-            release.wait(timeout=10)
-        return real_resolve(keys)
-
-    monkeypatch.setattr(applying, "resolve", slow_once)
     results: list[Any] = []
-
-    def slow_batch() -> None:
-        try:
-            results.append(applying.apply(WebhookEvent.objects.pending()))
-        finally:
-            connection.close()
-
-    stalled = threading.Thread(target=slow_batch)
-    stalled.start()
-    assert resolving.wait(timeout=10)
+    stalled = in_a_thread(lambda: results.append(applying.apply(WebhookEvent.objects.pending())))
+    assert stalled_resolve.resolving.wait(timeout=10)
     assert applying.apply(WebhookEvent.objects.pending()) == {"applied": 1}
-    release.set()
+    stalled_resolve.release.set()
     stalled.join(timeout=10)
     assert results == [{}]
     assert Engagement.objects.filter(contact=lead.contact).count() == 1
