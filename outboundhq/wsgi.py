@@ -40,8 +40,10 @@ class WebhookHandler(WSGIHandler):
 
 
 def by_path(default: WSGIApp, webhooks: WSGIApp) -> WSGIApp:
+    webhook_path = settings.WEBHOOK_PATH
+
     def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        handler = webhooks if environ.get("PATH_INFO") == settings.WEBHOOK_PATH else default
+        handler = webhooks if environ.get("PATH_INFO") == webhook_path else default
         return handler(environ, start_response)
 
     return application
