@@ -32,7 +32,7 @@ class SmartleadStatusFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Profile]) -> QuerySet[Profile]:
         if self.value():
-            return queryset.filter(smartlead_status=self.value())
+            return queryset.filter(connection_status=self.value())
         return queryset
 
 
@@ -111,9 +111,9 @@ class ProfileAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Profile]:
         return super().get_queryset(request).with_smartlead_status()
 
-    @admin.display(description="Smartlead", ordering="smartlead_status")
+    @admin.display(description="Smartlead", ordering="connection_status")
     def smartlead(self, obj: Profile) -> str:
-        return SmartleadStatus(obj.smartlead_status).label
+        return SmartleadStatus(obj.connection_status).label
 
     @admin.display(description="API key")
     def api_key(self, obj: Profile) -> str:
@@ -153,7 +153,7 @@ class ProfileAdmin(admin.ModelAdmin):
             SmartleadStatus(status).label
             for status in Profile.objects.filter(pk__in=checked)
             .with_smartlead_status()
-            .values_list("smartlead_status", flat=True)
+            .values_list("connection_status", flat=True)
         )
         skipped = Counter(outcome for outcome in outcomes.values() if outcome is not None)
         healthy = not skipped and set(verdicts) <= {SmartleadStatus.CONNECTED.label}

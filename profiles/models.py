@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -79,31 +80,58 @@ def refusal_status(exc: SmartleadError) -> SmartleadStatus | None:
     return None
 
 
+# Verdicts about the current key that stop sending until the SDR reconnects or picks a mailbox.
+REFUSED = (
+    SmartleadStatus.INVALID_KEY,
+    SmartleadStatus.NO_API_ACCESS,
+    SmartleadStatus.NO_EMAIL_ACCOUNT,
+)
+# The statuses that send: a verified key, or one Smartlead has not been asked about yet (it
+# will say, and the verdict is recorded the first time it refuses).
+SENDING = (SmartleadStatus.CONNECTED, SmartleadStatus.UNCHECKED)
+# A mailbox id is an integer stored as text. ASCII digits only: "12²" passes str.isdigit() and
+# then fails int(); 18 digits always fit Smartlead's (and Postgres's) bigint.
+# \A and \Z (not ^ and $) mean the same on Postgres and in Python (SQLite's REGEXP), with no
+# "123\n" slipping through.
+MAILBOX_ID = r"\A[0-9]{1,18}\Z"
+
+
 class ProfileQuerySet(models.QuerySet["Profile"]):
     def with_smartlead_status(self) -> ProfileQuerySet:
-        """Annotates `smartlead_status` in SQL, so admin lists and filters cost one query."""
+        """Annotates `connection_status`: THE rule of an SDR's Smartlead connection, in SQL.
+
+        The executor, the dry run, explain, the connect API and the admin all read it from
+        here (one row's `smartlead_status()` too), so they can never disagree.
+        """
         failed_check = CredentialCheck.objects.filter(profile_id=OuterRef("pk"), ok=False).values(
             "status"
         )[:1]
         passed_check = CredentialCheck.objects.filter(profile_id=OuterRef("pk"), ok=True)
         no_key = Q(smartlead_api_key__isnull=True) | Q(smartlead_api_key="")
-        no_account = Q(smartlead_email_account_id__isnull=True) | Q(smartlead_email_account_id="")
+        mailbox = Q(smartlead_email_account_id__regex=MAILBOX_ID)
         return self.annotate(
             _failed_check=models.Subquery(failed_check),
             _passed_check=Exists(passed_check),
         ).annotate(
-            smartlead_status=Case(
+            connection_status=Case(
                 When(no_key, then=Value(SmartleadStatus.NO_API_KEY)),
                 When(_failed_check__isnull=False, then="_failed_check"),
-                When(no_account, then=Value(SmartleadStatus.NO_EMAIL_ACCOUNT)),
+                When(
+                    ~mailbox | Q(smartlead_email_account_id__isnull=True),
+                    then=Value(SmartleadStatus.NO_EMAIL_ACCOUNT),
+                ),
                 When(_passed_check=True, then=Value(SmartleadStatus.CONNECTED)),
                 default=Value(SmartleadStatus.UNCHECKED),
                 output_field=models.TextField(),
             )
         )
 
-    def with_smartlead_key(self) -> ProfileQuerySet:
-        return self.exclude(smartlead_api_key__isnull=True).exclude(smartlead_api_key="")
+    def connected(self) -> ProfileQuerySet:
+        """SDRs whose credentials send: a key, a valid mailbox id, no refusal on record."""
+        return self.with_smartlead_status().filter(connection_status__in=SENDING)
+
+    def not_connected(self) -> ProfileQuerySet:
+        return self.with_smartlead_status().exclude(connection_status__in=SENDING)
 
 
 class Profile(models.Model):
@@ -144,24 +172,33 @@ class Profile(models.Model):
         """At most the last 4 characters of the key, for people to recognise it."""
         return mask(self.smartlead_api_key)
 
-    def smartlead_credentials(self) -> SmartleadCredentials | None:
-        """The key and mailbox to send with, or None when the SDR has not connected both."""
-        key = (self.smartlead_api_key or "").strip()
-        account = (self.smartlead_email_account_id or "").strip()
-        if not key or not account.isdigit():
-            return None
-        return SmartleadCredentials(profile_id=self.id, api_key=key, email_account_id=int(account))
-
     def smartlead_status(self) -> SmartleadStatus:
-        """The same rules as `with_smartlead_status`, for one loaded row."""
-        if not self.smartlead_api_key:
-            return SmartleadStatus.NO_API_KEY
-        check = CredentialCheck.objects.filter(profile_id=self.id).first()
-        if check and not check.ok:
-            return SmartleadStatus(check.status)
-        if not self.smartlead_email_account_id:
-            return SmartleadStatus.NO_EMAIL_ACCOUNT
-        return SmartleadStatus.CONNECTED if check else SmartleadStatus.UNCHECKED
+        """This SDR's connection status, by the one rule (`with_smartlead_status`); free when the
+        row was loaded with it, one query otherwise."""
+        status = getattr(self, "connection_status", None)
+        if status is None:
+            status = Profile.objects.with_smartlead_status().get(pk=self.pk).connection_status
+        return SmartleadStatus(status)
+
+    @property
+    def mailbox_id(self) -> int | None:
+        """The chosen mailbox's id as a number, or None when missing or not a valid id."""
+        value = self.smartlead_email_account_id or ""
+        return int(value) if re.fullmatch(MAILBOX_ID, value) else None
+
+    @property
+    def is_connected(self) -> bool:
+        return self.smartlead_status() in SENDING
+
+    def smartlead_credentials(self) -> SmartleadCredentials | None:
+        """The key and mailbox to send with, or None when the SDR is not connected."""
+        if not self.is_connected:
+            return None
+        return SmartleadCredentials(
+            profile_id=self.id,
+            api_key=self.smartlead_api_key,
+            email_account_id=self.mailbox_id,
+        )
 
     def set_smartlead_credentials(
         self, *, api_key: str | None, email_account_id: int | None
@@ -172,6 +209,11 @@ class Profile(models.Model):
         self.updated_at = timezone.now()
         self.save(update_fields=["smartlead_api_key", "smartlead_email_account_id", "updated_at"])
         CredentialCheck.objects.filter(profile_id=self.id).delete()
+        self.forget_status()
+
+    def forget_status(self) -> None:
+        """A status loaded with the row is stale once credentials or a verdict change."""
+        self.__dict__.pop("connection_status", None)
 
     def connect_smartlead(self, api_key: str) -> list[EmailAccount]:
         """Saves a key only once Smartlead has accepted it; returns the accounts it can send from.
@@ -246,6 +288,7 @@ class CredentialCheckQuerySet(models.QuerySet["CredentialCheck"]):
                 "checked_at": timezone.now(),
             },
         )
+        profile.forget_status()
 
 
 class CredentialCheck(models.Model):

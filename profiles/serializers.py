@@ -146,7 +146,9 @@ class ChosenAccountSerializer(serializers.Serializer):
 
 
 class ConnectionSerializer(serializers.Serializer):
-    connected = serializers.BooleanField(help_text="Key verified and an email account chosen.")
+    connected = serializers.BooleanField(
+        help_text="The executor sends for this SDR: a key, a valid mailbox, no refusal on record."
+    )
     status = serializers.ChoiceField(choices=SmartleadStatus.choices)
     status_label = serializers.CharField()
     api_key_last4 = serializers.CharField(allow_null=True)
@@ -176,11 +178,11 @@ def connection_data(
 ) -> dict[str, Any]:
     """The connection as the web app shows it. Never the key: at most its last 4 characters."""
     status = profile.smartlead_status()
+    mailbox = profile.mailbox_id
     check = CredentialCheck.objects.filter(profile_id=profile.id).first()
-    chosen = profile.smartlead_email_account_id
-    account = next((a for a in accounts or [] if str(a.id) == chosen), None)
+    account = next((a for a in accounts or [] if a.id == mailbox), None)
     data = {
-        "connected": status == SmartleadStatus.CONNECTED,
+        "connected": profile.is_connected,
         "status": status.value,
         "status_label": status.label,
         "api_key_last4": profile.api_key_hint.removeprefix("…") or None,
@@ -189,9 +191,9 @@ def connection_data(
         "check_detail": check.detail if check else "",
         "smartlead_error": smartlead_error,
     }
-    if chosen and chosen.isdigit():
+    if mailbox is not None:
         data["email_account"] = {
-            "id": int(chosen),
+            "id": mailbox,
             "from_email": account.from_email if account else None,
             "from_name": account.from_name if account else None,
         }

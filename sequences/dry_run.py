@@ -1,80 +1,89 @@
 """`execute_sequences --dry-run`: what a run would do, said in words, with nothing changed.
 
-It reads the ready set grouped by sequence and step; it claims nothing, writes nothing and sends
-nothing to Smartlead, so it can run at any time, even beside a real run.
+It looks at the same SDRs and sequences a run would (`executor.plan`), reads their ready
+enrollments without claiming them (`Enrollment.objects.peek`) and asks the same step rule the
+run uses (`steps.decide`) what each would do. It writes nothing and sends nothing to Smartlead,
+so it can run at any time, even beside a real run.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections import defaultdict
-from typing import Any
+from collections import Counter
+from typing import TYPE_CHECKING
 
-from django.db.models import Count, Q
 from django.utils import timezone
 
-from sequences.models import Enrollment, ExecutorRun, Sequence, SequenceStep, StepType
+from sequences.models import Engagement, Enrollment, ExecutorRun
+from sequences.steps import Action, Steps, decide
+
+if TYPE_CHECKING:
+    import uuid
+
+    from sequences.executor import Sdr
+
+# How each decision is counted on the run record, as a real run would count it.
+COUNTED_AS: dict[Action, str | None] = {
+    Action.PUSH: "pushed",
+    Action.FOLLOW_UP: "advanced",
+    Action.SKIP: "advanced",
+    Action.CALL: "call_tasks",
+    Action.COMPLETE: "completed",
+    Action.UNSUBSCRIBED: None,  # ended, but a run counts no figure for it
+    Action.FAIL: "failed",
+}
 
 
-def dry_run(*, trigger: str, scope_q: Q, limit: int | None) -> ExecutorRun:
-    """What a run would do, from the ready set by step, without claiming or sending anything."""
+def dry_run(
+    *,
+    trigger: str,
+    waiting: list[tuple[uuid.UUID | None, int]],
+    sdrs: list[Sdr],
+    limit: int | None,
+) -> ExecutorRun:
+    """What a run would do now: `waiting` are the not-connected SDRs' ready counts, `sdrs` the
+    plan of a real run. Returns an unsaved run record with its `plan_lines`."""
     record = ExecutorRun(trigger=trigger, dry_run=True, finished_at=timezone.now())
     record.plan_lines = []  # what would happen, in words; a dry run saves nothing
-    ready = Enrollment.objects.ready().filter(sequence__in=Sequence.objects.filter(scope_q))
-    rows = (
-        ready.values(
-            "sequence_id",
-            "sequence__created_by",
-            "sequence__created_by__smartlead_api_key",
-            "sequence__created_by__smartlead_email_account_id",
-            "sequence__smartlead_campaign_id",
-            "current_step",
-        )
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    steps = _step_types(ready)
+    for creator, count in waiting:
+        record.skipped_no_credentials += count
+        record.plan_lines.append(f"User {creator} has not connected their Smartlead account")
     budget = limit
-    for row in rows:
-        n = row["n"] if budget is None else min(row["n"], budget)
-        budget = None if budget is None else budget - n
-        _describe(record, row, n, steps.get(row["sequence_id"], {}))
+    now = timezone.now()
+    for sdr in sdrs:
+        for sequence in sdr.sequences:
+            if budget is not None and budget <= 0:
+                return record
+            steps = Steps(sequence.steps.all())
+            rows = Enrollment.objects.peek(
+                sequence_id=sequence.id, campaign_id=sequence.campaign, at=now, size=budget
+            )
+            budget = None if budget is None else budget - len(rows)
+            signals = (
+                Engagement.objects.signals_for(sequence.id, rows) if steps.has_conditions else {}
+            )
+            actions = Counter(
+                (row.current_step, decide(steps, row, signals.get(row.id, frozenset())).action)
+                for row in rows
+            )
+            record.due += len(rows)
+            for (step, action), n in sorted(actions.items()):
+                counter = COUNTED_AS[action]
+                if counter:
+                    setattr(record, counter, getattr(record, counter) + n)
+                record.plan_lines.append(
+                    f"Sequence {sequence.id} step {step}: {what(action, n, sequence.campaign)}"
+                )
     return record
 
 
-def _step_types(ready: Any) -> dict[uuid.UUID, dict[int, str]]:
-    steps: dict[uuid.UUID, dict[int, str]] = defaultdict(dict)
-    rows = SequenceStep.objects.filter(sequence_id__in=ready.values("sequence_id"))
-    for sequence_id, number, kind in rows.values_list("sequence_id", "step_number", "step_type"):
-        steps[sequence_id][number] = kind
-    return steps
-
-
-def _describe(record: ExecutorRun, row: dict[str, Any], n: int, steps: dict[int, str]) -> None:
-    if n <= 0:
-        return
-    creator = row["sequence__created_by"]
-    if (
-        not row["sequence__created_by__smartlead_api_key"]
-        or not row["sequence__created_by__smartlead_email_account_id"]
-    ):
-        record.skipped_no_credentials += n
-        record.plan_lines.append(f"User {creator} has not connected their Smartlead account")
-        return
-    record.due += n
-    kind = steps.get(row["current_step"])
-    emails = sorted(k for k, v in steps.items() if v == StepType.EMAIL)
-    campaign = row["sequence__smartlead_campaign_id"] or "(to be provisioned)"
-    if kind is None:
-        record.completed += n
-        action = "complete"
-    elif kind == StepType.CALL:
-        record.call_tasks += n
-        action = f"create {n} call tasks"
-    elif emails and row["current_step"] == emails[0]:
-        record.pushed += n
-        action = f"push up to {n} leads to campaign {campaign}"
-    else:
-        record.advanced += n
-        action = "advance past a follow-up email Smartlead sends itself"
-    record.plan_lines.append(f"Sequence {row['sequence_id']} step {row['current_step']}: {action}")
+def what(action: Action, n: int, campaign_id: int | None) -> str:
+    campaign = campaign_id or "(to be provisioned)"
+    return {
+        Action.PUSH: f"push up to {n} leads to campaign {campaign}",
+        Action.FOLLOW_UP: f"advance {n} past a follow-up email Smartlead sends itself",
+        Action.SKIP: f"skip {n} whose step conditions are not met",
+        Action.CALL: f"create {n} call tasks",
+        Action.COMPLETE: f"complete {n} (no steps left)",
+        Action.UNSUBSCRIBED: f"end {n}: the contact unsubscribed",
+        Action.FAIL: f"fail {n}: the email address cannot be sent to",
+    }[action]

@@ -16,6 +16,7 @@ from django.utils import timezone
 from profiles.models import Profile, SmartleadStatus
 from sequences.models import (
     CampaignProvisioning,
+    Engagement,
     Enrollment,
     EnrollmentStatus,
     ProvisioningState,
@@ -26,6 +27,7 @@ from sequences.models import (
     StepRecord,
 )
 from sequences.provisioning import unsupported_reason
+from sequences.steps import SIGNALS, Claimed, Steps, decide, describe
 
 FINISHED = {
     EnrollmentStatus.COMPLETED: "Completed: every step is done.",
@@ -48,11 +50,16 @@ def for_explanation(queryset: QuerySet[Enrollment]) -> QuerySet[Enrollment]:
     latest_push = Push.objects.filter(enrollment_id=OuterRef("pk")).order_by("-created_at")
     failure = StepRecord.objects.filter(enrollment_id=OuterRef("pk"), action="failed")
     return (
-        queryset.select_related("sequence__provisioning")
+        queryset.select_related("sequence__provisioning", "contact")
         .prefetch_related(
             # The annotated status, so no row asks for its creator's credential check again.
             Prefetch("sequence__created_by", queryset=Profile.objects.with_smartlead_status()),
             "sequence__steps",
+            Prefetch(
+                "engagements",
+                queryset=Engagement.objects.filter(engagement_type__in=SIGNALS),
+                to_attr="signals",
+            ),
         )
         .annotate(
             **{f"push_{name}": Subquery(latest_push.values(name)[:1]) for name in PUSH_FIELDS},
@@ -79,16 +86,10 @@ def sequence_blocker(sequence: Sequence) -> str | None:
     creator = sequence.created_by
     if creator is None:
         return "Blocked: the sequence has no creator, so no Smartlead account to send from."
-    status = creator_status(creator)
+    status = creator.smartlead_status()
     if status in NOT_CONNECTED:
         return f"Blocked: the sequence's creator ({creator}) {NOT_CONNECTED[status]}."
     return provisioning_blocker(sequence)
-
-
-def creator_status(creator: Profile) -> SmartleadStatus:
-    # Loaded through with_smartlead_status() the status is an annotation that shadows the method.
-    status = creator.smartlead_status
-    return SmartleadStatus(status() if callable(status) else status)
 
 
 def provisioning_blocker(sequence: Sequence) -> str | None:
@@ -116,7 +117,22 @@ def progress(enrollment: Enrollment) -> str:
         parts.append(f"Step {enrollment.current_step} is scheduled for {when(due)}.")
     else:
         parts.append(f"Step {enrollment.current_step} is due now: the next executor run takes it.")
+    parts.append(next_step(enrollment, pushed=bool(push and push["state"] == PushState.PUSHED)))
     return " ".join(parts)
+
+
+def next_step(enrollment: Enrollment, *, pushed: bool) -> str:
+    """What the due step will do, by the rule the executor applies (`steps.decide`)."""
+    sequence = enrollment.sequence
+    steps = Steps(sequence.steps.all())
+    item = Claimed.of(enrollment, pushed=pushed)
+    if hasattr(enrollment, "signals"):
+        signals = frozenset(e.engagement_type for e in enrollment.signals)
+    elif steps.has_conditions:
+        signals = Engagement.objects.signals_for(sequence.id, [item]).get(item.id, frozenset())
+    else:
+        signals = frozenset()
+    return describe(decide(steps, item, signals), item.current_step, sequence.campaign)
 
 
 def failure_reason(enrollment: Enrollment) -> str:

@@ -6,12 +6,31 @@ bookkeeping tables (push ledger, runs, provisioning state) are managed models fu
 
 from __future__ import annotations
 
+import re
 import uuid
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from profiles.models import Profile
+from sequences.managers import (
+    CallTaskQuerySet,
+    EngagementQuerySet,
+    EnrollmentQuerySet,
+    PushQuerySet,
+)
+
+# Smartlead campaign ids are integers; the hosted column is text anyone could have typed into.
+CAMPAIGN_ID = re.compile(r"[0-9]{1,18}")
+
+
+def lease_length() -> timedelta:
+    """How long a claim holds an enrollment, and provisioning a sequence: as long as a run may
+    last, plus a margin. A lease that ran out while its run still worked would let a second run
+    take the same work."""
+    return timedelta(seconds=settings.EXECUTOR_TIME_BUDGET_SECONDS + 120)
 
 
 class Contact(models.Model):
@@ -70,6 +89,8 @@ class Sequence(models.Model):
     created_at = models.DateTimeField(null=True, default=timezone.now)
     updated_at = models.DateTimeField(null=True, default=timezone.now)
 
+    Status = SequenceStatus
+
     class Meta:
         managed = False
         db_table = "sequences"
@@ -77,6 +98,17 @@ class Sequence(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def campaign(self) -> int | None:
+        """The Smartlead campaign id as a number; None without one (or with a value that is
+        not a campaign id, such as text typed by hand)."""
+        value = (self.smartlead_campaign_id or "").strip()
+        return int(value) if CAMPAIGN_ID.fullmatch(value) else None
+
+    @property
+    def has_campaign(self) -> bool:
+        return self.campaign is not None
 
 
 class StepType(models.TextChoices):
@@ -116,8 +148,12 @@ class SequenceStep(models.Model):
         return f"{self.step_number}. {self.step_type}"
 
     @property
-    def delay(self) -> timezone.timedelta:
-        return timezone.timedelta(days=self.delay_days or 0, hours=self.delay_hours or 0)
+    def delay(self) -> timedelta:
+        return timedelta(days=self.delay_days or 0, hours=self.delay_hours or 0)
+
+    @property
+    def is_email(self) -> bool:
+        return self.step_type == StepType.EMAIL
 
 
 class EnrollmentStatus(models.TextChoices):
@@ -128,16 +164,6 @@ class EnrollmentStatus(models.TextChoices):
     BOUNCED = "bounced", "Bounced"
     UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
     FAILED = "failed", "Failed"
-
-
-class EnrollmentQuerySet(models.QuerySet["Enrollment"]):
-    def ready(self) -> EnrollmentQuerySet:
-        """Due now: the enrollment and its sequence active, `next_send_at` passed."""
-        return self.filter(
-            status=EnrollmentStatus.ACTIVE,
-            sequence__status=SequenceStatus.ACTIVE,
-            next_send_at__lte=timezone.now(),
-        )
 
 
 class Enrollment(models.Model):
@@ -164,6 +190,7 @@ class Enrollment(models.Model):
     updated_at = models.DateTimeField(null=True, default=timezone.now)
 
     objects = EnrollmentQuerySet.as_manager()
+    Status = EnrollmentStatus
 
     class Meta:
         managed = False
@@ -200,6 +227,9 @@ class Engagement(models.Model):
     metadata = models.JSONField(null=True, default=dict, blank=True)
     engaged_at = models.DateTimeField(null=True, default=timezone.now)
 
+    objects = EngagementQuerySet.as_manager()
+    Type = EngagementType
+
     class Meta:
         managed = False
         db_table = "engagements"
@@ -229,6 +259,8 @@ class CallTask(models.Model):
     status = models.TextField(choices=CallStatus.choices, default=CallStatus.SCHEDULED)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(null=True, default=timezone.now)
+
+    objects = CallTaskQuerySet.as_manager()
 
     class Meta:
         managed = False
@@ -310,6 +342,11 @@ class Push(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     pushed_at = models.DateTimeField(null=True, blank=True)
 
+    objects = PushQuerySet.as_manager()
+    State = PushState
+    # A row in these states is sent again: interrupted before, or rejected and fixed since.
+    RESENDABLE = (PushState.PENDING, PushState.REJECTED)
+
     class Meta:
         db_table = "outboundhq_push"
         constraints = [
@@ -370,9 +407,6 @@ class ExecutorRun(models.Model):
     campaigns_provisioned = models.PositiveIntegerField(default=0)
     smartlead_requests = models.PositiveIntegerField(
         default=0, help_text="Add-leads requests sent to Smartlead by this run."
-    )
-    sql_round_trips = models.PositiveIntegerField(
-        default=0, help_text="Database round trips of this run: statements, BEGIN and COMMIT."
     )
     errors = models.JSONField(default=list, blank=True)
 

@@ -16,11 +16,11 @@ import math
 import re
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from profiles.models import SmartleadCredentials
@@ -30,6 +30,7 @@ from sequences.models import (
     Sequence,
     SequenceStep,
     StepType,
+    lease_length,
 )
 from smartlead.client import SequenceStepSpec, SmartleadClient
 
@@ -134,7 +135,7 @@ def webhook_url() -> str | None:
     if not settings.PUBLIC_BASE_URL or not settings.SMARTLEAD_WEBHOOK_SECRET:
         return None
     base = settings.PUBLIC_BASE_URL.rstrip("/")
-    return f"{base}/webhooks/smartlead?secret={settings.SMARTLEAD_WEBHOOK_SECRET}"
+    return f"{base}{reverse('smartlead-webhook')}?secret={settings.SMARTLEAD_WEBHOOK_SECRET}"
 
 
 ClientFactory = Callable[..., SmartleadClient]
@@ -176,7 +177,7 @@ def provision(
 
 def _adopt_or_get(sequence: Sequence) -> CampaignProvisioning:
     """A campaign id set without our record (set by hand, or before this backend) is trusted."""
-    adopted = bool(sequence.smartlead_campaign_id and sequence.smartlead_campaign_id.isdigit())
+    adopted = sequence.has_campaign
     stale = CampaignProvisioning.objects.filter(
         sequence_id=sequence.id, state=ProvisioningState.READY
     )
@@ -187,7 +188,7 @@ def _adopt_or_get(sequence: Sequence) -> CampaignProvisioning:
         sequence_id=sequence.id,
         defaults={
             "state": ProvisioningState.READY if adopted else ProvisioningState.PENDING,
-            "campaign_id": int(sequence.smartlead_campaign_id) if adopted else None,
+            "campaign_id": sequence.campaign,
             "completed_stages": ["adopted"] if adopted else [],
         },
     )
@@ -202,12 +203,6 @@ def _take_lease(record: CampaignProvisioning) -> bool:
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
         .update(lease_until=now + lease_length(), state=ProvisioningState.IN_PROGRESS)
     )
-
-
-def lease_length() -> timedelta:
-    """As long as a run may last, plus a margin. For enrollments and campaign setup alike: a
-    lease that ran out while its run still worked would let a second run take the same work."""
-    return timedelta(seconds=settings.EXECUTOR_TIME_BUDGET_SECONDS + 120)
 
 
 def _finish(record: CampaignProvisioning, state: str, reason: str) -> None:
@@ -318,10 +313,10 @@ def set_campaign_status(
     client_factory: ClientFactory = SmartleadClient,
 ) -> None:
     """Pauses or resumes (START) the sequence's existing campaign; no-op without one."""
-    if not sequence.smartlead_campaign_id or not sequence.smartlead_campaign_id.isdigit():
+    if not sequence.has_campaign:
         return
     with client_factory(credentials.api_key) as client:
-        client.set_status(int(sequence.smartlead_campaign_id), status)
+        client.set_status(sequence.campaign, status)
 
 
 def forget_campaign(sequence_id: object, reason: str) -> None:

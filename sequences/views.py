@@ -87,7 +87,7 @@ def pause(request: Request, id: uuid.UUID) -> Response:
     # Paused here first: the executor stops adding leads even if Smartlead is unreachable.
     set_status(sequence, SequenceStatus.PAUSED)
     credentials = request.user.smartlead_credentials()
-    if not sequence.smartlead_campaign_id:
+    if not sequence.has_campaign:
         return Response(state(sequence))
     if credentials is None:
         warning = "The Smartlead campaign was not paused: connect Smartlead, then pause again."
@@ -130,7 +130,7 @@ def start_campaign(sequence: Sequence, credentials: SmartleadCredentials) -> Non
 
     A campaign deleted in Smartlead is forgotten and set up again, once.
     """
-    existed = bool(sequence.smartlead_campaign_id)
+    existed = sequence.has_campaign
     provision(sequence, credentials, client_factory=interactive_client)
     sequence.refresh_from_db(fields=["smartlead_campaign_id"])
     if not existed:

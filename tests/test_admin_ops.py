@@ -32,7 +32,7 @@ from sequences.models import (
     PushState,
     StepRecord,
 )
-from tests.factories import make_enrollment, make_profile, make_sequence
+from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +77,7 @@ def page(admin_client: Any, url: str, data: dict | None = None) -> Any:
 
 
 def status_of(profile: Profile) -> str:
-    return Profile.objects.with_smartlead_status().get(pk=profile.pk).smartlead_status
+    return Profile.objects.with_smartlead_status().get(pk=profile.pk).connection_status
 
 
 # --- Profiles: status column and filter --------------------------------------------------
@@ -366,6 +366,22 @@ SITUATIONS: dict[str, tuple[Situation, str]] = {
     "due now": (
         lambda: make_enrollment(sequence=make_sequence(creator=make_profile())),
         "Step 1 is due now",
+    ),
+    # What the due step does comes from the executor's own rule (steps.decide).
+    "due now, to push": (
+        lambda: make_enrollment(sequence=make_sequence(creator=make_profile())),
+        "Step 1 becomes a lead in its campaign (to be set up); Smartlead sends the email.",
+    ),
+    "due now, bad address": (
+        lambda: make_enrollment(
+            sequence=make_sequence(creator=make_profile()),
+            contact=make_contact(email="not an address"),
+        ),
+        "Step 1 fails: The contact's email address 'not an address' is not valid.",
+    ),
+    "due now, a call": (
+        lambda: make_enrollment(sequence=make_sequence(creator=make_profile()), current_step=3),
+        "Step 3 creates a call task for the SDR.",
     ),
 }
 

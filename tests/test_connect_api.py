@@ -125,7 +125,7 @@ def reload(profile: Profile) -> Profile:
 
 
 def status_of(profile: Profile) -> str:
-    return Profile.objects.with_smartlead_status().get(pk=profile.pk).smartlead_status
+    return Profile.objects.with_smartlead_status().get(pk=profile.pk).connection_status
 
 
 # --- GET ---------------------------------------------------------------------------------
@@ -609,3 +609,16 @@ def test_the_sandbox_refuses_bad_keys_and_nothing_is_saved(api, sdr, sandbox, ke
     response = api.call("post", CONNECTION, {"api_key": key})
     assert response.status_code == 400 and response.json()["code"] == code
     assert reload(sdr).smartlead_api_key is None
+
+
+@pytest.mark.parametrize("mailbox", ["12²", "١٢", "12\n", "12.0", " ", "1" * 19])
+def test_it_answers_a_mailbox_id_that_is_not_a_number_without_a_500(api, sdr, rsps, mailbox):
+    Profile.objects.filter(pk=sdr.pk).update(
+        smartlead_api_key=SAVED_KEY, smartlead_email_account_id=mailbox
+    )
+    accounts_of(rsps, SAVED_KEY)
+    response = api.call("get", CONNECTION)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["connected"] is False and body["status"] == "no_email_account"
+    assert status_of(sdr) == "no_email_account"

@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from outboundhq.logs import register_secret
 from profiles.models import CredentialCheck, SmartleadStatus
-from sequences import walk
-from sequences.executor import execute
+from sequences import pushing
+from sequences.executor import Run, Scope, execute, plan
 from sequences.models import (
     CallTask,
     CampaignProvisioning,
@@ -29,6 +29,7 @@ from sequences.models import (
     Sequence,
     StepRecord,
 )
+from sequences.steps import Steps
 from smartlead import client as smartlead_client
 from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
 from tests.fake_smartlead import BASE, FakeSmartlead
@@ -390,7 +391,7 @@ def test_a_contact_fixed_after_a_rejection_is_pushed_again(smartlead):
     assert Push.objects.get(enrollment_id=enrollment.id).state == "pushed"
 
 
-def test_a_step_changed_elsewhere_during_the_run_is_not_overwritten(smartlead):
+def test_a_step_changed_elsewhere_during_the_run_is_not_overwritten(smartlead, monkeypatch):
     sequence = provisioned_sequence()
     enrollment = make_enrollment(sequence=sequence)
 
@@ -398,12 +399,9 @@ def test_a_step_changed_elsewhere_during_the_run_is_not_overwritten(smartlead):
         Enrollment.objects.filter(pk=enrollment.pk).update(current_step=3)
         return original(*args, **kwargs)
 
-    original = walk.record_pushed
-    walk.record_pushed = moved_meanwhile
-    try:
-        execute(trigger="command")
-    finally:
-        walk.record_pushed = original
+    original = pushing.in_campaign
+    monkeypatch.setattr(pushing, "in_campaign", moved_meanwhile)
+    execute(trigger="command")
     enrollment.refresh_from_db()
     assert enrollment.current_step == 3 and enrollment.status == "active"
 
@@ -445,7 +443,7 @@ def test_a_campaign_set_up_before_the_public_url_gets_its_webhook_later(smartlea
     assert smartlead.count("webhooks") == 1
 
 
-def test_a_reply_during_the_run_is_not_overwritten(smartlead):
+def test_a_reply_during_the_run_is_not_overwritten(smartlead, monkeypatch):
     sequence = provisioned_sequence()
     enrollment = make_enrollment(sequence=sequence)
 
@@ -453,12 +451,9 @@ def test_a_reply_during_the_run_is_not_overwritten(smartlead):
         Enrollment.objects.filter(pk=enrollment.pk).update(status="replied")
         return original(*args, **kwargs)
 
-    original = walk.record_pushed
-    walk.record_pushed = reply_arrives
-    try:
-        execute(trigger="command")
-    finally:
-        walk.record_pushed = original
+    original = pushing.in_campaign
+    monkeypatch.setattr(pushing, "in_campaign", reply_arrives)
+    execute(trigger="command")
     enrollment.refresh_from_db()
     assert enrollment.status == "replied" and enrollment.current_step == 1
 
@@ -467,10 +462,14 @@ def test_a_run_killed_half_way_loses_nothing(smartlead):
     sequence = provisioned_sequence(campaign_id=31)
     enroll(sequence, 3)
     # A run that claimed and wrote the ledger, then died before Smartlead answered.
-    plan = walk.Plan.build(sequence, sequence.created_by.smartlead_credentials())
+    (sdr,) = plan(Scope())
     record = ExecutorRun.objects.create(trigger="command")
-    claimed = walk.claim(plan, timezone.now(), 100)
-    walk.walk(plan, claimed, record, record.id)
+    run = Run(record, timezone.now(), time.monotonic() + 60, None)
+    with smartlead_client.SmartleadClient(sdr.credentials.api_key) as client:
+        work = pushing.SequenceWork(
+            run, sdr, sequence.id, 31, Steps(sequence.steps.all()), client, pushing.Tally()
+        )
+        pushing.carry_out(work, pushing.claim(work, 100))  # claimed, reserved; never sent
     assert Push.objects.filter(state="pending").count() == 3
     assert execute(trigger="command").due == 0  # still leased to the dead run
     Enrollment.objects.update(next_send_at=timezone.now() - timedelta(seconds=1))  # lease expired
@@ -523,7 +522,6 @@ def test_the_run_record_keeps_the_counts(smartlead):
     run = execute(trigger="command")
     saved = ExecutorRun.objects.get(pk=run.pk)
     assert saved.finished_at and saved.pushed == 2 and saved.smartlead_requests == 1
-    assert saved.sql_round_trips > 0
 
 
 @pytest.mark.postgres
@@ -615,7 +613,7 @@ def test_a_cleared_campaign_id_is_found_again_by_its_tag_not_skipped(smartlead):
 
 @pytest.mark.postgres
 def test_array_literals_round_trip_through_postgres_whatever_the_text():
-    from sequences.sql import text_array, uuid_array
+    from sequences.managers import text_array, uuid_array
 
     texts = ["a@b.co", 'we"ird,{x}@y.z', "back\\slash@x.y", "NULL", ""]
     ids = [uuid.uuid4(), uuid.uuid4()]
@@ -632,7 +630,24 @@ def test_an_unexpected_error_is_recorded_without_the_key(smartlead, monkeypatch)
     def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise RuntimeError("boom at https://x.test/?api_key=sl-key-leak-9876wxyz")
 
-    monkeypatch.setattr(walk, "walk", broken)
+    monkeypatch.setattr(pushing, "send_sequence", broken)
     run = execute(trigger="command")
     assert any("RuntimeError" in e for e in run.errors)
     assert not any("sl-key-leak-9876wxyz" in e for e in run.errors)
+
+
+@pytest.mark.parametrize("mailbox", ["12²", "١٢", "abc", ""])
+def test_it_skips_an_sdr_whose_mailbox_id_is_not_a_number_and_runs_the_others(
+    smartlead, caplog, mailbox
+):
+    odd = make_profile(smartlead_email_account_id=mailbox)
+    enroll(make_sequence(creator=odd), 2)
+    fine = provisioned_sequence(campaign_id=71)
+    enroll(fine, 3)
+    caplog.set_level(logging.INFO)
+    run = execute(trigger="command")
+    dry = execute(trigger="command", dry_run=True)
+    assert run.pushed == 3 and len(smartlead.leads[71]) == 3
+    assert run.skipped_no_credentials == 2 and not run.errors
+    assert NOT_CONNECTED.format(odd.id) in caplog.text
+    assert dry.skipped_no_credentials == 2 and dry.due == 0

@@ -50,7 +50,7 @@ def test_status_in_sql_matches_status_of_a_single_row():
         invalid.id: SmartleadStatus.INVALID_KEY,
         unchecked.id: SmartleadStatus.UNCHECKED,
     }
-    annotated = {p.id: p.smartlead_status for p in Profile.objects.with_smartlead_status()}
+    annotated = {p.id: p.connection_status for p in Profile.objects.with_smartlead_status()}
     assert annotated == expected
     assert {p.id: p.smartlead_status() for p in Profile.objects.all()} == expected
 

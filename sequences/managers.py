@@ -1,0 +1,448 @@
+"""Rules about many rows at once: the querysets behind `Enrollment.objects`, `Push.objects`, ...
+
+The three statements the executor runs for every chunk or batch (claim, reserve, mark pushed)
+are raw SQL on PostgreSQL: one round trip each, ids travelling as arrays bound on the server,
+which is what keeps a run's database cost growing with batches rather than enrollments. They are
+built from the models' own `db_table` and status choices. On SQLite (the embedded default) each
+of these methods is the ORM expression of the same thing. Everything else is plain ORM.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+from django.apps import apps
+from django.db import connection, models, transaction
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Count, Exists, F, OuterRef, Q
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+if TYPE_CHECKING:
+    from sequences.steps import Claimed, Move
+
+# What a claim reads of each enrollment and its contact, in `Claimed`'s field order.
+CLAIM_FIELDS = (
+    "id",
+    "contact_id",
+    "current_step",
+    "contact__email",
+    "contact__first_name",
+    "contact__last_name",
+    "contact__company",
+    "contact__phone",
+    "contact__title",
+    "contact__unsubscribed_at",
+)
+
+
+def _model(name: str) -> type[models.Model]:
+    # The models import these querysets: they are looked up when a method runs, not at import.
+    return apps.get_model("sequences", name)
+
+
+def _table(name: str) -> str:
+    return connection.ops.quote_name(_model(name)._meta.db_table)
+
+
+def on_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+class EnrollmentQuerySet(models.QuerySet):
+    def due_by(self, moment: datetime) -> EnrollmentQuerySet:
+        """Ready at `moment`: the enrollment and its sequence active, `next_send_at` passed."""
+        Sequence = _model("Sequence")  # noqa: N806
+        return self.filter(
+            status=self.model.Status.ACTIVE,
+            sequence__status=Sequence.Status.ACTIVE,
+            next_send_at__lte=moment,
+        )
+
+    def ready(self) -> EnrollmentQuerySet:
+        return self.due_by(timezone.now())
+
+    def waiting_for_credentials(self) -> list[tuple[uuid.UUID | None, int]]:
+        """Ready enrollments whose sequence's creator is not connected: (creator, count)."""
+        Profile = apps.get_model("profiles", "Profile")  # noqa: N806
+        rows = (
+            self.ready()
+            .exclude(sequence__created_by__in=Profile.objects.connected())
+            .values("sequence__created_by")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        return [(row["sequence__created_by"], row["n"]) for row in rows]
+
+    def claim(
+        self,
+        *,
+        sequence_id: uuid.UUID,
+        campaign_id: int,
+        started: datetime,
+        size: int,
+        lease_until: datetime,
+    ) -> list[Claimed]:
+        """Lease up to `size` of a sequence's enrollments ready at `started`, by moving their
+        `next_send_at` to `lease_until`; concurrent claims never share a row."""
+        from sequences.steps import Claimed
+
+        if on_postgres():
+            params = {
+                "sequence": sequence_id,
+                "campaign": campaign_id,
+                "started": started,
+                "size": size,
+                "lease": lease_until,
+            }
+            with server_bound_cursor() as cursor:
+                cursor.execute(claim_statement(), params | _status_params())
+                return [Claimed(*row) for row in cursor.fetchall()]
+        # SQLite has one writer at a time and no SKIP LOCKED: a transaction is the lock.
+        with transaction.atomic():
+            rows = self.peek(
+                sequence_id=sequence_id, campaign_id=campaign_id, at=started, size=size
+            )
+            self.filter(id__in=[r.id for r in rows]).update(next_send_at=lease_until)
+        return rows
+
+    def peek(
+        self,
+        *,
+        sequence_id: uuid.UUID,
+        campaign_id: int | None,
+        at: datetime,
+        size: int | None = None,
+    ) -> list[Claimed]:
+        """What `claim` would take, without taking it (the dry run, and SQLite's claim)."""
+        from sequences.steps import Claimed
+
+        Push = _model("Push")  # noqa: N806
+        pushed = Push.objects.filter(
+            enrollment_id=OuterRef("pk"), campaign_id=campaign_id, state=Push.State.PUSHED
+        )
+        rows = (
+            self.due_by(at)
+            .filter(sequence_id=sequence_id)
+            .annotate(_pushed=Exists(pushed))
+            .order_by()
+            .values_list(*CLAIM_FIELDS, "_pushed")
+        )
+        return [Claimed(*row) for row in (rows[:size] if size is not None else rows)]
+
+    def advance(self, move: Move, ids: list[uuid.UUID], now: datetime) -> int:
+        """Move these enrollments on, only where they are still active on `move.from_step`: a
+        change made elsewhere meanwhile (a reply, a pause, a step edited) is never overwritten."""
+        still = self.filter(
+            id__in=ids, status=self.model.Status.ACTIVE, current_step=move.from_step
+        )
+        if move.to_step is None:
+            return still.update(
+                status=self.model.Status.COMPLETED, completed_at=now, updated_at=now
+            )
+        return still.update(
+            current_step=move.to_step, next_send_at=move.next_send_at, updated_at=now
+        )
+
+    def finish(self, ids: list[uuid.UUID], status: str, now: datetime) -> int:
+        """Active enrollments end with `status` (completed, unsubscribed, failed, ...)."""
+        changes: dict[str, Any] = {"status": status, "updated_at": now}
+        if status == self.model.Status.COMPLETED:
+            changes["completed_at"] = now
+        return self.filter(id__in=ids, status=self.model.Status.ACTIVE).update(**changes)
+
+    def fail(self, reasons: dict[uuid.UUID, str], *, step: int, now: datetime) -> int:
+        """Active enrollments fail, each with its reason kept as a step record (for explain)."""
+        StepRecord = _model("StepRecord")  # noqa: N806
+        failed = self.finish(list(reasons), self.model.Status.FAILED, now)
+        StepRecord.objects.bulk_create(
+            [
+                StepRecord(enrollment_id=pk, step_number=step, action="failed", detail=why[:1000])
+                for pk, why in reasons.items()
+            ],
+            ignore_conflicts=True,
+        )
+        return failed
+
+    def give_back(self, ids: list[uuid.UUID], at: datetime) -> None:
+        """Claimed but not done: ready again from `at` (after the run's start, so the run that
+        gives them back does not take them again)."""
+        self.filter(id__in=ids, status=self.model.Status.ACTIVE).update(next_send_at=at)
+
+
+class PushQuerySet(models.QuerySet):
+    def reserve(
+        self,
+        *,
+        campaign_id: int,
+        sequence_id: uuid.UUID,
+        profile_id: uuid.UUID,
+        run_id: uuid.UUID,
+        items: list[Claimed],
+    ) -> set[uuid.UUID]:
+        """Ledger first: a `pending` row per lead before its request. Returns the enrollments to
+        send: new ones, and `pending` (interrupted) or `rejected` (fixed since) ones again; a
+        row already `pushed` never comes back, so nobody is sent twice."""
+        if not items:
+            return set()
+        if on_postgres():
+            params = {
+                "campaign": campaign_id,
+                "sequence": sequence_id,
+                "profile": profile_id,
+                "run": run_id,
+                "ids": uuid_array([c.id for c in items]),
+                "emails": text_array([c.lead.email for c in items]),
+            }
+            with server_bound_cursor() as cursor:
+                cursor.execute(reserve_statement(), params | _status_params())
+                return {row[0] for row in cursor.fetchall()}
+        known = dict(
+            self.filter(
+                enrollment_id__in=[c.id for c in items], campaign_id=campaign_id
+            ).values_list("enrollment_id", "state")
+        )
+        again = [pk for pk, state in known.items() if state in self.model.RESENDABLE]
+        fresh = [c for c in items if c.id not in known]
+        with transaction.atomic():
+            # Interrupted before: send again; Smartlead de-duplicates within a campaign.
+            self.filter(enrollment_id__in=again, campaign_id=campaign_id).update(
+                attempts=F("attempts") + 1, run_id=run_id
+            )
+            self.bulk_create(
+                self.model(
+                    enrollment_id=c.id,
+                    campaign_id=campaign_id,
+                    sequence_id=sequence_id,
+                    profile_id=profile_id,
+                    email=c.lead.email,
+                    run_id=run_id,
+                )
+                for c in fresh
+            )
+        return {c.id for c in fresh} | set(again)
+
+    def mark_pushed(
+        self,
+        *,
+        campaign_id: int,
+        ids: list[uuid.UUID],
+        counts: dict[str, Any],
+        move: Move,
+        now: datetime,
+    ) -> int:
+        """Smartlead has these leads: their ledger rows become `pushed` and their enrollments
+        move on together (all of it or none). Returns how many enrollments moved."""
+        if on_postgres():
+            params = {
+                "campaign": campaign_id,
+                "ids": uuid_array(ids),
+                "counts": Jsonb(counts),
+                "from_step": move.from_step,
+                "step": move.to_step,
+                "next": move.next_send_at,
+                "now": now,
+            }
+            with server_bound_cursor() as cursor:
+                cursor.execute(pushed_statement(), params | _status_params())
+                return cursor.rowcount
+        Enrollment = _model("Enrollment")  # noqa: N806
+        with transaction.atomic():
+            pushed = self.model.State.PUSHED
+            self.mark(campaign_id=campaign_id, ids=ids, state=pushed, counts=counts, now=now)
+            return Enrollment.objects.advance(move, ids, now)
+
+    def mark(
+        self,
+        *,
+        campaign_id: int,
+        ids: list[uuid.UUID],
+        state: str,
+        counts: dict[str, Any],
+        now: datetime,
+        outcome: str = "added_or_existing",
+    ) -> None:
+        if ids:
+            self.filter(enrollment_id__in=ids, campaign_id=campaign_id).update(
+                state=state, outcome=outcome, counts=counts, pushed_at=now
+            )
+
+    def release(self, *, campaign_id: int, ids: list[uuid.UUID]) -> None:
+        """Forget `pending` rows of leads that were certainly not sent."""
+        self.filter(
+            enrollment_id__in=ids, campaign_id=campaign_id, state=self.model.State.PENDING
+        ).delete()
+
+
+class EngagementQuerySet(models.QuerySet):
+    def signals_for(
+        self, sequence_id: uuid.UUID, items: list[Claimed]
+    ) -> dict[uuid.UUID, frozenset[str]]:
+        """Each enrollment's opened/clicked/replied engagements, for step conditions: its own,
+        and its contact's in the same sequence (older rows carry no enrollment id)."""
+        from sequences.steps import SIGNALS
+
+        by_contact = {c.contact_id: c.id for c in items}
+        rows = self.filter(
+            Q(enrollment_id__in=[c.id for c in items])
+            | Q(contact_id__in=list(by_contact), sequence_id=sequence_id),
+            engagement_type__in=SIGNALS,
+        ).values_list("enrollment_id", "contact_id", "engagement_type")
+        found: dict[uuid.UUID, set[str]] = defaultdict(set)
+        for enrollment_id, contact_id, kind in rows:
+            found[enrollment_id or by_contact.get(contact_id)].add(kind)
+        return {pk: frozenset(kinds) for pk, kinds in found.items()}
+
+
+class CallTaskQuerySet(models.QuerySet):
+    def schedule_once(
+        self, *, sequence_id: uuid.UUID, due: list[tuple[Claimed, Any]], now: datetime
+    ) -> int:
+        """A call task and a `call_scheduled` engagement per (enrollment, call step), however
+        often the step is walked: a step record remembers the ones already made."""
+        StepRecord, Engagement = _model("StepRecord"), _model("Engagement")  # noqa: N806
+        done = set(
+            StepRecord.objects.filter(
+                enrollment_id__in=[c.id for c, _ in due], action="call"
+            ).values_list("enrollment_id", "step_number")
+        )
+        new = [(c, step) for c, step in due if (c.id, step.step_number) not in done]
+        calls = [
+            self.model(
+                contact_id=c.contact_id,
+                sequence_id=sequence_id,
+                enrollment_id=c.id,
+                call_objective=step.call_objective,
+                call_script=step.call_script,
+                scheduled_at=now,
+            )
+            for c, step in new
+        ]
+        StepRecord.objects.bulk_create(
+            StepRecord(enrollment_id=c.id, step_number=step.step_number, action="call")
+            for c, step in new
+        )
+        self.bulk_create(calls)
+        Engagement.objects.bulk_create(
+            Engagement(
+                contact_id=c.contact_id,
+                sequence_id=sequence_id,
+                enrollment_id=c.id,
+                engagement_type=Engagement.Type.CALL_SCHEDULED,
+                engaged_at=now,
+                metadata={"step_number": step.step_number, "call_id": str(call.id)},
+            )
+            for (c, step), call in zip(new, calls, strict=True)
+        )
+        return len(new)
+
+
+# --- The hot statements on PostgreSQL ----------------------------------------------------
+
+
+def _status_params() -> dict[str, str]:
+    Enrollment, Sequence, Push = _model("Enrollment"), _model("Sequence"), _model("Push")  # noqa: N806
+    return {
+        "active": Enrollment.Status.ACTIVE,
+        "completed": Enrollment.Status.COMPLETED,
+        "sequence_active": Sequence.Status.ACTIVE,
+        "pending": Push.State.PENDING,
+        "pushed": Push.State.PUSHED,
+        "rejected": Push.State.REJECTED,
+    }
+
+
+@functools.cache
+def claim_statement() -> str:
+    # Written so the planner uses the indexes (ids as an array, a lateral lookup per contact,
+    # the ledger's unique index for `pushed`): with plain joins it hashes whole tables, and
+    # every claim grows with the ready set.
+    enrollments, sequences = _table("Enrollment"), _table("Sequence")
+    contacts, ledger = _table("Contact"), _table("Push")
+    return f"""
+WITH claimed AS (
+    UPDATE {enrollments} e SET next_send_at = %(lease)s
+    WHERE e.id = ANY(ARRAY(
+        SELECT r.id FROM {enrollments} r
+        JOIN {sequences} s ON s.id = r.sequence_id
+        WHERE r.sequence_id = %(sequence)s AND s.status = %(sequence_active)s
+          AND r.status = %(active)s AND r.next_send_at <= %(started)s
+        LIMIT %(size)s
+        FOR UPDATE OF r SKIP LOCKED
+    ))
+    RETURNING e.id, e.contact_id, e.current_step
+)
+SELECT claimed.id, claimed.contact_id, claimed.current_step, c.email, c.first_name,
+       c.last_name, c.company, c.phone, c.title, c.unsubscribed_at,
+       EXISTS (SELECT 1 FROM {ledger} p WHERE p.enrollment_id = claimed.id
+               AND p.campaign_id = %(campaign)s AND p.state = %(pushed)s)
+FROM claimed LEFT JOIN LATERAL (
+    SELECT * FROM {contacts} WHERE {contacts}.id = claimed.contact_id
+) c ON true
+"""  # noqa: S608 - identifiers from the models' metadata; every value is a parameter
+
+
+@functools.cache
+def reserve_statement() -> str:
+    ledger = _table("Push")
+    return f"""
+INSERT INTO {ledger} (enrollment_id, campaign_id, sequence_id, profile_id, email, state,
+                      outcome, counts, attempts, run_id, created_at)
+SELECT t.enrollment_id, %(campaign)s, %(sequence)s, %(profile)s, t.email, %(pending)s, '',
+       '{{}}'::jsonb, 1, %(run)s, now()
+FROM unnest(%(ids)s::uuid[], %(emails)s::text[]) AS t(enrollment_id, email)
+ON CONFLICT (enrollment_id, campaign_id) DO UPDATE
+    SET attempts = {ledger}.attempts + 1, run_id = EXCLUDED.run_id
+    WHERE {ledger}.state IN (%(pending)s, %(rejected)s)
+RETURNING enrollment_id
+"""  # noqa: S608
+
+
+@functools.cache
+def pushed_statement() -> str:
+    # A batch shares its step; step NULL means the enrollments complete.
+    ledger, enrollments = _table("Push"), _table("Enrollment")
+    return f"""
+WITH ledger AS (
+    UPDATE {ledger}
+    SET state = %(pushed)s, outcome = 'added_or_existing', counts = %(counts)s,
+        pushed_at = %(now)s
+    WHERE campaign_id = %(campaign)s AND enrollment_id = ANY(%(ids)s::uuid[])
+)
+UPDATE {enrollments}
+SET current_step = COALESCE(%(step)s::integer, current_step),
+    next_send_at = COALESCE(%(next)s::timestamptz, next_send_at),
+    status = CASE WHEN %(step)s::integer IS NULL THEN %(completed)s ELSE status END,
+    completed_at = CASE WHEN %(step)s::integer IS NULL THEN %(now)s ELSE completed_at END,
+    updated_at = %(now)s
+WHERE id = ANY(%(ids)s::uuid[]) AND status = %(active)s AND current_step = %(from_step)s
+"""  # noqa: S608
+
+
+def uuid_array(ids: list[uuid.UUID]) -> str:
+    """A Postgres array literal: one parameter to send instead of one per element, which psycopg
+    would adapt one by one in Python (the executor's hottest loop)."""
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
+def text_array(values: list[str]) -> str:
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
+
+
+@contextmanager
+def server_bound_cursor() -> Iterator[CursorWrapper]:
+    """The hot statements bind their parameters on the server: thousands of ids travel as
+    arrays instead of being quoted into the query text, which cost the executor more CPU than
+    the database spent. (Unnamed statements only: fine through PgBouncer/Supavisor in
+    transaction mode.) Django's wrapper keeps its error translation and execute wrappers."""
+    connection.ensure_connection()
+    with CursorWrapper(psycopg.Cursor(connection.connection), connection) as cursor:
+        yield cursor

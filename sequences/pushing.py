@@ -1,0 +1,371 @@
+"""Steps 3b-3e of an executor run, for one sequence of one SDR (see sequences/executor.py).
+
+`send_sequence` reads top to bottom:
+b. `claimed_chunks`: ready enrollments leased in chunks (`Enrollment.objects.claim`), so
+   concurrent runs never share one;
+c. `carry_out`: each enrollment's due step decided (`steps.decide`) and carried out for the
+   whole chunk at once: advances, completions, failures, call tasks; the leads to push get their
+   ledger rows (`Push.objects.reserve`) before any request;
+d. `push`: the leads in full batches, one add-leads request each (`SmartleadClient.add_leads`);
+e. `record`: what Smartlead said about each batch, written to the ledger and the enrollments
+   (`Push.objects.mark_pushed` moves them on in the same statement).
+Writes are per chunk or per batch, so the number of SQL statements grows with batches, not
+with enrollments.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from sequences.models import (
+    CallTask,
+    Engagement,
+    Enrollment,
+    EnrollmentStatus,
+    ExecutorRun,
+    Push,
+    PushState,
+    lease_length,
+)
+from sequences.provisioning import forget_campaign
+from sequences.steps import MOVES_ON, Action, Claimed, Decision, Move, Steps, decide
+from smartlead.client import (
+    AddLeadsResult,
+    NotFound,
+    SmartleadClient,
+    SmartleadError,
+    ValidationFailed,
+)
+
+if TYPE_CHECKING:
+    from sequences.executor import Run, Sdr
+
+# What Smartlead answered for one batch: its result, or why there is none.
+Answer = AddLeadsResult | SmartleadError
+
+
+@dataclass
+class Tally:
+    """What one SDR's share of a run did; the run adds every tally to its record."""
+
+    due: int = 0
+    pushed: int = 0
+    failed: int = 0
+    call_tasks: int = 0
+    completed: int = 0
+    advanced: int = 0
+    deferred: int = 0
+    campaigns_provisioned: int = 0
+    smartlead_requests: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    COUNTERS = (
+        "due",
+        "pushed",
+        "failed",
+        "call_tasks",
+        "completed",
+        "advanced",
+        "deferred",
+        "campaigns_provisioned",
+        "smartlead_requests",
+    )
+    MAX_ERRORS = 200
+
+    def error(self, message: str) -> None:
+        if len(self.errors) < self.MAX_ERRORS:
+            self.errors.append(message)
+
+    def moved(self, move: Move, count: int) -> None:
+        if move.to_step is None:
+            self.completed += count
+        else:
+            self.advanced += count
+
+    def add_to(self, record: ExecutorRun) -> None:
+        for name in self.COUNTERS:
+            setattr(record, name, getattr(record, name) + getattr(self, name))
+        record.errors.extend(self.errors[: max(0, self.MAX_ERRORS - len(record.errors))])
+
+
+@dataclass
+class SequenceWork:
+    """One sequence being sent by one worker: everything its steps need, in one place."""
+
+    run: Run
+    sdr: Sdr
+    sequence_id: uuid.UUID
+    campaign_id: int
+    steps: Steps
+    client: SmartleadClient
+    tally: Tally
+
+    @property
+    def stopped(self) -> bool:
+        return self.run.out_of_time or self.sdr.refused
+
+
+def send_sequence(work: SequenceWork) -> None:
+    """Steps 3b-3e for one sequence."""
+    size = work.client.batch_size
+    leads: list[Claimed] = []
+    try:
+        for chunk in claimed_chunks(work, size):  # b
+            leads += carry_out(work, chunk)  # c
+            while len(leads) >= size and not work.sdr.refused:
+                batch, leads = leads[:size], leads[size:]
+                push(work, batch)  # d, e
+        if leads and not work.sdr.refused:
+            batch, leads = leads, []
+            push(work, batch)
+    finally:
+        if leads:  # claimed and reserved, but the SDR's key was refused: give them back
+            give_back(work, leads)
+
+
+def claimed_chunks(work: SequenceWork, batch: int) -> Iterator[list[Claimed]]:
+    """Step 3b: chunks of leased enrollments until none is ready, the quota is used or the
+    run must stop. A chunk is a multiple of the batch size, so chunk boundaries never cost
+    an extra request."""
+    size = max(batch, settings.EXECUTOR_CHUNK_SIZE // batch * batch)
+    run = work.run
+    while not work.stopped:
+        wanted = run.take(size)
+        chunk = claim(work, wanted) if wanted else []
+        run.give_back(wanted - len(chunk))
+        work.tally.due += len(chunk)
+        if chunk:
+            yield chunk
+        if len(chunk) < wanted or not wanted:
+            return
+
+
+def claim(work: SequenceWork, size: int) -> list[Claimed]:
+    return Enrollment.objects.claim(
+        sequence_id=work.sequence_id,
+        campaign_id=work.campaign_id,
+        started=work.run.started,
+        size=size,
+        lease_until=timezone.now() + lease_length(),
+    )
+
+
+def carry_out(work: SequenceWork, chunk: list[Claimed]) -> list[Claimed]:
+    """Step 3c: every due step of the chunk decided and done; returns the leads to push, each
+    with its `pending` ledger row."""
+    signals = (
+        Engagement.objects.signals_for(work.sequence_id, chunk) if work.steps.has_conditions else {}
+    )
+    decisions = [
+        (item, decide(work.steps, item, signals.get(item.id, frozenset()))) for item in chunk
+    ]
+    to_push = [item for item, decision in decisions if decision.action == Action.PUSH]
+    sendable = Push.objects.reserve(
+        campaign_id=work.campaign_id,
+        sequence_id=work.sequence_id,
+        profile_id=work.sdr.profile.id,
+        run_id=work.run.id,
+        items=to_push,
+    )
+    # Pushed by a run that died before it moved them on: Smartlead has them, only advance.
+    done_before = [
+        (item, Decision(Action.FOLLOW_UP)) for item in to_push if item.id not in sendable
+    ]
+    write_decisions(work, [*decisions, *done_before])
+    return [item for item in to_push if item.id in sendable]
+
+
+def write_decisions(work: SequenceWork, decisions: list[tuple[Claimed, Decision]]) -> None:
+    """The chunk's decisions as a few set-based writes, in one transaction."""
+    now = timezone.now()
+    moves: dict[Move, list[uuid.UUID]] = defaultdict(list)
+    ends: dict[str, list[uuid.UUID]] = defaultdict(list)
+    failures: dict[int, dict[uuid.UUID, str]] = defaultdict(dict)
+    calls = []
+    for item, decision in decisions:
+        if decision.action in MOVES_ON:
+            moves[work.steps.move_from(item.current_step, now)].append(item.id)
+        if decision.action == Action.CALL:
+            calls.append((item, work.steps.get(item.current_step)))
+        elif decision.action == Action.COMPLETE:
+            ends[EnrollmentStatus.COMPLETED].append(item.id)
+        elif decision.action == Action.UNSUBSCRIBED:
+            ends[EnrollmentStatus.UNSUBSCRIBED].append(item.id)
+        elif decision.action == Action.FAIL:
+            failures[item.current_step][item.id] = decision.reason
+    if not (moves or ends or failures or calls):
+        return
+    tally = work.tally
+    with transaction.atomic():
+        for move, ids in moves.items():
+            tally.moved(move, Enrollment.objects.advance(move, ids, now))
+        for status, ids in ends.items():
+            ended = Enrollment.objects.finish(ids, status, now)
+            tally.completed += ended if status == EnrollmentStatus.COMPLETED else 0
+        for step, reasons in failures.items():
+            tally.failed += Enrollment.objects.fail(reasons, step=step, now=now)
+        if calls:
+            tally.call_tasks += CallTask.objects.schedule_once(
+                sequence_id=work.sequence_id, due=calls, now=now
+            )
+
+
+def push(work: SequenceWork, batch: list[Claimed]) -> None:
+    """Steps 3d-3e for one batch: one add-leads request, and what Smartlead said recorded. A
+    batch Smartlead refuses as a whole is split until the leads it refuses are found."""
+    answer = send(work, batch)
+    if isinstance(answer, ValidationFailed) and len(batch) > 1:
+        split(work, batch, answer)
+    else:
+        record(work, batch, answer)
+
+
+def send(work: SequenceWork, batch: list[Claimed]) -> Answer:
+    work.tally.smartlead_requests += 1
+    try:
+        return work.client.add_leads(work.campaign_id, [item.lead for item in batch])
+    except SmartleadError as exc:
+        return exc
+
+
+def split(work: SequenceWork, batch: list[Claimed], refusal: ValidationFailed) -> None:
+    """If no part goes through, the refusal is about the request, not a lead: nobody fails."""
+    parts = bisect(work, batch)
+    if not any(isinstance(answer, AddLeadsResult) for _, answer in parts):
+        not_sent(work, batch, refusal)
+        return
+    for items, answer in parts:
+        record(work, items, answer)
+
+
+def bisect(work: SequenceWork, batch: list[Claimed]) -> list[tuple[list[Claimed], Answer]]:
+    parts: list[tuple[list[Claimed], Answer]] = []
+    half = len(batch) // 2
+    for part in (batch[:half], batch[half:]):
+        answer = send(work, part)
+        if isinstance(answer, ValidationFailed) and len(part) > 1:
+            parts += bisect(work, part)
+        else:
+            parts.append((part, answer))
+    return parts
+
+
+def record(work: SequenceWork, batch: list[Claimed], answer: Answer) -> None:
+    """Step 3e: the ledger and the enrollments say what Smartlead said about this batch."""
+    if isinstance(answer, ValidationFailed):
+        rejected(work, batch, str(answer))
+    elif isinstance(answer, SmartleadError):
+        not_sent(work, batch, answer)
+    else:
+        accepted(work, batch, answer)
+
+
+def accepted(work: SequenceWork, batch: list[Claimed], result: AddLeadsResult) -> None:
+    """Smartlead took the request: each lead per its own verdict."""
+    verdicts: dict[str, list[Claimed]] = defaultdict(list)
+    for item in batch:
+        verdicts[result.outcome_for(item.lead.email)].append(item)
+    in_campaign(work, verdicts.pop("added_or_existing", []), result.counts)
+    turned_away(work, verdicts.pop("unsubscribed", []), verdicts.pop("invalid", []), result)
+    not_imported = [item for items in verdicts.values() for item in items]
+    if not_imported:
+        give_back(work, not_imported)
+        work.tally.error(
+            f"Smartlead's lead limit is exhausted for campaign {work.campaign_id}: "
+            f"{len(not_imported)} leads wait for the next run."
+        )
+
+
+def in_campaign(work: SequenceWork, items: list[Claimed], counts: dict[str, Any]) -> None:
+    """Ledger `pushed` and enrollments moved on together, one statement per step they are on."""
+    by_step: dict[int, list[uuid.UUID]] = defaultdict(list)
+    for item in items:
+        by_step[item.current_step].append(item.id)
+    work.tally.pushed += len(items)
+    for from_step, ids in by_step.items():
+        move = work.steps.move_from(from_step, timezone.now())
+        moved = Push.objects.mark_pushed(
+            campaign_id=work.campaign_id, ids=ids, counts=counts, move=move, now=timezone.now()
+        )
+        work.tally.moved(move, moved)
+
+
+def turned_away(
+    work: SequenceWork,
+    unsubscribed: list[Claimed],
+    invalid: list[Claimed],
+    result: AddLeadsResult,
+) -> None:
+    """Leads Smartlead named as unsubscribed or invalid: ledger `rejected`, enrollment ended."""
+    if not (unsubscribed or invalid):
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        for outcome, items in (("unsubscribed", unsubscribed), ("invalid", invalid)):
+            Push.objects.mark(
+                campaign_id=work.campaign_id,
+                ids=[item.id for item in items],
+                state=PushState.REJECTED,
+                outcome=outcome,
+                counts=result.counts,
+                now=now,
+            )
+        Enrollment.objects.finish([i.id for i in unsubscribed], EnrollmentStatus.UNSUBSCRIBED, now)
+        fail(work, invalid, "Smartlead rejected the email address as invalid.", now)
+
+
+def rejected(work: SequenceWork, batch: list[Claimed], message: str) -> None:
+    """Smartlead refused this lead for good: the enrollment fails with Smartlead's reason."""
+    now = timezone.now()
+    with transaction.atomic():
+        Push.objects.mark(
+            campaign_id=work.campaign_id,
+            ids=[item.id for item in batch],
+            state=PushState.REJECTED,
+            outcome="rejected",
+            counts={"message": message[:500]},
+            now=now,
+        )
+        fail(work, batch, f"Smartlead rejected the lead: {message}", now)
+
+
+def fail(work: SequenceWork, items: list[Claimed], reason: str, now: datetime) -> None:
+    by_step: dict[int, dict[uuid.UUID, str]] = defaultdict(dict)
+    for item in items:
+        by_step[item.current_step][item.id] = reason
+    for step, reasons in by_step.items():
+        work.tally.failed += Enrollment.objects.fail(reasons, step=step, now=now)
+
+
+def not_sent(work: SequenceWork, batch: list[Claimed], exc: SmartleadError) -> None:
+    """No verdict on these leads: they wait for the next run. A 401/403 ends the SDR's turn; a
+    missing campaign is forgotten, so the next run sets one up."""
+    # A timeout or a 5xx may have reached Smartlead: the ledger keeps those rows `pending`, and
+    # the next run's re-send shows as a second attempt.
+    give_back(work, batch, maybe_sent=not (exc.permanent or exc.safe_to_repeat))
+    work.tally.error(
+        f"{len(batch)} leads for campaign {work.campaign_id} wait for the next run: {exc}"
+    )
+    if isinstance(exc, NotFound):
+        forget_campaign(work.sequence_id, f"Campaign {work.campaign_id} was not found: {exc}")
+    work.sdr.refused_by(exc)
+
+
+def give_back(work: SequenceWork, items: list[Claimed], *, maybe_sent: bool = False) -> None:
+    """Claimed enrollments ready again, for the next run (not this one: it only takes those
+    due before it started)."""
+    ids = [item.id for item in items]
+    with transaction.atomic():
+        Enrollment.objects.give_back(ids, max(timezone.now(), work.run.started))
+        if not maybe_sent:
+            Push.objects.release(campaign_id=work.campaign_id, ids=ids)
+    work.tally.deferred += len(ids)

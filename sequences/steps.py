@@ -1,0 +1,193 @@
+"""The step rule: what an enrollment's due step does, decided in one pure function.
+
+`decide()` is the only place that says what a step does. The executor acts on its decisions, the
+dry run counts them and explain puts them in words, so the three never disagree. It reads
+nothing from the database: everything it needs comes with the claimed row (`Claimed`) and the
+sequence's steps (`Steps`).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sequences.models import EngagementType, Enrollment, SequenceStep, StepType
+from smartlead.client import Lead
+
+# Smartlead validates addresses itself and reports the ones it rejects; this catches what people
+# mistype (no @, spaces, no domain) without Django's IDN-aware validator, whose regex costs more
+# to compile than a whole run of checks.
+PLAUSIBLE_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
+# The engagements a step's conditions look at.
+SIGNALS = (EngagementType.EMAIL_OPENED, EngagementType.EMAIL_CLICKED, EngagementType.EMAIL_REPLIED)
+
+
+def email_problem(email: str | None) -> str | None:
+    """Why an address cannot be sent to, in words; None when it looks sendable."""
+    email = (email or "").strip()
+    if not email:
+        return "The contact has no email address."
+    if len(email) > 254 or not PLAUSIBLE_EMAIL.match(email):
+        return f"The contact's email address {email!r} is not valid."
+    return None
+
+
+@dataclass
+class Claimed:
+    """An enrollment as the executor holds it: its step, its contact, and whether the ledger
+    already has it in the sequence's campaign. Field order is the claim statement's columns."""
+
+    id: uuid.UUID
+    contact_id: uuid.UUID
+    current_step: int
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    phone: str | None
+    title: str | None
+    unsubscribed_at: datetime | None
+    pushed: bool
+    _lead: Lead | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, enrollment: Enrollment, *, pushed: bool) -> Claimed:
+        """An enrollment loaded as a model (with its contact), for explain."""
+        contact = enrollment.contact
+        return cls(
+            enrollment.id,
+            enrollment.contact_id,
+            enrollment.current_step,
+            *(
+                getattr(contact, name, None)
+                for name in ("email", "first_name", "last_name", "company", "phone", "title")
+            ),
+            getattr(contact, "unsubscribed_at", None),
+            pushed,
+        )
+
+    @property
+    def lead(self) -> Lead:
+        # Built once, on first use. Not functools.cached_property: on Python 3.11 it takes one
+        # lock shared by every instance, which the executor's threads then queue on.
+        if self._lead is None:
+            self._lead = Lead(
+                email=(self.email or "").strip().lower(),
+                first_name=self.first_name,
+                last_name=self.last_name,
+                company_name=self.company,
+                phone_number=self.phone,
+                custom_fields={"title": self.title} if self.title else {},
+            )
+        return self._lead
+
+
+class Action(enum.StrEnum):
+    PUSH = "push"  # the first email step it reaches: the contact becomes a lead in the campaign
+    FOLLOW_UP = "follow_up"  # a later email of a lead already in the campaign: Smartlead sends it
+    CALL = "call"  # a call task for the SDR, once
+    SKIP = "skip"  # the step's conditions are not met
+    COMPLETE = "complete"  # past the last step
+    UNSUBSCRIBED = "unsubscribed"  # the contact unsubscribed before its first email
+    FAIL = "fail"  # the address cannot be sent to
+
+
+# After these the enrollment moves to its next step (or completes after the last one).
+MOVES_ON = frozenset({Action.FOLLOW_UP, Action.CALL, Action.SKIP})
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Move:
+    """From one step to the next (`to_step` None: the enrollment completes)."""
+
+    from_step: int
+    to_step: int | None
+    next_send_at: datetime | None
+
+
+class Steps:
+    """One sequence's steps, keyed by step number."""
+
+    def __init__(self, steps: Iterable[SequenceStep]) -> None:
+        self.by_number = {s.step_number: s for s in steps}
+        self.numbers = sorted(self.by_number)
+        self.has_conditions = any(_conditions(s) for s in self.by_number.values())
+
+    def get(self, number: int) -> SequenceStep | None:
+        return self.by_number.get(number)
+
+    def first_email(self) -> int | None:
+        return next((n for n in self.numbers if self.by_number[n].is_email), None)
+
+    def move_from(self, number: int, now: datetime) -> Move:
+        """Where an enrollment goes after step `number`: the next step, due after its delay."""
+        later = next((n for n in self.numbers if n > number), None)
+        if later is None:
+            return Move(number, None, None)
+        return Move(number, later, now + self.by_number[later].delay)
+
+
+def decide(steps: Steps, item: Claimed, signals: frozenset[str] = frozenset()) -> Decision:
+    """What the enrollment's due step does. `signals` are its engagement types (opened,
+    clicked, replied); only needed when the sequence has conditions."""
+    step = steps.get(item.current_step)
+    if step is None:
+        return Decision(Action.COMPLETE)
+    if not conditions_met(step, signals):
+        return Decision(Action.SKIP, "Its conditions are not met.")
+    if step.step_type == StepType.CALL:
+        return Decision(Action.CALL)
+    # Any email step pushes an enrollment that is not in the campaign yet (normally at the first
+    # email step); for one already pushed, Smartlead sends the follow-ups and we only advance.
+    if item.pushed:
+        return Decision(Action.FOLLOW_UP)
+    if item.unsubscribed_at:
+        return Decision(Action.UNSUBSCRIBED, "The contact unsubscribed.")
+    problem = email_problem(item.email)
+    if problem:
+        return Decision(Action.FAIL, problem)
+    return Decision(Action.PUSH)
+
+
+def conditions_met(step: SequenceStep, signals: frozenset[str]) -> bool:
+    # Judged on the enrollment's own engagements: the contract ties opens and clicks to the
+    # enrollment, not to a particular email.
+    if step.condition_previous_opened and EngagementType.EMAIL_OPENED not in signals:
+        return False
+    if step.condition_previous_clicked and EngagementType.EMAIL_CLICKED not in signals:
+        return False
+    return not (step.condition_not_replied and EngagementType.EMAIL_REPLIED in signals)
+
+
+def _conditions(step: SequenceStep) -> bool:
+    return bool(
+        step.condition_previous_opened
+        or step.condition_previous_clicked
+        or step.condition_not_replied
+    )
+
+
+def describe(decision: Decision, item_step: int, campaign_id: int | None) -> str:
+    """A decision in words, for explain and the dry run."""
+    campaign = f"campaign {campaign_id}" if campaign_id else "its campaign (to be set up)"
+    words = {
+        Action.PUSH: f"becomes a lead in {campaign}; Smartlead sends the email",
+        Action.FOLLOW_UP: "is a follow-up email Smartlead sends itself; only the bookkeeping "
+        "moves on",
+        Action.CALL: "creates a call task for the SDR",
+        Action.SKIP: "is skipped: its conditions are not met",
+        Action.COMPLETE: "completes the enrollment (no steps left)",
+        Action.UNSUBSCRIBED: "ends it: the contact unsubscribed",
+        Action.FAIL: f"fails: {decision.reason}",
+    }
+    return f"Step {item_step} {words[decision.action]}."
