@@ -24,3 +24,18 @@ os.environ.setdefault("DATABASE_CONN_HEALTH_CHECKS", "false")
 logconfig_dict = gunicorn_logconfig(level=os.environ.get("LOG_LEVEL", "INFO").upper(), fmt=_format)
 # The request id joins an access line to the app's lines for the same request; %(M)s is in ms.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s" request_id=%({x-request-id}o)s'
+
+
+def post_worker_init(worker: object) -> None:
+    """Each web worker, after the fork, applies stored webhook events on a thread of its own
+    (smartlead/applier.py); the app is loaded by now."""
+    from smartlead.applier import applier
+
+    applier.start()
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """A recycled or stopped worker applies what it stored before it goes."""
+    from smartlead.applier import applier
+
+    applier.stop(timeout=5.0)

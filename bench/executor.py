@@ -3,11 +3,16 @@
     .venv/bin/python bench/executor.py                       # 20,000 enrollments, 100 SDRs
     .venv/bin/python bench/executor.py --sdrs 1000 --per-sdr 200   # 200,000, 1,000 SDRs
     .venv/bin/python bench/executor.py --write docs/PERFORMANCE.md  # both, recorded
+    .venv/bin/python bench/executor.py --compare before-redesign    # that ref, then this tree
 
 It builds a scratch database (dropped afterwards), seeds one active, provisioned sequence per
 SDR with `--per-sdr` ready enrollments, serves the Smartlead sandbox at `--latency-ms` per
 request, and times the whole executor process. It checks the work as well as the clock: every
-enrollment pushed once, the minimum number of add-leads requests, no 429.
+enrollment pushed once, the minimum number of add-leads requests, no 429. SQL round trips
+(statements plus commits) are counted by this harness around the process, not by the executor.
+
+With `--compare REF` it also benchmarks REF (a git worktree, see bench/versions.py) on its own
+database and sandbox, the two versions' timed runs interleaved, and reports each and their ratio.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -28,26 +34,48 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import versions  # noqa: E402
 from smartlead.client import SmartleadClient  # noqa: E402
 from smartlead.sandbox import SandboxServer  # noqa: E402
 
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 LEADS_ROUTE = "POST /campaigns/{campaign_id}/leads"
-MEASURE = (
-    "import os, resource, runpy, sys\n"
-    "sys.argv = sys.argv[1:]\n"
-    "try:\n"
-    "    if os.environ.get('BENCH_PROFILE') and '--json' in sys.argv:\n"
-    "        import cProfile\n"
-    "        cProfile.run(\"runpy.run_path('manage.py', run_name='__main__')\", "
-    "os.environ['BENCH_PROFILE'])\n"
-    "    else:\n"
-    "        runpy.run_path('manage.py', run_name='__main__')\n"
-    "finally:\n"
-    "    usage = resource.getrusage(resource.RUSAGE_SELF)\n"
-    "    print('CPU_S', usage.ru_utime + usage.ru_stime, file=sys.stderr)\n"
-    "    print('MAXRSS_KB', usage.ru_maxrss, file=sys.stderr)\n"
-)
+# Runs manage.py in the timed process with its SQL round trips counted: every statement through
+# Django's execute wrappers, every commit; printed to stderr with the process's CPU and memory.
+MEASURE = """
+import os, resource, runpy, sys, threading
+sys.argv = sys.argv[1:]
+trips, lock = [0], threading.Lock()
+def count(execute, sql, params, many, context):
+    with lock:
+        trips[0] += 1
+    return execute(sql, params, many, context)
+def attach(sender, connection, **kwargs):
+    if count not in connection.execute_wrappers:
+        connection.execute_wrappers.append(count)
+def counted(commit):
+    def wrapper(self):
+        with lock:
+            trips[0] += 1
+        return commit(self)
+    return wrapper
+import django.db.backends.base.base as base
+from django.db.backends.signals import connection_created
+connection_created.connect(attach)
+base.BaseDatabaseWrapper._commit = counted(base.BaseDatabaseWrapper._commit)
+try:
+    if os.environ.get('BENCH_PROFILE') and '--json' in sys.argv:
+        import cProfile
+        main = "runpy.run_path('manage.py', run_name='__main__')"
+        cProfile.run(main, os.environ['BENCH_PROFILE'])
+    else:
+        runpy.run_path('manage.py', run_name='__main__')
+finally:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print('CPU_S', usage.ru_utime + usage.ru_stime, file=sys.stderr)
+    print('MAXRSS_KB', usage.ru_maxrss, file=sys.stderr)
+    print('SQL_ROUND_TRIPS', trips[0], file=sys.stderr)
+"""
 
 
 def scratch_database(name: str) -> str:
@@ -133,11 +161,11 @@ def seed(database_url: str, keys: list[str], campaigns: list[int], per_sdr: int)
         cur.execute("ANALYZE")
 
 
-def timed_run(env: dict[str, str], *args: str) -> tuple[float, int, float, str]:
+def timed_run(code: Path, env: dict[str, str], *args: str) -> tuple[float, int, float, int, str]:
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", MEASURE, "manage.py", *args],
-        cwd=ROOT,
+        cwd=code,
         env=env,
         capture_output=True,
         text=True,
@@ -149,7 +177,8 @@ def timed_run(env: dict[str, str], *args: str) -> tuple[float, int, float, str]:
         raise SystemExit(f"executor failed:\n{done.stderr[-3000:]}")
     rss = int(done.stderr.rsplit("MAXRSS_KB", 1)[1].split()[0])
     cpu = float(done.stderr.rsplit("CPU_S", 1)[1].split()[0])
-    return wall, rss, cpu, done.stdout
+    trips = int(done.stderr.rsplit("SQL_ROUND_TRIPS", 1)[1].split()[0])
+    return wall, rss, cpu, trips, done.stdout
 
 
 def cpu_seconds() -> dict[str, float]:
@@ -191,13 +220,14 @@ def wait_for_quiet(limit: float, below: float) -> float:
     return os.getloadavg()[0]
 
 
-def measure(database_url: str, env: dict[str, str], sandbox: SandboxServer, total: int) -> dict:
-    startup, _, _, _ = timed_run(
-        env, "execute_sequences", "--dry-run", "--sequence", str(uuid.uuid4())
+def measure(version: Version, total: int) -> dict:
+    env, sandbox, database_url = version.env, version.sandbox, version.database_url
+    startup, *_ = timed_run(
+        version.code, env, "execute_sequences", "--dry-run", "--sequence", str(uuid.uuid4())
     )
     sandbox.reset_counts()
     before = cpu_seconds()
-    wall, rss_kb, cpu, out = timed_run(env, "execute_sequences", "--json")
+    wall, rss_kb, cpu, trips, out = timed_run(version.code, env, "execute_sequences", "--json")
     sandbox_cpu = cpu_seconds()["sandbox"] - before["sandbox"]
     record = json.loads(out)
     checked = verify(database_url, total)
@@ -206,12 +236,26 @@ def measure(database_url: str, env: dict[str, str], sandbox: SandboxServer, tota
         "startup": startup,
         "rss_kb": rss_kb,
         "cpu": cpu,
+        "sql_round_trips": trips,
         "sandbox_cpu": sandbox_cpu,
         "record": record,
         "checked": checked,
         "requests": sandbox.request_count(route=LEADS_ROUTE),
         "http_429": sandbox.request_count(status=429),
     }
+
+
+@dataclass
+class Version:
+    """One version of the code under test, with its own database and sandbox."""
+
+    label: str
+    code: Path
+    database_url: str = ""
+    sandbox: SandboxServer | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    runs: list[dict] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)
 
 
 def run(
@@ -221,71 +265,88 @@ def run(
     batch: int,
     repeat: int = 3,
     quiet: tuple[float, float] = (0.0, 1.0),
-) -> dict:
-    """Seeds once, then times `repeat` executor runs (reset in between) and keeps the median."""
-    name = f"outboundhq_bench_{sdrs}x{per_sdr}"
-    database_url = scratch_database(name)
-    sandbox = SandboxServer(accounts(sdrs), requests_per_minute=60).start()
+    codes: tuple[tuple[str, Path], ...] = (("this tree", ROOT),),
+) -> list[dict]:
+    """Seeds once per version, then times `repeat` executor runs of each (reset in between,
+    the versions taking turns) and keeps each version's median."""
+    versions = [Version(label, code) for label, code in codes]
     try:
-        env = environment(database_url, sandbox) | {"SMARTLEAD_LEADS_PER_REQUEST": str(batch)}
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            timeout=300,
-        )
-        keys = [a["api_key"] for a in accounts(sdrs)]
-        seed(database_url, keys, create_campaigns(sandbox, keys), per_sdr)
-        sandbox.latency = latency_ms / 1000
-        runs, loads = [], []
+        for n, version in enumerate(versions):
+            prepare(version, f"outboundhq_bench_{sdrs}x{per_sdr}_{n}", sdrs, per_sdr, batch)
+            version.sandbox.latency = latency_ms / 1000
         for n in range(repeat):
-            if n:
-                reset(database_url)
-            loads.append(wait_for_quiet(*quiet))
-            runs.append(measure(database_url, env, sandbox, sdrs * per_sdr))
-        runs.sort(key=lambda r: r["wall"])
-        m = runs[len(runs) // 2]
-        concurrency = int(os.environ.get("EXECUTOR_CONCURRENCY", 8))
-        record = m["record"]
-        return {
-            "enrollments": sdrs * per_sdr,
-            "sdrs": sdrs,
-            "latency_ms": latency_ms,
-            "batch": batch,
-            "wall_s": round(m["wall"], 2),
-            "all_walls_s": [round(r["wall"], 2) for r in runs],
-            "load_before": [round(x, 2) for x in loads],
-            "startup_s": round(m["startup"], 2),
-            "requests": m["requests"],
-            "minimum_requests": sdrs * math.ceil(per_sdr / batch),
-            "http_429": m["http_429"],
-            "sql_round_trips": record["sql_round_trips"],
-            "round_trips_per_100": round(record["sql_round_trips"] / (sdrs * per_sdr) * 100, 2),
-            "peak_rss_mb": round(max(r["rss_kb"] for r in runs) / 1024, 1),
-            "executor_cpu_s": round(m["cpu"], 2),
-            "sandbox_cpu_s": round(m["sandbox_cpu"], 2),
-            "floor_s": round(m["startup"] + m["requests"] * latency_ms / 1000 / concurrency, 2),
-            "sequential_design_s": round(sdrs * per_sdr * latency_ms / 1000),
-            "pushed": record["pushed"],
-            **m["checked"],
-        }
+            for version in versions:
+                if n:
+                    reset(version.database_url)
+                version.loads.append(wait_for_quiet(*quiet))
+                version.runs.append(measure(version, sdrs * per_sdr))
+        return [summarize(v, sdrs, per_sdr, latency_ms, batch) for v in versions]
     finally:
-        sandbox.stop()
-        drop_database(name)
+        for n, version in enumerate(versions):
+            if version.sandbox is not None:
+                version.sandbox.stop()
+            drop_database(f"outboundhq_bench_{sdrs}x{per_sdr}_{n}")
+
+
+def prepare(version: Version, name: str, sdrs: int, per_sdr: int, batch: int) -> None:
+    version.database_url = scratch_database(name)
+    version.sandbox = SandboxServer(accounts(sdrs), requests_per_minute=60).start()
+    version.env = environment(version.database_url, version.sandbox) | {
+        "SMARTLEAD_LEADS_PER_REQUEST": str(batch)
+    }
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v0"],
+        cwd=version.code,
+        env=version.env,
+        check=True,
+        timeout=300,
+    )
+    keys = [a["api_key"] for a in accounts(sdrs)]
+    seed(version.database_url, keys, create_campaigns(version.sandbox, keys), per_sdr)
+
+
+def summarize(version: Version, sdrs: int, per_sdr: int, latency_ms: float, batch: int) -> dict:
+    runs = sorted(version.runs, key=lambda r: r["wall"])
+    m = runs[len(runs) // 2]
+    concurrency = int(os.environ.get("EXECUTOR_CONCURRENCY", 8))
+    record = m["record"]
+    return {
+        "code": version.label,
+        "enrollments": sdrs * per_sdr,
+        "sdrs": sdrs,
+        "latency_ms": latency_ms,
+        "batch": batch,
+        "wall_s": round(m["wall"], 2),
+        "all_walls_s": [round(r["wall"], 2) for r in version.runs],
+        "load_before": [round(x, 2) for x in version.loads],
+        "startup_s": round(m["startup"], 2),
+        "requests": m["requests"],
+        "minimum_requests": sdrs * math.ceil(per_sdr / batch),
+        "http_429": m["http_429"],
+        "sql_round_trips": m["sql_round_trips"],
+        "round_trips_per_100": round(m["sql_round_trips"] / (sdrs * per_sdr) * 100, 2),
+        "peak_rss_mb": round(max(r["rss_kb"] for r in runs) / 1024, 1),
+        "executor_cpu_s": round(m["cpu"], 2),
+        "sandbox_cpu_s": round(m["sandbox_cpu"], 2),
+        "floor_s": round(m["startup"] + m["requests"] * latency_ms / 1000 / concurrency, 2),
+        "sequential_design_s": round(sdrs * per_sdr * latency_ms / 1000),
+        "pushed": record["pushed"],
+        **m["checked"],
+    }
 
 
 def table(results: list[dict]) -> str:
     rows = [
-        "| enrollments (SDRs) | wall, median (all runs) | floor | requests (minimum) | 429s "
-        "| SQL round trips (per 100) | peak RSS | CPU: executor, sandbox "
+        "| code | enrollments (SDRs) | wall, median (all runs) | floor | requests (minimum) "
+        "| 429s | SQL round trips (per 100) | peak RSS | CPU: executor, sandbox "
         "| one-call-per-enrollment design |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         walls = ", ".join(f"{w}" for w in r["all_walls_s"])
         rows.append(
-            f"| {r['enrollments']:,} ({r['sdrs']:,}) | **{r['wall_s']} s** ({walls}) "
+            f"| {r['code']} | {r['enrollments']:,} ({r['sdrs']:,}) "
+            f"| **{r['wall_s']} s** ({walls}) "
             f"| {r['floor_s']} s | {r['requests']:,} ({r['minimum_requests']:,}) "
             f"| {r['http_429']} | {r['sql_round_trips']:,} ({r['round_trips_per_100']}) "
             f"| {r['peak_rss_mb']} MB | {r['executor_cpu_s']} s, {r['sandbox_cpu_s']} s "
@@ -295,7 +356,26 @@ def table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def write_section(path: Path, results: list[dict]) -> None:
+def ratios(results: list[dict]) -> str:
+    """This tree against the compared version, size by size: what the verdict is made on."""
+    lines = []
+    for before, after in zip(results[::2], results[1::2], strict=True):
+        lines.append(
+            f"- {after['enrollments']:,} enrollments: "
+            f"wall {after['wall_s'] / before['wall_s']:.2f}×, "
+            f"wall above the floor {excess(after) / max(excess(before), 0.01):.2f}×, "
+            f"executor CPU {after['executor_cpu_s'] / before['executor_cpu_s']:.2f}×, SQL round "
+            f"trips {after['sql_round_trips'] / before['sql_round_trips']:.2f}× "
+            f"({after['code']} ÷ {before['code']})"
+        )
+    return "\n".join(lines)
+
+
+def excess(result: dict) -> float:
+    return result["wall_s"] - result["floor_s"]
+
+
+def write_section(path: Path, results: list[dict], *, compared: bool) -> None:
     begin, end = "<!-- executor-bench:begin -->", "<!-- executor-bench:end -->"
     body = (
         f"{begin}\nMeasured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} cores), "
@@ -303,7 +383,10 @@ def write_section(path: Path, results: list[dict]) -> None:
         f"batch {results[0]['batch']}, EXECUTOR_CONCURRENCY "
         f"{os.environ.get('EXECUTOR_CONCURRENCY', 8)}. Wall is the whole "
         "`manage.py execute_sequences` process; the floor is its start-up plus "
-        "requests × latency / concurrency.\n\n" + table(results) + f"\n{end}"
+        "requests × latency / concurrency.\n\n"
+        + table(results)
+        + (f"\n\nRatios, measured in the same run:\n\n{ratios(results)}" if compared else "")
+        + f"\n{end}"
     )
     text = path.read_text() if path.exists() else "# Performance\n"
     if begin in text:
@@ -328,23 +411,30 @@ def main() -> None:
     )
     parser.add_argument("--quiet-below", type=float, default=1.0, help="1-minute load average")
     parser.add_argument("--write", type=Path, help="run both sizes and record them in this file")
+    parser.add_argument("--compare", metavar="REF", help="also run this git ref, interleaved")
     args = parser.parse_args()
     sizes = [(100, 200), (1000, 200)] if args.write else [(args.sdrs, args.per_sdr)]
+    codes: tuple[tuple[str, Path], ...] = (("this tree", ROOT),)
+    if args.compare:
+        codes = ((versions.describe(args.compare), versions.checkout(args.compare)), *codes)
     results = []
     for sdrs, per_sdr in sizes:
-        result = run(
+        for result in run(
             sdrs,
             per_sdr,
             args.latency_ms,
             args.batch,
             args.repeat,
             (args.wait_quiet, args.quiet_below),
-        )
-        print(json.dumps(result), flush=True)
-        results.append(result)
+            codes,
+        ):
+            print(json.dumps(result), flush=True)
+            results.append(result)
     print(table(results))
+    if args.compare:
+        print(ratios(results))
     if args.write:
-        write_section(args.write, results)
+        write_section(args.write, results, compared=bool(args.compare))
 
 
 if __name__ == "__main__":

@@ -43,10 +43,14 @@ from typing import Any
 
 import psycopg
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import versions  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "smartlead"
 DOC = ROOT / "docs" / "PERFORMANCE.md"
 SECTION = "## Webhook receiver"
+COMPARE_SECTION = "## Webhook receiver: before and after a change"
 LOG = ROOT / "bench" / "results" / "webhooks-gunicorn.log"
 SECRET = "bench-" + uuid.uuid4().hex
 # Production sits behind a TLS-terminating proxy; without this header Django would redirect.
@@ -87,10 +91,10 @@ def drop_database(base: str, name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def migrate(env: dict[str, str]) -> None:
+def migrate(env: dict[str, str], code: Path) -> None:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
-        cwd=ROOT,
+        cwd=code,
         env=env,
         check=True,
     )
@@ -436,16 +440,17 @@ def expected_effects(distinct: Counter[str]) -> tuple[int, int]:
 # --- Server ---------------------------------------------------------------------------------
 
 
-def start_server(args: Any, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_server(args: Any, env: dict[str, str], code: Path) -> subprocess.Popen[bytes]:
     command = [str(ROOT / ".venv" / "bin" / "gunicorn"), "outboundhq.wsgi"]
-    command += ["-c", args.gunicorn_config, "-w", str(args.workers), "-b", f"127.0.0.1:{args.port}"]
+    config = args.gunicorn_config or str(code / "gunicorn.conf.py")
+    command += ["-c", config, "-w", str(args.workers), "-b", f"127.0.0.1:{args.port}"]
     if args.threads > 1:
         command += ["-k", "gthread", "--threads", str(args.threads)]
     # By default the repo's gunicorn.conf.py, as in production (JSON access log through the
     # redaction filter); the server's output goes to a log file.
     LOG.parent.mkdir(exist_ok=True)
     with LOG.open("wb") as log:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)  # noqa: S603
+        server = subprocess.Popen(command, cwd=code, env=env, stdout=log, stderr=log)  # noqa: S603
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -605,7 +610,9 @@ minutes for the load average to settle.
 """
 
 
-def report(runs: list[tuple[str, dict[str, Any]]], args: Any, command: str) -> str:
+def report(
+    runs: list[tuple[str, dict[str, Any]]], args: Any, command: str, section: str = ""
+) -> str:
     worker = (
         f"{args.workers} sync workers"
         if args.threads == 1
@@ -613,12 +620,13 @@ def report(runs: list[tuple[str, dict[str, Any]]], args: Any, command: str) -> s
     )
     postgres = runs[0][1]["postgres"]
     lines = [
-        SECTION,
+        section or SECTION,
         "",
         INTRO,
         f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; PostgreSQL {postgres}, Python "
         f"{platform.python_version()}, gunicorn with {worker} and "
-        f"`{Path(args.gunicorn_config).name}` (the repo's: JSON access log, as in production). "
+        f"`{Path(args.gunicorn_config or 'gunicorn.conf.py').name}` (by default the code's own: "
+        "JSON access log, as in production). "
         "Load from "
         f"{args.processes} processes × {args.threads_per_process} threads (plain sockets, a "
         "connection per request) on the "
@@ -693,15 +701,15 @@ def run_report(label: str, results: dict[str, Any], args: Any) -> list[str]:
     return lines
 
 
-def write_section(text: str) -> None:
+def write_section(text: str, section: str) -> None:
     """Replace our section of docs/PERFORMANCE.md (up to the next `## `), keeping the others."""
     current = DOC.read_text() if DOC.exists() else "# Performance\n"
-    start = current.find(SECTION + "\n")
+    start = current.find(section + "\n")
     if start == -1:
         DOC.write_text(current.rstrip("\n") + "\n\n" + text)
         return
-    following = re.search(r"^## ", current[start + len(SECTION) :], re.MULTILINE)
-    rest = current[start + len(SECTION) + following.start() :] if following else ""
+    following = re.search(r"^## ", current[start + len(section) :], re.MULTILINE)
+    rest = current[start + len(section) + following.start() :] if following else ""
     DOC.write_text(current[:start] + text + ("\n" + rest if rest else ""))
 
 
@@ -727,8 +735,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="gthread threads per worker")
     parser.add_argument(
         "--gunicorn-config",
-        default=str(ROOT / "gunicorn.conf.py"),
-        help="the production one by default; /dev/null for gunicorn's own defaults",
+        default="",
+        help="the code's own (production) one by default; /dev/null for gunicorn's defaults",
     )
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--threads-per-process", type=int, default=8)
@@ -750,6 +758,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--quiet-below", type=float, default=0.5, help="what settled means")
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/PERFORMANCE.md")
+    parser.add_argument(
+        "--compare",
+        metavar="REF",
+        help="REF and this tree on the hosted schema, taking turns, with their ratios",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="turns of each version in --compare")
     return parser.parse_args()
 
 
@@ -766,17 +780,63 @@ def main() -> None:
     command = "scripts/setup && .venv/bin/python bench/webhooks.py" + "".join(
         f" {a}" for a in sys.argv[1:] if a != "--no-write"
     )
-    runs = [(label, run_once(args, indexes)) for label, indexes in VARIANTS[args.indexes]]
-    text = report(runs, args, command)
+    if args.compare:
+        runs, text = compare(args, command)
+    else:
+        runs = [(label, run_once(args, indexes, ROOT)) for label, indexes in VARIANTS[args.indexes]]
+        text = report(runs, args, command)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(text, COMPARE_SECTION if args.compare else SECTION)
         print(f"Written to {DOC.relative_to(ROOT)}")
     if not all(ok for _, results in runs for _, ok, _ in verdicts(results)):
         sys.exit(1)
 
 
-def run_once(args: argparse.Namespace, proposed_indexes: bool) -> dict[str, Any]:
+def compare(args: argparse.Namespace, command: str) -> tuple[list, str]:
+    """The same phases for REF and for this tree, turn about, then each figure's ratio."""
+    codes = [
+        (versions.describe(args.compare), versions.checkout(args.compare)),
+        ("this tree", ROOT),
+    ]
+    runs = []
+    for n in range(args.rounds):
+        for label, code in codes:
+            runs.append((f"{label}, round {n + 1}", run_once(args, False, code)))
+    text = report(runs, args, command, section=COMPARE_SECTION)
+    before, after = runs[0::2], runs[1::2]
+    lines = ["", "Ratios, this tree ÷ the compared version, each the median of the rounds:", ""]
+    for name, figure in FIGURES.items():
+        ratio = statistics.median(
+            figure(a) / figure(b) for (_, a), (_, b) in zip(after, before, strict=True)
+        )
+        lines.append(f"- {name}: {ratio:.2f}×")
+    return runs, text + "\n".join(lines) + "\n"
+
+
+def throughput(tally: Tally) -> float:
+    return sum(tally.statuses.values()) / tally.elapsed
+
+
+def cpu_per_request(results: dict[str, Any], phase: str) -> float:
+    cpu = results[f"{phase}_cpu"]
+    return (cpu["server"] + cpu["postgres"]) / max(1, sum(results[phase].statuses.values()))
+
+
+# What a before/after is judged on: higher is better for the first three, lower for the rest.
+FIGURES = {
+    "webhooks flat out, deliveries/s": lambda r: throughput(r["flat"]),
+    "webhooks flat out as a share of /health's ceiling": lambda r: (
+        throughput(r["flat"]) / throughput(r["health"])
+    ),
+    "/health flat out, requests/s": lambda r: throughput(r["health"]),
+    "p99 at the fixed rate": lambda r: pct(r["fixed"].latencies, 0.99),
+    "p50 at the fixed rate": lambda r: pct(r["fixed"].latencies, 0.5),
+    "server + Postgres CPU per delivery, flat out": lambda r: cpu_per_request(r, "flat"),
+}
+
+
+def run_once(args: argparse.Namespace, proposed_indexes: bool, code: Path) -> dict[str, Any]:
     """One fresh database and server, the three phases, the checks; then both are gone."""
     load = wait_until_quiet(args.quiet_below, args.wait_quiet)
     print(f"1-minute load average before the run: {load:.2f}", flush=True)
@@ -791,10 +851,10 @@ def run_once(args: argparse.Namespace, proposed_indexes: bool) -> dict[str, Any]
     }
     server = None
     try:
-        migrate(env)
+        migrate(env, code)
         shape = {"sequences": args.sequences, "contacts": args.contacts}
         seed(url, proposed_indexes=proposed_indexes, **shape)
-        server = start_server(args, env)
+        server = start_server(args, env, code)
         results = run_phases(args, url, server.pid)
     finally:
         if server is not None:

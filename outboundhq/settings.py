@@ -65,6 +65,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "outboundhq.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Smartlead's webhook deliveries leave the stack here (what they skip: see the class).
+    "outboundhq.middleware.WebhookFastPath",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -73,16 +75,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-]
-
-# Smartlead's deliveries (machine to machine, most of the traffic) are served by a handler of
-# their own with only these, in this order (outboundhq/wsgi.py): request ids, the security
-# headers and HTTPS redirect, and the ALLOWED_HOSTS check that CommonMiddleware makes.
-WEBHOOK_PATH = "/webhooks/smartlead"
-WEBHOOK_MIDDLEWARE = [
-    "outboundhq.middleware.RequestIdMiddleware",
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.common.CommonMiddleware",
 ]
 
 ROOT_URLCONF = "outboundhq.urls"
@@ -188,9 +180,6 @@ SMARTLEAD_CONNECT_TIMEOUT = _read("SMARTLEAD_CONNECT_TIMEOUT", float, 5.0)
 SMARTLEAD_READ_TIMEOUT = _read("SMARTLEAD_READ_TIMEOUT", float, 30.0)
 SMARTLEAD_WEBHOOK_SECRET = _read("SMARTLEAD_WEBHOOK_SECRET", str, "")
 SMARTLEAD_WEBHOOK_SIGNING_SECRET = _read("SMARTLEAD_WEBHOOK_SIGNING_SECRET", str, "")
-# Webhook events are applied by a background thread of each web worker right after the answer;
-# true applies them inside the request instead (tests, or a server without threads).
-SMARTLEAD_WEBHOOK_APPLY_INLINE = _read("SMARTLEAD_WEBHOOK_APPLY_INLINE", bool, False)
 SMARTLEAD_SCHEDULE_TIMEZONE = _read("SMARTLEAD_SCHEDULE_TIMEZONE", str, "America/New_York")
 PUBLIC_BASE_URL = _read("PUBLIC_BASE_URL", str, "")
 

@@ -7,12 +7,8 @@ The receiver (smartlead/views.py) stores each delivery and calls `hand_off()`; t
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
-import os
-import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -20,19 +16,56 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Case, DateTimeField, F, Value, When
 from django.db.models.functions import Coalesce, Lower
 from django.db.models.lookups import Exact
 from django.utils import timezone
 
-from outboundhq.db import once_more_if_disconnected
-from sequences.models import Contact, Engagement, Enrollment, EnrollmentStatus, Sequence
+from sequences.models import (
+    Contact,
+    Engagement,
+    EngagementType,
+    Enrollment,
+    EnrollmentStatus,
+    Sequence,
+)
 from smartlead.models import Outcome, WebhookEvent, WebhookEventQuerySet
-from smartlead.webhooks import ACTIONS, STATUS_RANK, Action, clean, metadata
+from smartlead.webhooks import clean, metadata
 
 log = logging.getLogger(__name__)
+
+
+# --- What each event does ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Effect:
+    """What applying one event of a type does to our rows."""
+
+    engagement: EngagementType
+    score: int = 0
+    status: EnrollmentStatus | None = None
+    unsubscribe: bool = False
+
+
+EFFECTS = {
+    "EMAIL_SENT": Effect(EngagementType.EMAIL_SENT),
+    "FIRST_EMAIL_SENT": Effect(EngagementType.EMAIL_SENT),
+    "EMAIL_OPEN": Effect(EngagementType.EMAIL_OPENED, score=10),
+    "EMAIL_LINK_CLICK": Effect(EngagementType.EMAIL_CLICKED, score=15),
+    "EMAIL_REPLY": Effect(EngagementType.EMAIL_REPLIED, score=50, status=EnrollmentStatus.REPLIED),
+    "EMAIL_BOUNCE": Effect(EngagementType.EMAIL_BOUNCED, status=EnrollmentStatus.BOUNCED),
+    "LEAD_UNSUBSCRIBED": Effect(
+        EngagementType.EMAIL_UNSUBSCRIBED, status=EnrollmentStatus.UNSUBSCRIBED, unsubscribe=True
+    ),
+    "LEAD_CATEGORY_UPDATED": Effect(EngagementType.LEAD_CATEGORY_UPDATED),
+}
+# An event only moves an enrollment up this ladder, never down: a late bounce does not undo a
+# reply, nothing undoes an unsubscribe. Being order-free also lets a batch apply in any order.
+STATUS_RANK = {
+    EnrollmentStatus.BOUNCED: 1,
+    EnrollmentStatus.REPLIED: 2,
+    EnrollmentStatus.UNSUBSCRIBED: 3,
+}
 
 
 @dataclass(frozen=True)
@@ -51,25 +84,25 @@ class Changes:
     statuses: dict[UUID, EnrollmentStatus] = field(default_factory=dict)
     unsubscribes: dict[str, datetime] = field(default_factory=dict)
 
-    def add(self, event: WebhookEvent, action: Action, target: Target, now: datetime) -> None:
+    def add(self, event: WebhookEvent, effect: Effect, target: Target, now: datetime) -> None:
         payload = json.loads(event.raw_body)
         self.engagements.append(
             Engagement(
                 contact_id=target.contact_id,
                 sequence_id=target.sequence_id,
                 enrollment_id=target.enrollment_id,
-                engagement_type=action.engagement,
+                engagement_type=effect.engagement,
                 metadata=metadata(event, payload),
                 engaged_at=event.event_time or now,
             )
         )
-        if action.score:
-            self.scores[target.contact_id] += action.score
-        if action.status and target.enrollment_id:
+        if effect.score:
+            self.scores[target.contact_id] += effect.score
+        if effect.status and target.enrollment_id:
             current = self.statuses.get(target.enrollment_id)
-            if current is None or STATUS_RANK[action.status] > STATUS_RANK[current]:
-                self.statuses[target.enrollment_id] = action.status
-        if action.unsubscribe:
+            if current is None or STATUS_RANK[effect.status] > STATUS_RANK[current]:
+                self.statuses[target.enrollment_id] = effect.status
+        if effect.unsubscribe:
             when = event.event_time or now
             earliest = self.unsubscribes.get(event.lead_email, when)
             self.unsubscribes[event.lead_email] = min(when, earliest)
@@ -174,7 +207,7 @@ def targets_for(events: list[WebhookEvent]) -> dict[tuple[str, str], Target | st
     keys = {
         (str(e.campaign_id), e.lead_email)
         for e in events
-        if e.event_type in ACTIONS and e.campaign_id is not None and e.lead_email
+        if e.event_type in EFFECTS and e.campaign_id is not None and e.lead_email
     }
     return resolve(keys) if keys else {}
 
@@ -192,25 +225,25 @@ def apply_events(
     """
     now = timezone.now()
     outcomes: defaultdict[tuple[str, str], list[int]] = defaultdict(list)
-    work: list[tuple[WebhookEvent, Action]] = []
+    work: list[tuple[WebhookEvent, Effect]] = []
     for event in events:
-        action = ACTIONS.get(event.event_type)
-        if action is None:
+        effect = EFFECTS.get(event.event_type)
+        if effect is None:
             outcomes[Outcome.IGNORED, f"{event.event_type} is not applied."].append(event.pk)
         elif event.campaign_id is None or not event.lead_email:
             missing = "campaign_id" if event.campaign_id is None else "lead email"
             outcomes[Outcome.UNMATCHED, f"The payload has no {missing}."].append(event.pk)
         else:
-            work.append((event, action))
+            work.append((event, effect))
     if targets is None:
         targets = targets_for([e for e, _ in work])
     changes = Changes()
-    for event, action in work:
+    for event, effect in work:
         target = targets[str(event.campaign_id), event.lead_email]
         if isinstance(target, str):
             outcomes[Outcome.UNMATCHED, target].append(event.pk)
             continue
-        changes.add(event, action, target, now)
+        changes.add(event, effect, target, now)
         outcomes[Outcome.APPLIED, "" if target.enrollment_id else NOT_ENROLLED].append(event.pk)
     changes.write(now)
     counts: Counter[str] = Counter()
@@ -319,92 +352,6 @@ def apply_one(events: WebhookEventQuerySet, pk: int) -> Counter[str]:
 def apply_pending(*, time_budget: float = 2.0) -> Counter[str]:
     """Apply what is waiting, whoever stored it."""
     return apply(WebhookEvent.objects.pending(), time_budget=time_budget)
-
-
-class Applier:
-    """Applies stored events from a daemon thread of each web process, in batches.
-
-    Applying in the request would cost every delivery a transaction of its own; here a burst of
-    deliveries becomes one batch. The view nudges after storing; the thread (started on first
-    use, so after gunicorn has forked) waits `window` for more events, then claims and applies
-    everything waiting. The processes take turns (`exclusive`); one that finds another applying
-    looks again after `window`. A nudge is never lost: the flag is cleared before claiming, so
-    an event stored meanwhile sets it again. An idle thread still looks every `idle_poll`
-    seconds, for events a dead process left behind.
-    """
-
-    window = 0.25
-    idle_poll = 30.0
-
-    def __init__(self) -> None:
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def nudge(self) -> None:
-        if not self._running():
-            with self._lock:
-                if not self._running():
-                    self._pid = os.getpid()
-                    self._stopping.clear()
-                    # This thread shares the GIL with the worker's request thread. Python hands
-                    # the GIL over every 5 ms by default; 1 ms caps what a batch adds to a
-                    # request's latency (p99 at 200/s: about 30-60 ms -> 15 ms in bench/).
-                    sys.setswitchinterval(0.001)
-                    self._thread = threading.Thread(
-                        target=self._run, name="smartlead-webhook-applier", daemon=True
-                    )
-                    self._thread.start()
-                    # A recycled gunicorn worker exits normally: apply what it stored first.
-                    atexit.register(self.stop, timeout=5.0)
-        self._wake.set()
-
-    def _running(self) -> bool:
-        alive = self._thread is not None and self._thread.is_alive()
-        return alive and self._pid == os.getpid()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Finish the current pass and close the thread's connection (tests, clean exits)."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(timeout=self.idle_poll)
-            time.sleep(self.window)
-            self._wake.clear()
-            # The last pass before exiting cannot wait for its turn.
-            self._pass(exclusive=not self._stopping.is_set())
-        connection.close()
-
-    def _pass(self, *, exclusive: bool) -> None:
-        try:
-            close_old_connections()
-            # Web processes skip connection health checks: a dropped connection costs a retry.
-            once_more_if_disconnected(
-                lambda: apply(WebhookEvent.objects.pending(), exclusive=exclusive)
-            )
-        except Busy:
-            self._wake.set()  # another process is applying: look again after the window
-        except Exception:  # noqa: BLE001 - the events stay stored; the next pass retries
-            log.exception("Applying Smartlead webhook events in the background failed")
-            time.sleep(1.0)
-
-
-applier = Applier()
-
-
-def hand_off() -> None:
-    """After a new event is acknowledged: apply it here (inline mode, for tests) or in the
-    background applier (the default; see Applier)."""
-    if getattr(settings, "SMARTLEAD_WEBHOOK_APPLY_INLINE", False):
-        apply_pending()
-    else:
-        applier.nudge()
 
 
 def summary(counts: Counter[str], skipped: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import operator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.db import connection, models
@@ -211,10 +211,3 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type or 'event'} #{self.pk} ({self.outcome})"
-
-    def mark(self, outcome: Outcome, detail: str = "", *, at: datetime | None = None) -> None:
-        """Record an outcome on the loaded row (the caller saves, or bulk-updates, it)."""
-        self.outcome = outcome
-        self.detail = detail
-        self.processed_at = at or timezone.now()
-        self.attempts += 1

@@ -1,4 +1,4 @@
-"""POST /webhooks/smartlead: authenticate, store, acknowledge, then apply.
+"""POST /webhooks/smartlead: authenticate, store, hand off to be applied, acknowledge.
 
 A plain Django view rather than DRF's @api_view: the body must be read raw (for the signature,
 and to keep it exactly as received) and bounded by us, and this is the hottest endpoint.
@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from outboundhq.db import once_more_if_disconnected
-from smartlead import applying, webhooks
+from smartlead import applier, webhooks
 from smartlead.models import Outcome, WebhookEvent
 from smartlead.webhooks import MAX_BODY_BYTES, Rejected
 
@@ -30,18 +30,6 @@ log = logging.getLogger(__name__)
 
 def error(status: int, message: str, **headers: str) -> JsonResponse:
     return JsonResponse({"error": message}, status=status, headers=headers)
-
-
-class AcknowledgeThenApply(JsonResponse):
-    """The 200 for a new event. The WSGI server calls close() once the bytes are sent, so
-    Smartlead never waits for the event to be applied."""
-
-    def close(self) -> None:
-        try:
-            applying.hand_off()
-        except Exception:  # noqa: BLE001 - stored events stay pending and are applied later
-            log.exception("Handing Smartlead webhook events off to be applied failed")
-        super().close()
 
 
 def never_a_traceback(view: Callable[[HttpRequest], HttpResponse]) -> Callable[..., HttpResponse]:
@@ -157,7 +145,14 @@ def store(request: HttpRequest, fields: dict[str, Any], text: str) -> JsonRespon
     except DatabaseError:
         log.exception("Could not store a Smartlead webhook delivery")
         return error(503, "The event could not be stored; please retry.")
-    answer = {"status": "received" if stored.created else "duplicate", "id": stored.id}
     if stored.outcome == Outcome.RECEIVED:
-        return AcknowledgeThenApply(answer)
-    return JsonResponse(answer)
+        hand_off_safely()
+    return JsonResponse({"status": "received" if stored.created else "duplicate", "id": stored.id})
+
+
+def hand_off_safely() -> None:
+    """The event is stored: however applying goes, Smartlead gets its 200."""
+    try:
+        applier.hand_off()
+    except Exception:  # noqa: BLE001 - stored events stay pending; the applier retries them
+        log.exception("Handing a Smartlead webhook event off to be applied failed")

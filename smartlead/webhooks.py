@@ -20,10 +20,6 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from sequences.models import (
-    EngagementType,
-    EnrollmentStatus,
-)
 from smartlead.models import IDENTITY_FIELDS, WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -234,36 +230,7 @@ def _from_epoch(value: float) -> datetime:
     return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, UTC)
 
 
-# --- What each event does ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Action:
-    engagement: EngagementType
-    score: int = 0
-    status: EnrollmentStatus | None = None
-    unsubscribe: bool = False
-
-
-ACTIONS = {
-    "EMAIL_SENT": Action(EngagementType.EMAIL_SENT),
-    "FIRST_EMAIL_SENT": Action(EngagementType.EMAIL_SENT),
-    "EMAIL_OPEN": Action(EngagementType.EMAIL_OPENED, score=10),
-    "EMAIL_LINK_CLICK": Action(EngagementType.EMAIL_CLICKED, score=15),
-    "EMAIL_REPLY": Action(EngagementType.EMAIL_REPLIED, score=50, status=EnrollmentStatus.REPLIED),
-    "EMAIL_BOUNCE": Action(EngagementType.EMAIL_BOUNCED, status=EnrollmentStatus.BOUNCED),
-    "LEAD_UNSUBSCRIBED": Action(
-        EngagementType.EMAIL_UNSUBSCRIBED, status=EnrollmentStatus.UNSUBSCRIBED, unsubscribe=True
-    ),
-    "LEAD_CATEGORY_UPDATED": Action(EngagementType.LEAD_CATEGORY_UPDATED),
-}
-# An event only moves an enrollment up this ladder, never down: a late bounce does not undo a
-# reply, nothing undoes an unsubscribe. Being order-free also lets a batch apply in any order.
-STATUS_RANK = {
-    EnrollmentStatus.BOUNCED: 1,
-    EnrollmentStatus.REPLIED: 2,
-    EnrollmentStatus.UNSUBSCRIBED: 3,
-}
+# --- What an event says, for its engagement's metadata ------------------------------
 
 
 def metadata(event: WebhookEvent, payload: dict[str, Any]) -> dict[str, Any]:

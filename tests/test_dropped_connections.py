@@ -57,7 +57,6 @@ def test_a_delivery_on_a_dropped_connection_is_stored_and_answered_200(
     client, settings, web_process_connection
 ):
     settings.SMARTLEAD_WEBHOOK_SECRET = SECRET
-    settings.SMARTLEAD_WEBHOOK_APPLY_INLINE = True
     dropped = drop_this_connection()
     body = {"event_type": "EMAIL_OPEN", "campaign_id": 1, "to_email": "a@b.test", "stats_id": "d1"}
     response = client.post(

@@ -22,12 +22,12 @@ from django.db import DatabaseError, connection
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from sequences.models import Contact, Engagement, Enrollment, Sequence
+from smartlead import applier as background
 from smartlead import applying, views, webhooks
 from smartlead.models import Outcome, WebhookEvent
 from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
@@ -79,8 +79,7 @@ def post(
 def configure(settings: Any, secret: str = SECRET, signing: str = "") -> None:
     settings.SMARTLEAD_WEBHOOK_SECRET = secret
     settings.SMARTLEAD_WEBHOOK_SIGNING_SECRET = signing
-    # Apply within the request, so tests see the result at once (production: Applier thread).
-    settings.SMARTLEAD_WEBHOOK_APPLY_INLINE = True
+    # No applier thread runs in tests, so events are applied within the request.
 
 
 @pytest.fixture(autouse=True)
@@ -257,7 +256,7 @@ def test_time_less_events_are_told_apart_by_their_body(client):
 
 
 def test_storing_a_delivery_costs_one_statement_before_the_acknowledgement(client, monkeypatch):
-    monkeypatch.setattr(applying, "hand_off", lambda: None)
+    monkeypatch.setattr(background, "hand_off", lambda: None)
     with CaptureQueriesContext(connection) as queries:
         assert post(client, fixture("email_open")).status_code == 200
         assert post(client, fixture("email_open")).json()["status"] == "duplicate"
@@ -448,7 +447,7 @@ json_values = st.recursive(
 )
 event_like = st.fixed_dictionaries(
     {
-        "event_type": st.sampled_from([*webhooks.ACTIONS, "EMAIL_OPENED", "X"]) | json_scalars,
+        "event_type": st.sampled_from([*applying.EFFECTS, "EMAIL_OPENED", "X"]) | json_scalars,
         "campaign_id": st.sampled_from([9181, "9181", " 9181 ", 9181.0, 2**64]) | json_values,
         "sl_lead_email": st.sampled_from([LEAD_EMAIL, LEAD_EMAIL.upper(), ""]) | json_values,
         "stats_id": st.uuids().map(str) | json_scalars,
@@ -554,7 +553,7 @@ def test_the_same_event_delivered_twice_at_the_same_moment_is_applied_once(name)
 @pytest.mark.django_db(transaction=True)
 def test_two_reprocessors_at_the_same_moment_apply_a_failed_event_once(monkeypatch):
     lead = make_lead()
-    monkeypatch.setattr(applying, "hand_off", lambda: None)
+    monkeypatch.setattr(background, "hand_off", lambda: None)
     post(Client(), fixture("email_reply"))
     WebhookEvent.objects.update(outcome=Outcome.FAILED, detail="OperationalError: deadlock")
     results = at_the_same_moment(
@@ -600,7 +599,7 @@ def stalled_resolve(monkeypatch: pytest.MonkeyPatch) -> Stall:
         return real_resolve(keys)
 
     monkeypatch.setattr(applying, "resolve", slow_once)
-    monkeypatch.setattr(applying, "hand_off", lambda: None)
+    monkeypatch.setattr(background, "hand_off", lambda: None)
     return stall
 
 
@@ -648,11 +647,11 @@ def test_an_event_applied_by_another_process_while_a_batch_resolves_is_applied_o
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_by_default_events_are_applied_in_the_background_within_seconds(settings, monkeypatch):
-    settings.SMARTLEAD_WEBHOOK_APPLY_INLINE = False
-    applier = applying.Applier()
-    monkeypatch.setattr(applying, "applier", applier)
+def test_it_applies_events_in_the_background_within_seconds_when_the_applier_runs(monkeypatch):
+    applier = background.Applier()
+    monkeypatch.setattr(background, "applier", applier)
     lead = make_lead()
+    applier.start()
     try:
         ids = [post(Client(), fixture(n)).json()["id"] for n in ("email_open", "email_reply")]
         deadline = time.monotonic() + 5
@@ -710,7 +709,8 @@ def test_the_receiver_still_refuses_a_host_that_is_not_allowed(settings):
     assert not WebhookEvent.objects.filter(stats_id="wsgi-2").exists()
 
 
-def test_the_receivers_middleware_is_an_ordered_part_of_the_whole_stack(settings):
-    assert reverse("smartlead-webhook") == settings.WEBHOOK_PATH
-    positions = [settings.MIDDLEWARE.index(m) for m in settings.WEBHOOK_MIDDLEWARE]
-    assert positions == sorted(positions)
+def test_it_takes_the_webhook_fast_path_right_after_the_security_middleware(settings):
+    middleware = settings.MIDDLEWARE
+    fast = middleware.index("outboundhq.middleware.WebhookFastPath")
+    assert middleware[fast - 1] == "django.middleware.security.SecurityMiddleware"
+    assert middleware[:fast] == ["outboundhq.middleware.RequestIdMiddleware", middleware[fast - 1]]

@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from sequences.models import Contact, Engagement, EngagementType, Enrollment, EnrollmentStatus
+from smartlead import applier as background
 from smartlead import applying
 from smartlead.models import Outcome, WebhookEvent
 from tests.factories import make_contact, make_enrollment
@@ -47,7 +48,7 @@ def status(enrollment: Enrollment) -> str:
 @pytest.fixture
 def hold_applying(monkeypatch: pytest.MonkeyPatch) -> None:
     """Store deliveries without applying them, as if the worker died right after answering."""
-    monkeypatch.setattr(applying, "hand_off", lambda: None)
+    monkeypatch.setattr(background, "hand_off", lambda: None)
 
 
 # --- Each event type ------------------------------------------------------------------------
