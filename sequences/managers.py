@@ -1,29 +1,25 @@
 """Rules about many rows at once: the querysets behind `Enrollment.objects`, `Push.objects`, ...
 
 The three statements the executor runs for every chunk or batch (claim, reserve, mark pushed)
-are raw SQL on PostgreSQL: one round trip each, ids travelling as arrays bound on the server,
-which is what keeps a run's database cost growing with batches rather than enrollments. They are
-built from the models' own `db_table` and status choices. On SQLite (the embedded default) each
-of these methods is the ORM expression of the same thing. Everything else is plain ORM.
+are raw SQL on PostgreSQL (sequences/statements.py, built from the models' `db_table` and
+choices). On SQLite (the embedded default) each of these methods is the ORM expression of the
+same thing. Everything else is plain ORM.
 """
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 from django.apps import apps
 from django.db import connection, models, transaction
-from django.db.backends.utils import CursorWrapper
 from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 from psycopg.types.json import Jsonb
+
+from sequences import statements
 
 if TYPE_CHECKING:
     from sequences.steps import Claimed, Move
@@ -46,10 +42,6 @@ CLAIM_FIELDS = (
 def _model(name: str) -> type[models.Model]:
     # The models import these querysets: they are looked up when a method runs, not at import.
     return apps.get_model("sequences", name)
-
-
-def _table(name: str) -> str:
-    return connection.ops.quote_name(_model(name)._meta.db_table)
 
 
 def on_postgres() -> bool:
@@ -102,8 +94,8 @@ class EnrollmentQuerySet(models.QuerySet):
                 "size": size,
                 "lease": lease_until,
             }
-            with server_bound_cursor() as cursor:
-                cursor.execute(claim_statement(), params | _status_params())
+            with statements.server_bound_cursor() as cursor:
+                cursor.execute(statements.claim_statement(), params | statements.status_params())
                 return [Claimed(*row) for row in cursor.fetchall()]
         # SQLite has one writer at a time and no SKIP LOCKED: a transaction is the lock.
         with transaction.atomic():
@@ -198,11 +190,11 @@ class PushQuerySet(models.QuerySet):
                 "sequence": sequence_id,
                 "profile": profile_id,
                 "run": run_id,
-                "ids": uuid_array([c.id for c in items]),
-                "emails": text_array([c.lead.email for c in items]),
+                "ids": statements.uuid_array([c.id for c in items]),
+                "emails": statements.text_array([c.lead.email for c in items]),
             }
-            with server_bound_cursor() as cursor:
-                cursor.execute(reserve_statement(), params | _status_params())
+            with statements.server_bound_cursor() as cursor:
+                cursor.execute(statements.reserve_statement(), params | statements.status_params())
                 return {row[0] for row in cursor.fetchall()}
         known = dict(
             self.filter(
@@ -243,15 +235,15 @@ class PushQuerySet(models.QuerySet):
         if on_postgres():
             params = {
                 "campaign": campaign_id,
-                "ids": uuid_array(ids),
+                "ids": statements.uuid_array(ids),
                 "counts": Jsonb(counts),
                 "from_step": move.from_step,
                 "step": move.to_step,
                 "next": move.next_send_at,
                 "now": now,
             }
-            with server_bound_cursor() as cursor:
-                cursor.execute(pushed_statement(), params | _status_params())
+            with statements.server_bound_cursor() as cursor:
+                cursor.execute(statements.pushed_statement(), params | statements.status_params())
                 return cursor.rowcount
         Enrollment = _model("Enrollment")  # noqa: N806
         with transaction.atomic():
@@ -342,107 +334,3 @@ class CallTaskQuerySet(models.QuerySet):
             for (c, step), call in zip(new, calls, strict=True)
         )
         return len(new)
-
-
-# --- The hot statements on PostgreSQL ----------------------------------------------------
-
-
-def _status_params() -> dict[str, str]:
-    Enrollment, Sequence, Push = _model("Enrollment"), _model("Sequence"), _model("Push")  # noqa: N806
-    return {
-        "active": Enrollment.Status.ACTIVE,
-        "completed": Enrollment.Status.COMPLETED,
-        "sequence_active": Sequence.Status.ACTIVE,
-        "pending": Push.State.PENDING,
-        "pushed": Push.State.PUSHED,
-        "rejected": Push.State.REJECTED,
-    }
-
-
-@functools.cache
-def claim_statement() -> str:
-    # Written so the planner uses the indexes (ids as an array, a lateral lookup per contact,
-    # the ledger's unique index for `pushed`): with plain joins it hashes whole tables, and
-    # every claim grows with the ready set.
-    enrollments, sequences = _table("Enrollment"), _table("Sequence")
-    contacts, ledger = _table("Contact"), _table("Push")
-    return f"""
-WITH claimed AS (
-    UPDATE {enrollments} e SET next_send_at = %(lease)s
-    WHERE e.id = ANY(ARRAY(
-        SELECT r.id FROM {enrollments} r
-        JOIN {sequences} s ON s.id = r.sequence_id
-        WHERE r.sequence_id = %(sequence)s AND s.status = %(sequence_active)s
-          AND r.status = %(active)s AND r.next_send_at <= %(started)s
-        LIMIT %(size)s
-        FOR UPDATE OF r SKIP LOCKED
-    ))
-    RETURNING e.id, e.contact_id, e.current_step
-)
-SELECT claimed.id, claimed.contact_id, claimed.current_step, c.email, c.first_name,
-       c.last_name, c.company, c.phone, c.title, c.unsubscribed_at,
-       EXISTS (SELECT 1 FROM {ledger} p WHERE p.enrollment_id = claimed.id
-               AND p.campaign_id = %(campaign)s AND p.state = %(pushed)s)
-FROM claimed LEFT JOIN LATERAL (
-    SELECT * FROM {contacts} WHERE {contacts}.id = claimed.contact_id
-) c ON true
-"""  # noqa: S608 - identifiers from the models' metadata; every value is a parameter
-
-
-@functools.cache
-def reserve_statement() -> str:
-    ledger = _table("Push")
-    return f"""
-INSERT INTO {ledger} (enrollment_id, campaign_id, sequence_id, profile_id, email, state,
-                      outcome, counts, attempts, run_id, created_at)
-SELECT t.enrollment_id, %(campaign)s, %(sequence)s, %(profile)s, t.email, %(pending)s, '',
-       '{{}}'::jsonb, 1, %(run)s, now()
-FROM unnest(%(ids)s::uuid[], %(emails)s::text[]) AS t(enrollment_id, email)
-ON CONFLICT (enrollment_id, campaign_id) DO UPDATE
-    SET attempts = {ledger}.attempts + 1, run_id = EXCLUDED.run_id
-    WHERE {ledger}.state IN (%(pending)s, %(rejected)s)
-RETURNING enrollment_id
-"""  # noqa: S608
-
-
-@functools.cache
-def pushed_statement() -> str:
-    # A batch shares its step; step NULL means the enrollments complete.
-    ledger, enrollments = _table("Push"), _table("Enrollment")
-    return f"""
-WITH ledger AS (
-    UPDATE {ledger}
-    SET state = %(pushed)s, outcome = 'added_or_existing', counts = %(counts)s,
-        pushed_at = %(now)s
-    WHERE campaign_id = %(campaign)s AND enrollment_id = ANY(%(ids)s::uuid[])
-)
-UPDATE {enrollments}
-SET current_step = COALESCE(%(step)s::integer, current_step),
-    next_send_at = COALESCE(%(next)s::timestamptz, next_send_at),
-    status = CASE WHEN %(step)s::integer IS NULL THEN %(completed)s ELSE status END,
-    completed_at = CASE WHEN %(step)s::integer IS NULL THEN %(now)s ELSE completed_at END,
-    updated_at = %(now)s
-WHERE id = ANY(%(ids)s::uuid[]) AND status = %(active)s AND current_step = %(from_step)s
-"""  # noqa: S608
-
-
-def uuid_array(ids: list[uuid.UUID]) -> str:
-    """A Postgres array literal: one parameter to send instead of one per element, which psycopg
-    would adapt one by one in Python (the executor's hottest loop)."""
-    return "{" + ",".join(map(str, ids)) + "}"
-
-
-def text_array(values: list[str]) -> str:
-    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
-    return "{" + ",".join(quoted) + "}"
-
-
-@contextmanager
-def server_bound_cursor() -> Iterator[CursorWrapper]:
-    """The hot statements bind their parameters on the server: thousands of ids travel as
-    arrays instead of being quoted into the query text, which cost the executor more CPU than
-    the database spent. (Unnamed statements only: fine through PgBouncer/Supavisor in
-    transaction mode.) Django's wrapper keeps its error translation and execute wrappers."""
-    connection.ensure_connection()
-    with CursorWrapper(psycopg.Cursor(connection.connection), connection) as cursor:
-        yield cursor

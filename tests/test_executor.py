@@ -613,7 +613,7 @@ def test_a_cleared_campaign_id_is_found_again_by_its_tag_not_skipped(smartlead):
 
 @pytest.mark.postgres
 def test_array_literals_round_trip_through_postgres_whatever_the_text():
-    from sequences.managers import text_array, uuid_array
+    from sequences.statements import text_array, uuid_array
 
     texts = ["a@b.co", 'we"ird,{x}@y.z', "back\\slash@x.y", "NULL", ""]
     ids = [uuid.uuid4(), uuid.uuid4()]
