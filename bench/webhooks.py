@@ -553,21 +553,20 @@ def verdicts(results: dict[str, Any]) -> list[tuple[str, bool, str]]:
 
 INTRO = """\
 `POST /webhooks/smartlead` stores every delivery, answers, and applies the event moments later.
-How it stays fast (outboundhq/wsgi.py, smartlead/views.py, smartlead/models.py,
-smartlead/applying.py):
+How it stays fast (outboundhq/middleware.py, smartlead/views.py, smartlead/models.py,
+smartlead/applying.py, smartlead/applier.py):
 
-- **A lean request path.** The webhook path is served by a Django handler with only the
-  request-id, security and common (allowed hosts) middleware: sessions, CSRF, auth, messages,
-  CORS, static files and framing are for browsers (outboundhq/wsgi.py). Its route is first in
-  the URLconf.
+- **A lean request path.** Deliveries leave the middleware right after the request-id and
+  security middleware (`WebhookFastPath` checks the host and calls the view): sessions, CSRF,
+  auth, messages, CORS, static files and framing are for browsers.
 - **No health-check round trip.** `CONN_HEALTH_CHECKS` would send a `SELECT 1` before each
   request's first query; it is off, and the store retries once on a fresh connection if the
   kept one was dropped (outboundhq/db.py).
 - **Storing is one statement.** `INSERT … ON CONFLICT (dedupe_key) DO UPDATE SET deliveries =
   deliveries + 1 … RETURNING` stores a new event or counts a re-delivery, race-free, in
   autocommit. Nothing else is looked up before the 200.
-- **Applying is batched, off the request.** The 200's `close()` (called by gunicorn once the
-  bytes are out) nudges a daemon thread of that worker process (`smartlead.applying.Applier`).
+- **Applying is batched, off the request.** After storing, the view nudges a daemon thread of
+  that worker process (`smartlead.applier.Applier`, started by gunicorn's `post_worker_init`).
   It waits 0.25 s for more events, then applies everything waiting in one transaction per
   batch of up to 100, set-based: one resolve query, one engagement insert, one score update per
   distinct increment, one status update per status, one outcome update per outcome. Worker
