@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -228,8 +229,9 @@ def worker(run: Run, todo: queue.SimpleQueue[Sdr], tallies: list[Tally]) -> None
 
 
 def work_through(run: Run, todo: queue.SimpleQueue[Sdr], tallies: list[Tally]) -> None:
-    # One keep-alive connection to Smartlead per worker, whichever SDR's key it carries.
-    with new_session() as session:
+    # One keep-alive connection to Smartlead per worker, whichever SDR's key it carries, and one
+    # thread that sends on it while this one writes to the database (sequences/pushing.py).
+    with new_session() as session, ThreadPoolExecutor(1, "smartlead-send") as sender:
         while True:
             try:
                 sdr = todo.get_nowait()
@@ -238,14 +240,14 @@ def work_through(run: Run, todo: queue.SimpleQueue[Sdr], tallies: list[Tally]) -
             tally = Tally()
             tallies.append(tally)  # list.append is atomic; read after the threads are joined
             try:
-                work_on(run, sdr, session, tally)
+                work_on(run, sdr, session, sender, tally)
             except Exception as exc:  # one SDR's failure must not stop the others
                 log.exception("Executor failed on user %s", sdr.profile.id)
                 # The run record is shown in the admin and the cron answer: no secret rides along.
                 tally.error(logs.redact(f"User {sdr.profile.id}: {type(exc).__name__}: {exc}"))
 
 
-def work_on(run: Run, sdr: Sdr, session: Session, tally: Tally) -> None:
+def work_on(run: Run, sdr: Sdr, session: Session, sender: ThreadPoolExecutor, tally: Tally) -> None:
     """Step 3 for one SDR: each of their sequences in turn, with their key."""
     key = sdr.credentials.api_key
     with SmartleadClient(key, deadline=run.deadline, session=session) as client:
@@ -265,6 +267,7 @@ def work_on(run: Run, sdr: Sdr, session: Session, tally: Tally) -> None:
                     steps=Steps(sequence.steps.all()),
                     client=client,
                     tally=tally,
+                    sender=sender,
                 )
                 pushing.send_sequence(work)  # 3b-3e
 

@@ -6,18 +6,23 @@ b. `claimed_chunks`: ready enrollments leased in chunks (`Enrollment.objects.cla
 c. `carry_out`: each enrollment's due step decided (`steps.decide`) and carried out for the
    whole chunk at once: advances, completions, failures, call tasks; the leads to push get their
    ledger rows (`Push.objects.reserve`) before any request;
-d. `push`: the leads in full batches, one add-leads request each (`SmartleadClient.add_leads`);
-e. `record`: what Smartlead said about each batch, written to the ledger and the enrollments
-   (`Push.objects.mark_pushed` moves them on in the same statement).
-Writes are per chunk or per batch, so the number of SQL statements grows with batches, not
-with enrollments.
+d. `push`: the leads in full batches, one add-leads request each (`SmartleadClient.add_leads`),
+   sent on the worker's sending thread;
+e. `settle` → `record`: what Smartlead said about each batch, written to the ledger and the
+   enrollments (`Push.objects.mark_pushed` moves them on in the same statement).
+While one batch is in flight, the batch before it is recorded (d of one batch overlaps e of the
+previous one): Smartlead and the database work at the same time, and all database work stays
+on this thread. Writes are per chunk or per batch, so the number of SQL statements grows with
+batches, not with enrollments.
 """
 
 from __future__ import annotations
 
+import contextvars
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -108,26 +113,38 @@ class SequenceWork:
     steps: Steps
     client: SmartleadClient
     tally: Tally
+    sender: ThreadPoolExecutor  # the worker's one sending thread: Smartlead requests, no SQL
 
     @property
     def stopped(self) -> bool:
         return self.run.out_of_time or self.sdr.refused
 
 
+@dataclass
+class InFlight:
+    """A batch whose add-leads request is out on the sending thread."""
+
+    batch: list[Claimed]
+    answer: Future[Answer]
+
+
 def send_sequence(work: SequenceWork) -> None:
     """Steps 3b-3e for one sequence."""
     size = work.client.batch_size
     leads: list[Claimed] = []
+    in_flight: InFlight | None = None
     try:
         for chunk in claimed_chunks(work, size):  # b
             leads += carry_out(work, chunk)  # c
             while len(leads) >= size and not work.sdr.refused:
                 batch, leads = leads[:size], leads[size:]
-                push(work, batch)  # d, e
+                in_flight = push(work, batch, in_flight)  # d, and e of the batch before
         if leads and not work.sdr.refused:
             batch, leads = leads, []
-            push(work, batch)
+            in_flight = push(work, batch, in_flight)
     finally:
+        if in_flight is not None:
+            settle(work, in_flight)  # e of the last batch
         if leads:  # claimed and reserved, but the SDR's key was refused: give them back
             give_back(work, leads)
 
@@ -219,20 +236,35 @@ def write_decisions(work: SequenceWork, decisions: list[tuple[Claimed, Decision]
             )
 
 
-def push(work: SequenceWork, batch: list[Claimed]) -> None:
-    """Steps 3d-3e for one batch: one add-leads request, and what Smartlead said recorded. A
-    batch Smartlead refuses as a whole is split until the leads it refuses are found."""
-    answer = send(work, batch)
-    if isinstance(answer, ValidationFailed) and len(batch) > 1:
-        split(work, batch, answer)
+def push(work: SequenceWork, batch: list[Claimed], before: InFlight | None) -> InFlight:
+    """Step 3d: this batch's request goes out; while it is in flight, step 3e for the batch
+    before it."""
+    sending = InFlight(batch, start_sending(work, batch))
+    if before is not None:
+        settle(work, before)
+    return sending
+
+
+def settle(work: SequenceWork, sending: InFlight) -> None:
+    """Step 3e: Smartlead's answer recorded. A batch Smartlead refuses as a whole is split until
+    the leads it refuses are found."""
+    answer = sending.answer.result()
+    if isinstance(answer, ValidationFailed) and len(sending.batch) > 1:
+        split(work, sending.batch, answer)
     else:
-        record(work, batch, answer)
+        record(work, sending.batch, answer)
 
 
-def send(work: SequenceWork, batch: list[Claimed]) -> Answer:
+def start_sending(work: SequenceWork, batch: list[Claimed]) -> Future[Answer]:
     work.tally.smartlead_requests += 1
+    # The request's log lines keep this run's id (context variables do not cross threads).
+    context = contextvars.copy_context()
+    return work.sender.submit(context.run, send, work.client, work.campaign_id, batch)
+
+
+def send(client: SmartleadClient, campaign_id: int, batch: list[Claimed]) -> Answer:
     try:
-        return work.client.add_leads(work.campaign_id, [item.lead for item in batch])
+        return client.add_leads(campaign_id, [item.lead for item in batch])
     except SmartleadError as exc:
         return exc
 
@@ -251,7 +283,7 @@ def bisect(work: SequenceWork, batch: list[Claimed]) -> list[tuple[list[Claimed]
     parts: list[tuple[list[Claimed], Answer]] = []
     half = len(batch) // 2
     for part in (batch[:half], batch[half:]):
-        answer = send(work, part)
+        answer = start_sending(work, part).result()
         if isinstance(answer, ValidationFailed) and len(part) > 1:
             parts += bisect(work, part)
         else:

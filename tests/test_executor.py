@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -465,9 +466,13 @@ def test_a_run_killed_half_way_loses_nothing(smartlead):
     (sdr,) = plan(Scope())
     record = ExecutorRun.objects.create(trigger="command")
     run = Run(record, timezone.now(), time.monotonic() + 60, None)
-    with smartlead_client.SmartleadClient(sdr.credentials.api_key) as client:
+    with (
+        smartlead_client.SmartleadClient(sdr.credentials.api_key) as client,
+        ThreadPoolExecutor(1) as sender,
+    ):
+        steps = Steps(sequence.steps.all())
         work = pushing.SequenceWork(
-            run, sdr, sequence.id, 31, Steps(sequence.steps.all()), client, pushing.Tally()
+            run, sdr, sequence.id, 31, steps, client, pushing.Tally(), sender
         )
         pushing.carry_out(work, pushing.claim(work, 100))  # claimed, reserved; never sent
     assert Push.objects.filter(state="pending").count() == 3
