@@ -8,6 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Tags, register
 
+from smartlead.client import MAX_LEADS_PER_REQUEST
+
 
 @register(Tags.compatibility, deploy=False)
 def configuration_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
@@ -19,10 +21,11 @@ def configuration_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         )
         for variable, problem in settings.CONFIG_ERRORS
     ]
-    if not 1 <= settings.SMARTLEAD_LEADS_PER_REQUEST <= 350:
+    if not 1 <= settings.SMARTLEAD_LEADS_PER_REQUEST <= MAX_LEADS_PER_REQUEST:
         errors.append(
             Error(
-                "SMARTLEAD_LEADS_PER_REQUEST must be between 1 and 350 (Smartlead's lowest "
+                f"SMARTLEAD_LEADS_PER_REQUEST must be between 1 and {MAX_LEADS_PER_REQUEST} "
+                "(Smartlead's lowest "
                 "documented maximum per add-leads request).",
                 id="outboundhq.E002",
             )

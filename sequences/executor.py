@@ -231,23 +231,43 @@ def worker(run: Run, todo: queue.SimpleQueue[Sdr], tallies: list[Tally]) -> None
 def work_through(run: Run, todo: queue.SimpleQueue[Sdr], tallies: list[Tally]) -> None:
     # One keep-alive connection to Smartlead per worker, whichever SDR's key it carries, and one
     # thread that sends on it while this one writes to the database (sequences/pushing.py).
-    with new_session() as session, ThreadPoolExecutor(1, "smartlead-send") as sender:
-        while True:
-            try:
-                sdr = todo.get_nowait()
-            except queue.Empty:
-                return
+    with new_session() as session, ThreadPoolExecutor(1, "smartlead-send") as pool:
+        sender = pushing.Sender(pool)
+        while (sdr := next_sdr(todo)) is not None:
             tally = Tally()
             tallies.append(tally)  # list.append is atomic; read after the threads are joined
             try:
                 work_on(run, sdr, session, sender, tally)
-            except Exception as exc:  # one SDR's failure must not stop the others
-                log.exception("Executor failed on user %s", sdr.profile.id)
-                # The run record is shown in the admin and the cron answer: no secret rides along.
-                tally.error(logs.redact(f"User {sdr.profile.id}: {type(exc).__name__}: {exc}"))
+            except Exception as exc:  # noqa: BLE001 - one SDR's failure must not stop the others
+                failed(sdr, tally, exc)
+                settle_safely(sender)
+        settle_safely(sender)
 
 
-def work_on(run: Run, sdr: Sdr, session: Session, sender: ThreadPoolExecutor, tally: Tally) -> None:
+def next_sdr(todo: queue.SimpleQueue[Sdr]) -> Sdr | None:
+    try:
+        return todo.get_nowait()
+    except queue.Empty:
+        return None
+
+
+def settle_safely(sender: pushing.Sender) -> None:
+    """The worker's batch still out is recorded, whatever happened to the SDR it was for."""
+    sending = sender.in_flight
+    try:
+        sender.settle_last()
+    except Exception as exc:  # noqa: BLE001 - reported on the SDR's tally like any failure
+        failed(sending.work.sdr, sending.work.tally, exc)
+
+
+def failed(sdr: Sdr, tally: Tally, exc: Exception) -> None:
+    """One SDR's failure is logged and on the run record; it never stops the others."""
+    log.exception("Executor failed on user %s", sdr.profile.id)
+    # The run record is shown in the admin and the cron answer: no secret rides along.
+    tally.error(logs.redact(f"User {sdr.profile.id}: {type(exc).__name__}: {exc}"))
+
+
+def work_on(run: Run, sdr: Sdr, session: Session, sender: pushing.Sender, tally: Tally) -> None:
     """Step 3 for one SDR: each of their sequences in turn, with their key."""
     key = sdr.credentials.api_key
     with SmartleadClient(key, deadline=run.deadline, session=session) as client:

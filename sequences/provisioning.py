@@ -32,6 +32,7 @@ from sequences.models import (
     StepType,
     lease_length,
 )
+from smartlead import events
 from smartlead.client import SequenceStepSpec, SmartleadClient
 
 log = logging.getLogger(__name__)
@@ -39,15 +40,6 @@ log = logging.getLogger(__name__)
 STAGES = ("created", "sequences", "email_accounts", "schedule", "settings", "webhook", "started")
 # A campaign in one of these states never sends again: never adopt it.
 DEAD_CAMPAIGNS = {"STOPPED", "COMPLETED", "ARCHIVED"}
-WEBHOOK_EVENTS = (
-    "EMAIL_SENT",
-    "EMAIL_OPEN",
-    "EMAIL_LINK_CLICK",
-    "EMAIL_REPLY",
-    "EMAIL_BOUNCE",
-    "LEAD_UNSUBSCRIBED",
-    "LEAD_CATEGORY_UPDATED",
-)
 # The contract's variables and Smartlead's lead fields; `company` is `company_name` there.
 VARIABLES = {
     "first_name": "first_name",
@@ -291,7 +283,7 @@ def _register_webhook(
             record.campaign_id,
             name=f"OutboundHQ {campaign_tag(sequence)}",
             url=url,
-            event_types=WEBHOOK_EVENTS,
+            event_types=events.SUBSCRIBED,
         )
     return True
 

@@ -11,9 +11,10 @@ d. `push`: the leads in full batches, one add-leads request each (`SmartleadClie
 e. `settle` → `record`: what Smartlead said about each batch, written to the ledger and the
    enrollments (`Push.objects.mark_pushed` moves them on in the same statement).
 While one batch is in flight, the batch before it is recorded (d of one batch overlaps e of the
-previous one): Smartlead and the database work at the same time, and all database work stays
-on this thread. Writes are per chunk or per batch, so the number of SQL statements grows with
-batches, not with enrollments.
+previous one), and a sequence's last batch is recorded once the worker has claimed and sent the
+next sequence's first: Smartlead and the database work at the same time, and all database work
+stays on the worker's thread. Writes are per chunk or per batch, so the number of SQL
+statements grows with batches, not with enrollments.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class SequenceWork:
     steps: Steps
     client: SmartleadClient
     tally: Tally
-    sender: ThreadPoolExecutor  # the worker's one sending thread: Smartlead requests, no SQL
+    sender: Sender
 
     @property
     def stopped(self) -> bool:
@@ -121,30 +122,43 @@ class SequenceWork:
 
 
 @dataclass
-class InFlight:
-    """A batch whose add-leads request is out on the sending thread."""
+class Sender:
+    """A worker's sending thread (Smartlead requests, no SQL) and the batch it still has out."""
 
+    pool: ThreadPoolExecutor
+    in_flight: InFlight | None = None
+
+    def settle_last(self) -> None:
+        """Step 3e for the batch still out: after the worker's last sequence, or its failure."""
+        sending, self.in_flight = self.in_flight, None
+        settle(sending)
+
+
+@dataclass
+class InFlight:
+    """A batch whose add-leads request is out on the sending thread, with the sequence it is for
+    (the worker may be on the next sequence, or the next SDR, when it is settled)."""
+
+    work: SequenceWork
     batch: list[Claimed]
     answer: Future[Answer]
 
 
 def send_sequence(work: SequenceWork) -> None:
-    """Steps 3b-3e for one sequence."""
+    """Steps 3b-3e for one sequence. Its last batch may still be out when this returns: the
+    worker records it while claiming the next sequence's work."""
     size = work.client.batch_size
     leads: list[Claimed] = []
-    in_flight: InFlight | None = None
     try:
         for chunk in claimed_chunks(work, size):  # b
             leads += carry_out(work, chunk)  # c
             while len(leads) >= size and not work.sdr.refused:
                 batch, leads = leads[:size], leads[size:]
-                in_flight = push(work, batch, in_flight)  # d, and e of the batch before
+                push(work, batch)  # d, and e of the batch before
         if leads and not work.sdr.refused:
             batch, leads = leads, []
-            in_flight = push(work, batch, in_flight)
+            push(work, batch)
     finally:
-        if in_flight is not None:
-            settle(work, in_flight)  # e of the last batch
         if leads:  # claimed and reserved, but the SDR's key was refused: give them back
             give_back(work, leads)
 
@@ -236,30 +250,31 @@ def write_decisions(work: SequenceWork, decisions: list[tuple[Claimed, Decision]
             )
 
 
-def push(work: SequenceWork, batch: list[Claimed], before: InFlight | None) -> InFlight:
+def push(work: SequenceWork, batch: list[Claimed]) -> None:
     """Step 3d: this batch's request goes out; while it is in flight, step 3e for the batch
-    before it."""
-    sending = InFlight(batch, start_sending(work, batch))
-    if before is not None:
-        settle(work, before)
-    return sending
+    before it (of this sequence, or the worker's previous one)."""
+    sender = work.sender
+    before, sender.in_flight = sender.in_flight, InFlight(work, batch, start_sending(work, batch))
+    settle(before)
 
 
-def settle(work: SequenceWork, sending: InFlight) -> None:
+def settle(sending: InFlight | None) -> None:
     """Step 3e: Smartlead's answer recorded. A batch Smartlead refuses as a whole is split until
     the leads it refuses are found."""
-    answer = sending.answer.result()
-    if isinstance(answer, ValidationFailed) and len(sending.batch) > 1:
-        split(work, sending.batch, answer)
+    if sending is None:
+        return
+    work, batch, answer = sending.work, sending.batch, sending.answer.result()
+    if isinstance(answer, ValidationFailed) and len(batch) > 1:
+        split(work, batch, answer)
     else:
-        record(work, sending.batch, answer)
+        record(work, batch, answer)
 
 
 def start_sending(work: SequenceWork, batch: list[Claimed]) -> Future[Answer]:
     work.tally.smartlead_requests += 1
     # The request's log lines keep this run's id (context variables do not cross threads).
     context = contextvars.copy_context()
-    return work.sender.submit(context.run, send, work.client, work.campaign_id, batch)
+    return work.sender.pool.submit(context.run, send, work.client, work.campaign_id, batch)
 
 
 def send(client: SmartleadClient, campaign_id: int, batch: list[Claimed]) -> Answer:

@@ -30,6 +30,7 @@ from sequences.models import (
     EnrollmentStatus,
     Sequence,
 )
+from smartlead import events
 from smartlead.models import Outcome, WebhookEvent, WebhookEventQuerySet
 from smartlead.webhooks import clean, metadata
 
@@ -48,16 +49,18 @@ class Effect:
 
 
 EFFECTS = {
-    "EMAIL_SENT": Effect(EngagementType.EMAIL_SENT),
-    "FIRST_EMAIL_SENT": Effect(EngagementType.EMAIL_SENT),
-    "EMAIL_OPEN": Effect(EngagementType.EMAIL_OPENED, score=10),
-    "EMAIL_LINK_CLICK": Effect(EngagementType.EMAIL_CLICKED, score=15),
-    "EMAIL_REPLY": Effect(EngagementType.EMAIL_REPLIED, score=50, status=EnrollmentStatus.REPLIED),
-    "EMAIL_BOUNCE": Effect(EngagementType.EMAIL_BOUNCED, status=EnrollmentStatus.BOUNCED),
-    "LEAD_UNSUBSCRIBED": Effect(
+    events.EMAIL_SENT: Effect(EngagementType.EMAIL_SENT),
+    events.FIRST_EMAIL_SENT: Effect(EngagementType.EMAIL_SENT),
+    events.EMAIL_OPEN: Effect(EngagementType.EMAIL_OPENED, score=10),
+    events.EMAIL_LINK_CLICK: Effect(EngagementType.EMAIL_CLICKED, score=15),
+    events.EMAIL_REPLY: Effect(
+        EngagementType.EMAIL_REPLIED, score=50, status=EnrollmentStatus.REPLIED
+    ),
+    events.EMAIL_BOUNCE: Effect(EngagementType.EMAIL_BOUNCED, status=EnrollmentStatus.BOUNCED),
+    events.LEAD_UNSUBSCRIBED: Effect(
         EngagementType.EMAIL_UNSUBSCRIBED, status=EnrollmentStatus.UNSUBSCRIBED, unsubscribe=True
     ),
-    "LEAD_CATEGORY_UPDATED": Effect(EngagementType.LEAD_CATEGORY_UPDATED),
+    events.LEAD_CATEGORY_UPDATED: Effect(EngagementType.LEAD_CATEGORY_UPDATED),
 }
 # An event only moves an enrollment up this ladder, never down: a late bounce does not undo a
 # reply, nothing undoes an unsubscribe. Being order-free also lets a batch apply in any order.

@@ -7,22 +7,29 @@ shared docs, which wins over Smartlead's own reference wherever they disagree.
 
 from __future__ import annotations
 
-import email.utils
-import hashlib
 import logging
-import random
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import requests
 import requests.adapters
-import urllib3.exceptions
 from django.conf import settings
 
-from outboundhq.logs import RedactSecretsFilter, mask, redact, register_secret
+from outboundhq.logs import RedactSecretsFilter, mask, register_secret
+from smartlead import limits
+from smartlead.errors import (  # noqa: F401 - the errors are part of the client's API
+    InvalidApiKey,
+    NoApiAccess,
+    NotFound,
+    RateLimited,
+    SmartleadError,
+    TransientError,
+    ValidationFailed,
+    network_error,
+    smartlead_message,
+    status_error,
+)
+from smartlead.limits import RateLimiter, limiter_for, reset_rate_limiters  # noqa: F401
 from smartlead.results import (  # noqa: F401 - the results are part of the client's API
     AddLeadsResult,
     Campaign,
@@ -49,16 +56,8 @@ MAX_LEADS_PER_REQUEST = 350  # the lowest maximum any Smartlead doc states
 PAGE_SIZE = 100  # /email-accounts/ answers 422 above this
 MAX_PAGES = 1000
 STATUS_WRITES = ("START", "PAUSED", "STOPPED")
-BURST, BURST_WINDOW = 10, 2.0  # the legacy "10 requests every 2 s" rule, which fits every doc
-WINDOW_MARGIN = 0.25  # seconds added to each window: our send time is not Smartlead's receipt time
 BACKOFF_BASE, BACKOFF_CAP = 1.0, 30.0
 RETRY_AFTER_JITTER = 0.5  # spreads threads that were all told the same Retry-After
-DEFAULT_RETRY_AFTER = BURST_WINDOW
-
-# Indirections the tests replace with a fake clock, so no test sleeps for real.
-_clock: Callable[[], float] = time.monotonic
-_sleep: Callable[[float], None] = time.sleep
-_random: Callable[[], float] = random.random
 
 
 def _install_log_redaction() -> None:
@@ -70,168 +69,6 @@ def _install_log_redaction() -> None:
 
 
 _install_log_redaction()
-
-
-# --- Errors ------------------------------------------------------------------------------
-class SmartleadError(Exception):
-    """A failed Smartlead call. `permanent` errors will fail the same way if repeated."""
-
-    permanent = True
-
-    def __init__(self, message: str, *, status: int | None = None, permanent: bool | None = None):
-        super().__init__(redact(message))
-        self.status = status
-        if permanent is not None:
-            self.permanent = permanent
-        # Only set on transient errors: whether repeating cannot double a non-idempotent write.
-        self.safe_to_repeat = False
-
-
-class InvalidApiKey(SmartleadError):
-    pass
-
-
-class NoApiAccess(SmartleadError):
-    pass
-
-
-class NotFound(SmartleadError):
-    pass
-
-
-class ValidationFailed(SmartleadError):
-    pass
-
-
-class RateLimited(SmartleadError):
-    permanent = False
-
-    def __init__(self, message: str, *, retry_after: float, status: int | None = 429):
-        super().__init__(message, status=status)
-        self.retry_after = retry_after
-        self.safe_to_repeat = True
-
-
-class TransientError(SmartleadError):
-    permanent = False
-
-
-def _smartlead_message(body: Any, fallback: str) -> str:
-    """Smartlead's own words from any of its error shapes (Boom, legacy, guide envelope, HTML)."""
-    if isinstance(body, dict):
-        error = body.get("error")
-        for candidate in (
-            error.get("message") if isinstance(error, dict) else None,
-            body.get("message"),
-            error,
-        ):
-            if isinstance(candidate, str) and candidate.strip():
-                return candidate.strip()[:500]
-    if isinstance(body, str) and body.strip():
-        return " ".join(body.split())[:200]
-    return fallback
-
-
-def _retry_after(response: requests.Response, body: Any) -> float:
-    """Seconds from the Retry-After header (seconds or HTTP date), else from the 429 body."""
-    header = response.headers.get("Retry-After", "").strip()
-    seconds = None
-    try:
-        seconds = float(header)
-    except ValueError:
-        try:
-            seconds = email.utils.parsedate_to_datetime(header).timestamp() - time.time()
-        except (TypeError, ValueError):
-            seconds = None
-    if seconds is None and isinstance(body, dict) and isinstance(body.get("error"), dict):
-        seconds = _int(body["error"].get("retry_after"))
-    return max(0.0, float(seconds)) if seconds is not None else DEFAULT_RETRY_AFTER
-
-
-# --- The per-key limiter -------------------------------------------------------------------
-class RateLimiter:
-    """Sliding-window limiter for one API key: at most `per_window` per `window` seconds and at
-    most `burst` per `burst_window`. Callers reserve a send slot under the lock and sleep outside
-    it, so one thread's wait never blocks another key (or the lock)."""
-
-    def __init__(
-        self,
-        per_window: int,
-        *,
-        window: float = 60.0,
-        burst: int = BURST,
-        burst_window: float = BURST_WINDOW,
-        margin: float = WINDOW_MARGIN,
-    ):
-        self.per_window = max(1, per_window)
-        self.window = window + margin
-        self.burst = max(1, burst)
-        self.burst_window = burst_window + margin
-        self._slots: deque[float] = deque(maxlen=max(self.per_window, self.burst))
-        self._paused_until = 0.0
-        self._lock = threading.Lock()
-
-    def acquire(self, max_wait: float | None = None) -> float:
-        """Reserve the earliest allowed send time, wait for it, and return it.
-
-        Raises RateLimited, reserving nothing, when the wait would exceed `max_wait`.
-        """
-        with self._lock:
-            now = _clock()
-            slot = self._earliest(now)
-            if max_wait is not None and slot - now > max_wait:
-                raise RateLimited(
-                    f"The client-side limit for this Smartlead key needs a wait of "
-                    f"{slot - now:.1f} s, past this run's deadline; try again later.",
-                    retry_after=slot - now,
-                    status=None,
-                )
-            self._slots.append(slot)
-        if slot > now:
-            _sleep(slot - now)
-        return slot
-
-    def set_rate(self, per_window: int) -> None:
-        """The latest client's setting wins: one key has one limit in the process."""
-        with self._lock:
-            self.per_window = max(1, per_window)
-            self._slots = deque(self._slots, maxlen=max(self.per_window, self.burst))
-
-    def pause_until(self, until: float) -> None:
-        """After a real 429 (another integration may share the key), hold every thread back."""
-        with self._lock:
-            self._paused_until = max(self._paused_until, until)
-
-    def _earliest(self, now: float) -> float:
-        slots = self._slots
-        slot = max(now, self._paused_until, slots[-1] if slots else now)
-        if len(slots) >= self.per_window:
-            slot = max(slot, slots[-self.per_window] + self.window)
-        if len(slots) >= self.burst:
-            slot = max(slot, slots[-self.burst] + self.burst_window)
-        return slot
-
-
-_limiters: dict[str, RateLimiter] = {}
-_limiters_lock = threading.Lock()
-
-
-def limiter_for(api_key: str, requests_per_minute: int) -> RateLimiter:
-    """The process-wide limiter for one key, shared by every client and thread using that key."""
-    digest = hashlib.sha256(api_key.encode()).hexdigest()
-    with _limiters_lock:
-        limiter = _limiters.get(digest)
-        if limiter is None:
-            limiter = _limiters[digest] = RateLimiter(requests_per_minute)
-        else:
-            limiter.set_rate(requests_per_minute)
-        return limiter
-
-
-def reset_rate_limiters() -> None:
-    """Forget every key's history (tests; a fresh process starts this way anyway)."""
-    with _limiters_lock:
-        _limiters.clear()
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -246,79 +83,6 @@ def _json_or_text(response: requests.Response) -> Any:
         return response.json()
     except ValueError:
         return response.text
-
-
-def _network_error(exc: requests.RequestException, method: str, path: str) -> SmartleadError:
-    # The exception's own text carries the full URL and so the key: redact before quoting it.
-    detail = redact(str(exc))[:300]
-    if isinstance(exc, requests.Timeout):
-        phase = "accept the connection" if isinstance(exc, requests.ConnectTimeout) else "answer"
-        error = TransientError(
-            f"Smartlead did not {phase} in time for {method} {path}; it may be slow or down, "
-            "try again later."
-        )
-    elif isinstance(exc, requests.ConnectionError):
-        error = TransientError(
-            f"Could not reach Smartlead for {method} {path} ({detail}); check the network and "
-            "SMARTLEAD_BASE_URL, then try again."
-        )
-    else:
-        return SmartleadError(f"Could not send {method} {path} to Smartlead ({detail}).")
-    error.safe_to_repeat = _never_sent(exc)
-    return error
-
-
-def _never_sent(exc: requests.RequestException) -> bool:
-    """True when the request cannot have reached Smartlead, so even a create may be repeated."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, urllib3.exceptions.NewConnectionError)
-
-
-def _status_error(
-    response: requests.Response, body: Any, method: str, path: str, what: str
-) -> SmartleadError:
-    status = response.status_code
-    message = _smartlead_message(body, f"HTTP {status}")
-    if status == 401:
-        return InvalidApiKey(
-            "Smartlead rejected the API key (invalid or revoked): paste a current key from "
-            "Smartlead → Settings → API key.",
-            status=status,
-        )
-    if status == 403:
-        return NoApiAccess(
-            f"Smartlead refused API access ({message}): the Smartlead plan must include API "
-            "access (Pro or higher).",
-            status=status,
-        )
-    if status == 404:
-        return NotFound(f"Smartlead has no {what} for this API key ({message}).", status=status)
-    if status in (400, 422):
-        return ValidationFailed(f"Smartlead rejected {method} {path}: {message}", status=status)
-    if status == 429:
-        wait = _retry_after(response, body)
-        return RateLimited(
-            f"Smartlead's rate limit for this key was hit ({message}); retry after {wait:.0f} s.",
-            retry_after=wait,
-        )
-    if status == 408 or status >= 500:
-        error = TransientError(
-            f"Smartlead failed on {method} {path} with HTTP {status} ({message}); try again later.",
-            status=status,
-        )
-        error.safe_to_repeat = status == 503
-        return error
-    if 300 <= status < 400:
-        return SmartleadError(
-            f"Smartlead answered {method} {path} with a redirect (HTTP {status}); redirects are "
-            "never followed, so check SMARTLEAD_BASE_URL.",
-            status=status,
-        )
-    return SmartleadError(
-        f"Smartlead answered {method} {path} with HTTP {status}: {message}", status=status
-    )
 
 
 # --- The client --------------------------------------------------------------------------
@@ -390,7 +154,7 @@ class SmartleadClient:
         """A request started near the deadline may not outlast it by a full read timeout."""
         connect, read = self.timeout
         if self.deadline is not None:
-            read = min(read, max(1.0, self.deadline - _clock()))
+            read = min(read, max(1.0, self.deadline - limits.clock()))
         return connect, read
 
     def close(self) -> None:
@@ -585,7 +349,7 @@ class SmartleadClient:
         while True:
             self._wait_for_slot()
             # The budget counts time spent retrying, not the first wait in the limiter's queue.
-            started = _clock() if started is None else started
+            started = limits.clock() if started is None else started
             error, payload = self._attempt(method, path, what, params, body)
             if error is None:
                 return payload
@@ -601,10 +365,10 @@ class SmartleadClient:
                 attempt,
                 delay,
             )
-            _sleep(delay)
+            limits.sleep(delay)
 
     def _wait_for_slot(self) -> None:
-        max_wait = None if self.deadline is None else max(0.0, self.deadline - _clock())
+        max_wait = None if self.deadline is None else max(0.0, self.deadline - limits.clock())
         self._limiter.acquire(max_wait)
 
     def _attempt(
@@ -624,11 +388,11 @@ class SmartleadClient:
                 allow_redirects=False,
             )
         except requests.RequestException as exc:
-            return _network_error(exc, method, path), None
+            return network_error(exc, method, path), None
         logger.debug("Smartlead %s %s -> HTTP %s", method, path, response.status_code)
         payload = _json_or_text(response)
         if not 200 <= response.status_code < 300:
-            return _status_error(response, payload, method, path, what), None
+            return status_error(response, payload, method, path, what), None
         if isinstance(payload, str):
             return TransientError(
                 f"Smartlead answered {method} {path} with a body that is not JSON; "
@@ -644,11 +408,11 @@ class SmartleadClient:
         if error.permanent or not (repeatable or error.safe_to_repeat):
             return None
         backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt)
-        delay = backoff / 2 + _random() * backoff / 2
-        now = _clock()
+        delay = backoff / 2 + limits.jitter() * backoff / 2
+        now = limits.clock()
         if isinstance(error, RateLimited):
             self._limiter.pause_until(now + error.retry_after)
-            delay = max(delay, error.retry_after + _random() * RETRY_AFTER_JITTER)
+            delay = max(delay, error.retry_after + limits.jitter() * RETRY_AFTER_JITTER)
         if now + delay - started > self.retry_budget:
             return None
         if self.deadline is not None and now + delay > self.deadline:

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from smartlead.sandbox_state import ApiError, SandboxState, build_account, joi, snapshot
+from smartlead.sandbox_data import ApiError, build_account, joi, snapshot
+from smartlead.sandbox_state import SandboxState
 
 logger = logging.getLogger(__name__)
 
@@ -177,10 +178,6 @@ class SandboxServer:
         return f"http://127.0.0.1:{self._port}{PREFIX}"
 
     # --- Test helpers ---
-    def add_account(self, raw: dict) -> None:
-        account = build_account(raw, self._mailbox_ids)
-        self.state.accounts[account.api_key] = account
-
     def fail_next(self, count: int = 1, status: int = 503) -> None:
         """Answer the next `count` authenticated requests with `status`."""
         self._forced_faults.extend([status] * count)

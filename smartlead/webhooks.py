@@ -20,6 +20,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from smartlead import events
 from smartlead.models import IDENTITY_FIELDS, WebhookEvent
 
 log = logging.getLogger(__name__)
@@ -29,17 +30,6 @@ _BIGINT = 2**63
 _INT = 2**31
 
 # Older doc pages used other names for the same events; store and act on the backend constant.
-EVENT_ALIASES = {
-    "EMAIL_OPENED": "EMAIL_OPEN",
-    "EMAIL_CLICKED": "EMAIL_LINK_CLICK",
-    "EMAIL_REPLIED": "EMAIL_REPLY",
-    "EMAIL_BOUNCED": "EMAIL_BOUNCE",
-    "EMAIL_UNSUBSCRIBED": "LEAD_UNSUBSCRIBED",
-    "LEAD_OPENED": "EMAIL_OPEN",
-    "LEAD_CLICKED": "EMAIL_LINK_CLICK",
-    "LEAD_REPLIED": "EMAIL_REPLY",
-    "LEAD_BOUNCED": "EMAIL_BOUNCE",
-}
 # `sl_lead_email` is the address we enrolled; `to_email` may be an alias of the lead.
 EMAIL_FIELDS = (
     "sl_lead_email",
@@ -165,7 +155,7 @@ def _event_type(payload: dict[str, Any]) -> str:
     if not isinstance(value, str) or not value.strip():
         raise Rejected(400, "event_type must be a non-empty string.")
     name = clean(value.strip().upper(), 64)
-    return EVENT_ALIASES.get(name, name)
+    return events.ALIASES.get(name, name)
 
 
 def _dig(payload: dict[str, Any], path: str) -> Any:
@@ -235,7 +225,7 @@ def _from_epoch(value: float) -> datetime:
 
 def metadata(event: WebhookEvent, payload: dict[str, Any]) -> dict[str, Any]:
     """The engagement's metadata: every Smartlead id we have, plus what the event is about."""
-    reply = event.event_type == "EMAIL_REPLY"
+    reply = event.event_type == events.EMAIL_REPLY
     data: dict[str, Any] = {
         "source": "smartlead_webhook",
         "webhook_event_id": event.pk,
@@ -305,8 +295,8 @@ def _category_metadata(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 EXTRA_METADATA = {
-    "EMAIL_REPLY": _reply_metadata,
-    "EMAIL_BOUNCE": _bounce_metadata,
-    "EMAIL_LINK_CLICK": _click_metadata,
-    "LEAD_CATEGORY_UPDATED": _category_metadata,
+    events.EMAIL_REPLY: _reply_metadata,
+    events.EMAIL_BOUNCE: _bounce_metadata,
+    events.EMAIL_LINK_CLICK: _click_metadata,
+    events.LEAD_CATEGORY_UPDATED: _category_metadata,
 }

@@ -85,12 +85,12 @@ def _fresh_smartlead_limiters() -> None:
 @pytest.fixture
 def smartlead_clock(monkeypatch: pytest.MonkeyPatch) -> FakeSmartleadClock:
     """The client's clock, sleep and jitter, faked: retries and limiter waits cost no real time."""
-    from smartlead import client
+    from smartlead import limits
 
     clock = FakeSmartleadClock()
-    monkeypatch.setattr(client, "_clock", clock.monotonic)
-    monkeypatch.setattr(client, "_sleep", clock.sleep)
-    monkeypatch.setattr(client, "_random", lambda: 0.5)
+    monkeypatch.setattr(limits, "_clock", clock.monotonic)
+    monkeypatch.setattr(limits, "_sleep", clock.sleep)
+    monkeypatch.setattr(limits, "_random", lambda: 0.5)
     return clock
 
 

@@ -19,6 +19,8 @@ import requests
 import responses
 
 from smartlead import client as client_module
+from smartlead import errors as errors_module
+from smartlead import limits as limits_module
 from smartlead.client import (
     InvalidApiKey,
     Lead,
@@ -531,7 +533,7 @@ def test_it_retries_server_errors_with_exponential_backoff_and_jitter(
     jitter: float,
     waits: list[float],
 ) -> None:
-    monkeypatch.setattr(client_module, "_random", lambda: jitter)
+    monkeypatch.setattr(limits_module, "_random", lambda: jitter)
     for _ in range(3):
         api.add("GET", BASE + "/campaigns/", status=503, json={"error": "busy"})
     api.add("GET", BASE + "/campaigns/", json=[{"id": 1, "name": "a"}])
@@ -544,7 +546,7 @@ def test_it_retries_server_errors_with_exponential_backoff_and_jitter(
 def test_it_caps_the_backoff(
     api: responses.RequestsMock, smartlead_clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(client_module, "_random", lambda: 1.0)
+    monkeypatch.setattr(limits_module, "_random", lambda: 1.0)
     api.add("GET", BASE + "/campaigns/", status=502, json={})
     smartlead = SmartleadClient(KEY, base_url=BASE, retry_budget=200)
 
@@ -559,7 +561,7 @@ def test_it_caps_the_backoff(
     [
         ({"Retry-After": "7"}, {}, 7.0),
         ({}, {"error": {"code": "RATE_LIMIT_EXCEEDED", "retry_after": 30}}, 30.0),
-        ({}, {}, client_module.DEFAULT_RETRY_AFTER),
+        ({}, {}, errors_module.DEFAULT_RETRY_AFTER),
     ],
     ids=["header", "body", "default"],
 )
@@ -621,7 +623,7 @@ def test_it_does_not_count_waiting_for_the_limiter_against_the_retry_budget(
     api: responses.RequestsMock, smartlead_clock: Any
 ) -> None:
     api.add("GET", BASE + "/campaigns/", json=[])
-    for _ in range(client_module.BURST):
+    for _ in range(limits_module.BURST):
         SmartleadClient(KEY, base_url=BASE).list_campaigns()
     api.add("GET", BASE + "/campaigns/", status=503, json={})
     api.add("GET", BASE + "/campaigns/", json=[{"id": 3, "name": "c"}])
@@ -651,13 +653,13 @@ def test_it_refuses_a_limiter_wait_that_would_end_past_the_deadline(
 ) -> None:
     api.add("GET", BASE + "/campaigns/", json=[])
     smartlead = SmartleadClient(KEY, base_url=BASE, deadline=smartlead_clock.now + 1)
-    for _ in range(client_module.BURST):
+    for _ in range(limits_module.BURST):
         smartlead.list_campaigns()
 
     with pytest.raises(RateLimited, match="deadline"):
         smartlead.list_campaigns()
 
-    assert len(api.calls) == client_module.BURST
+    assert len(api.calls) == limits_module.BURST
 
 
 @pytest.mark.parametrize(
@@ -738,7 +740,7 @@ def test_it_shares_one_keys_limit_across_clients_but_never_makes_keys_wait_for_e
 ) -> None:
     api.add("GET", BASE + "/campaigns/", json=[])
     first = SmartleadClient(KEY, base_url=BASE)
-    for _ in range(client_module.BURST):
+    for _ in range(limits_module.BURST):
         first.list_campaigns()
     assert smartlead_clock.sleeps == []
 
@@ -746,7 +748,7 @@ def test_it_shares_one_keys_limit_across_clients_but_never_makes_keys_wait_for_e
     assert smartlead_clock.sleeps == []
 
     SmartleadClient(KEY, base_url=BASE).list_campaigns()
-    assert smartlead_clock.sleeps == [pytest.approx(2.0 + client_module.WINDOW_MARGIN)]
+    assert smartlead_clock.sleeps == [pytest.approx(2.0 + limits_module.WINDOW_MARGIN)]
 
 
 def test_it_holds_the_whole_key_back_after_a_real_429(

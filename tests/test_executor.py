@@ -32,6 +32,7 @@ from sequences.models import (
 )
 from sequences.steps import Steps
 from smartlead import client as smartlead_client
+from smartlead import limits as smartlead_limits
 from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
 from tests.fake_smartlead import BASE, FakeSmartlead
 
@@ -50,9 +51,9 @@ def _fast_client(monkeypatch: pytest.MonkeyPatch, settings) -> None:  # noqa: AN
     smartlead_client.reset_rate_limiters()
     # Waits pass instantly: the client's clock jumps ahead by every sleep it asks for.
     skipped = [0.0]
-    monkeypatch.setattr(smartlead_client, "_clock", lambda: time.monotonic() + skipped[0])
+    monkeypatch.setattr(smartlead_limits, "_clock", lambda: time.monotonic() + skipped[0])
     monkeypatch.setattr(
-        smartlead_client, "_sleep", lambda s: skipped.__setitem__(0, skipped[0] + s)
+        smartlead_limits, "_sleep", lambda s: skipped.__setitem__(0, skipped[0] + s)
     )
 
 

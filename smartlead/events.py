@@ -1,0 +1,38 @@
+"""Smartlead's webhook event types, named once: what we subscribe to, what the sandbox accepts,
+and the keys of what applying each one does (smartlead/applying.py: EFFECTS)."""
+
+from __future__ import annotations
+
+EMAIL_SENT = "EMAIL_SENT"
+FIRST_EMAIL_SENT = "FIRST_EMAIL_SENT"  # legacy name of the first email's EMAIL_SENT
+EMAIL_OPEN = "EMAIL_OPEN"
+EMAIL_LINK_CLICK = "EMAIL_LINK_CLICK"
+EMAIL_REPLY = "EMAIL_REPLY"
+EMAIL_BOUNCE = "EMAIL_BOUNCE"
+LEAD_UNSUBSCRIBED = "LEAD_UNSUBSCRIBED"
+LEAD_CATEGORY_UPDATED = "LEAD_CATEGORY_UPDATED"
+
+# What a campaign's webhook subscribes to (provisioning saves exactly these).
+SUBSCRIBED = (
+    EMAIL_SENT,
+    EMAIL_OPEN,
+    EMAIL_LINK_CLICK,
+    EMAIL_REPLY,
+    EMAIL_BOUNCE,
+    LEAD_UNSUBSCRIBED,
+    LEAD_CATEGORY_UPDATED,
+)
+# What Smartlead accepts in a webhook's event_types.
+KNOWN = frozenset((*SUBSCRIBED, FIRST_EMAIL_SENT))
+# Older and third-party names for the same events, as some payloads still carry them.
+ALIASES = {
+    "EMAIL_OPENED": EMAIL_OPEN,
+    "EMAIL_CLICKED": EMAIL_LINK_CLICK,
+    "EMAIL_REPLIED": EMAIL_REPLY,
+    "EMAIL_BOUNCED": EMAIL_BOUNCE,
+    "EMAIL_UNSUBSCRIBED": LEAD_UNSUBSCRIBED,
+    "LEAD_OPENED": EMAIL_OPEN,
+    "LEAD_CLICKED": EMAIL_LINK_CLICK,
+    "LEAD_REPLIED": EMAIL_REPLY,
+    "LEAD_BOUNCED": EMAIL_BOUNCE,
+}
