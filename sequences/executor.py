@@ -337,12 +337,19 @@ def summary(record: ExecutorRun) -> str:
         f"{record.due} due, {record.pushed} pushed, {record.skipped_no_credentials} skipped "
         f"(not connected), {record.failed} failed, {record.call_tasks} call tasks, "
         f"{record.completed} completed, {record.deferred} deferred, "
+        f"{sum(record.skipped.values())} turned away by Smartlead"
+        + (
+            f" ({', '.join(f'{n} {why}' for why, n in sorted(record.skipped.items()))})"
+            if record.skipped
+            else ""
+        )
+        + ", "
         f"{record.campaigns_provisioned} campaigns provisioned, {len(record.errors)} errors"
     )
 
 
 def as_dict(record: ExecutorRun) -> dict[str, Any]:
-    fields = ["trigger", "dry_run", *Tally.COUNTERS, "skipped_no_credentials", "errors"]
+    fields = ["trigger", "dry_run", *Tally.COUNTERS, "skipped_no_credentials", "skipped", "errors"]
     data = {name: getattr(record, name) for name in fields}
     data["id"] = str(record.id)
     data["started_at"] = record.started_at.isoformat() if record.started_at else None

@@ -89,7 +89,6 @@ class EnrollmentQuerySet(models.QuerySet):
         if on_postgres():
             params = {
                 "sequence": sequence_id,
-                "campaign": campaign_id,
                 "started": started,
                 "size": size,
                 "lease": lease_until,
@@ -265,6 +264,13 @@ class PushQuerySet(models.QuerySet):
             self.filter(enrollment_id__in=ids, campaign_id=campaign_id).update(
                 state=state, outcome=outcome, counts=counts, pushed_at=now
             )
+
+    def in_campaign(self, *, campaign_id: int, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of these enrollments the ledger has in the campaign."""
+        pushed = self.filter(enrollment_id__in=ids, campaign_id=campaign_id)
+        return set(
+            pushed.filter(state=self.model.State.PUSHED).values_list("enrollment_id", flat=True)
+        )
 
     def release(self, *, campaign_id: int, ids: list[uuid.UUID]) -> None:
         """Forget `pending` rows of leads that were certainly not sent."""

@@ -408,6 +408,12 @@ class ExecutorRun(models.Model):
     smartlead_requests = models.PositiveIntegerField(
         default=0, help_text="Add-leads requests sent to Smartlead by this run."
     )
+    skipped = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Leads Smartlead turned away, by reason (blocked, bounced, in another campaign, "
+        "unsubscribed, invalid).",
+    )
     errors = models.JSONField(default=list, blank=True)
 
     class Meta:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextvars
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,18 +43,23 @@ from sequences.models import (
     lease_length,
 )
 from sequences.provisioning import forget_campaign
-from sequences.steps import MOVES_ON, Action, Claimed, Decision, Move, Steps, decide
+from sequences.steps import ENDS, MOVES_ON, Action, Claimed, Decision, Move, Steps, decide
 from smartlead.client import (
     AddLeadsResult,
+    FoundLead,
     NotFound,
     SmartleadClient,
     SmartleadError,
     ValidationFailed,
 )
+from smartlead.results import IN_CAMPAIGN, REASONS, LeadOutcome, LeadVerdict
 
 if TYPE_CHECKING:
     from sequences.executor import Run, Sdr
 
+UNCONFIRMED = LeadOutcome.UNCONFIRMED
+# Lead-by-email lookups per batch for leads a reply did not prove (each costs a request).
+CONFIRM_PER_BATCH = 10
 # What Smartlead answered for one batch: its result, or why there is none.
 Answer = AddLeadsResult | SmartleadError
 
@@ -73,6 +78,7 @@ class Tally:
     campaigns_provisioned: int = 0
     smartlead_requests: int = 0
     errors: list[str] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)  # leads Smartlead turned away, by why
 
     COUNTERS = (
         "due",
@@ -100,6 +106,7 @@ class Tally:
     def add_to(self, record: ExecutorRun) -> None:
         for name in self.COUNTERS:
             setattr(record, name, getattr(record, name) + getattr(self, name))
+        record.skipped = dict(Counter(record.skipped) + self.skipped)
         record.errors.extend(self.errors[: max(0, self.MAX_ERRORS - len(record.errors))])
 
 
@@ -199,6 +206,7 @@ def carry_out(work: SequenceWork, chunk: list[Claimed]) -> list[Claimed]:
     decisions = [
         (item, decide(work.steps, item, signals.get(item.id, frozenset()))) for item in chunk
     ]
+    decisions = pushed_already(work, decisions, signals)
     to_push = [item for item, decision in decisions if decision.action == Action.PUSH]
     sendable = Push.objects.reserve(
         campaign_id=work.campaign_id,
@@ -215,6 +223,26 @@ def carry_out(work: SequenceWork, chunk: list[Claimed]) -> list[Claimed]:
     return [item for item in to_push if item.id in sendable]
 
 
+def pushed_already(
+    work: SequenceWork,
+    decisions: list[tuple[Claimed, Decision]],
+    signals: dict[uuid.UUID, frozenset[str]],
+) -> list[tuple[Claimed, Decision]]:
+    """A claim does not read the ledger (reserving tells which leads are in the campaign). The
+    few that would end here (unsubscribed, a bad address) are looked up: one that is in the
+    campaign already is decided again as such, and only moves on."""
+    ending = [item.id for item, decision in decisions if decision.action in ENDS]
+    pushed = Push.objects.in_campaign(campaign_id=work.campaign_id, ids=ending) if ending else ()
+    if not pushed:
+        return decisions
+    for item, _ in decisions:
+        item.pushed = item.id in pushed
+    return [
+        (item, decide(work.steps, item, signals.get(item.id, frozenset())) if item.pushed else d)
+        for item, d in decisions
+    ]
+
+
 def write_decisions(work: SequenceWork, decisions: list[tuple[Claimed, Decision]]) -> None:
     """The chunk's decisions as a few set-based writes, in one transaction."""
     now = timezone.now()
@@ -222,9 +250,13 @@ def write_decisions(work: SequenceWork, decisions: list[tuple[Claimed, Decision]
     ends: dict[str, list[uuid.UUID]] = defaultdict(list)
     failures: dict[int, dict[uuid.UUID, str]] = defaultdict(dict)
     calls = []
+    step_moves: dict[int, Move] = {}  # one Move per step, not per enrollment
     for item, decision in decisions:
         if decision.action in MOVES_ON:
-            moves[work.steps.move_from(item.current_step, now)].append(item.id)
+            move = step_moves.get(item.current_step)
+            if move is None:
+                move = step_moves[item.current_step] = work.steps.move_from(item.current_step, now)
+            moves[move].append(item.id)
         if decision.action == Action.CALL:
             calls.append((item, work.steps.get(item.current_step)))
         elif decision.action == Action.COMPLETE:
@@ -317,19 +349,67 @@ def record(work: SequenceWork, batch: list[Claimed], answer: Answer) -> None:
 
 
 def accepted(work: SequenceWork, batch: list[Claimed], result: AddLeadsResult) -> None:
-    """Smartlead took the request: each lead per its own verdict."""
-    verdicts: dict[str, list[Claimed]] = defaultdict(list)
+    """Smartlead took the request: each lead as its reply proves (`AddLeadsResult.outcomes`).
+    A lead the reply does not prove is looked up before it counts as sent; none is ever
+    counted as sent on a reply's say-so alone."""
+    verdicts = result.outcomes(item.lead.email for item in batch)
+    unsure = [item for item in batch if verdicts[item.lead.email].outcome == UNCONFIRMED]
+    if unsure:
+        verdicts |= confirm(work, unsure)
+    by_outcome: dict[LeadOutcome, list[Claimed]] = defaultdict(list)
     for item in batch:
-        verdicts[result.outcome_for(item.lead.email)].append(item)
-    in_campaign(work, verdicts.pop("added_or_existing", []), result.counts)
-    turned_away(work, verdicts.pop("unsubscribed", []), verdicts.pop("invalid", []), result)
-    not_imported = [item for items in verdicts.values() for item in items]
-    if not_imported:
-        give_back(work, not_imported)
+        by_outcome[verdicts[item.lead.email].outcome].append(item)
+    in_campaign(work, [item for o in IN_CAMPAIGN for item in by_outcome.pop(o, [])], result.counts)
+    not_now = by_outcome.pop(LeadOutcome.NOT_IMPORTED, [])
+    still_unsure = by_outcome.pop(UNCONFIRMED, [])
+    turned_away(work, by_outcome, verdicts, result)
+    if not_now:
+        give_back(work, not_now)
         work.tally.error(
             f"Smartlead's lead limit is exhausted for campaign {work.campaign_id}: "
-            f"{len(not_imported)} leads wait for the next run."
+            f"{len(not_now)} leads wait for the next run."
         )
+    if still_unsure:
+        # Maybe in the campaign: the ledger row stays `pending`, and the next run's re-send
+        # gets Smartlead's answer for each (a lead already there is reported as such).
+        give_back(work, still_unsure, maybe_sent=True)
+        work.tally.error(
+            f"{len(still_unsure)} leads for campaign {work.campaign_id} are not confirmed by "
+            f"Smartlead and wait for the next run: {verdicts[still_unsure[0].lead.email].reason}"
+        )
+
+
+def confirm(work: SequenceWork, items: list[Claimed]) -> dict[str, LeadVerdict]:
+    """Leads a reply did not prove, a few per batch (the rest are sent again next run, when
+    Smartlead says where each one is): Smartlead's lead-by-email lookup first; a lead it does
+    not have is sent again on its own, so the reply's counts can only be about that lead
+    (Smartlead turns a blocked or bounced lead away again; nothing is doubled)."""
+    found: dict[str, LeadVerdict] = {}
+    for item in items[:CONFIRM_PER_BATCH]:
+        email = item.lead.email
+        lead = look_up(work, email)
+        if lead is not None and work.campaign_id in lead.campaign_ids:
+            found[email] = LeadVerdict(LeadOutcome.IN_CAMPAIGN, "Confirmed by lookup.", lead.id)
+        elif lead is not None and lead.campaign_ids:
+            found[email] = LeadVerdict(
+                LeadOutcome.IN_OTHER_CAMPAIGN, REASONS[LeadOutcome.IN_OTHER_CAMPAIGN], lead.id
+            )
+        else:
+            alone = start_sending(work, [item]).result()
+            if isinstance(alone, AddLeadsResult):
+                verdict = alone.outcomes([email])[email]
+                if verdict.outcome != UNCONFIRMED:
+                    found[email] = verdict
+    return found
+
+
+def look_up(work: SequenceWork, email: str) -> FoundLead | None:
+    context = contextvars.copy_context()
+    work.tally.smartlead_requests += 1
+    try:
+        return work.sender.pool.submit(context.run, work.client.find_lead, email).result()
+    except SmartleadError:
+        return None
 
 
 def in_campaign(work: SequenceWork, items: list[Claimed], counts: dict[str, Any]) -> None:
@@ -346,18 +426,30 @@ def in_campaign(work: SequenceWork, items: list[Claimed], counts: dict[str, Any]
         work.tally.moved(move, moved)
 
 
+# What a lead Smartlead turned away does to its enrollment (none of them moves on).
+TURNED_AWAY = {
+    LeadOutcome.UNSUBSCRIBED: EnrollmentStatus.UNSUBSCRIBED,
+    LeadOutcome.BOUNCED: EnrollmentStatus.BOUNCED,
+    LeadOutcome.INVALID: EnrollmentStatus.FAILED,
+    LeadOutcome.BLOCKED: EnrollmentStatus.FAILED,
+    LeadOutcome.IN_OTHER_CAMPAIGN: EnrollmentStatus.FAILED,
+}
+
+
 def turned_away(
     work: SequenceWork,
-    unsubscribed: list[Claimed],
-    invalid: list[Claimed],
+    by_outcome: dict[LeadOutcome, list[Claimed]],
+    verdicts: dict[str, LeadVerdict],
     result: AddLeadsResult,
 ) -> None:
-    """Leads Smartlead named as unsubscribed or invalid: ledger `rejected`, enrollment ended."""
-    if not (unsubscribed or invalid):
+    """Leads Smartlead did not take, each with its reason in Smartlead's words: ledger
+    `rejected` with the outcome, the enrollment ended (failed ones with a step record that
+    explain and the admin show), counted per reason on the run record."""
+    if not by_outcome:
         return
     now = timezone.now()
     with transaction.atomic():
-        for outcome, items in (("unsubscribed", unsubscribed), ("invalid", invalid)):
+        for outcome, items in by_outcome.items():
             Push.objects.mark(
                 campaign_id=work.campaign_id,
                 ids=[item.id for item in items],
@@ -366,8 +458,13 @@ def turned_away(
                 counts=result.counts,
                 now=now,
             )
-        Enrollment.objects.finish([i.id for i in unsubscribed], EnrollmentStatus.UNSUBSCRIBED, now)
-        fail(work, invalid, "Smartlead rejected the email address as invalid.", now)
+            work.tally.skipped[outcome] += len(items)
+            status = TURNED_AWAY[outcome]
+            if status == EnrollmentStatus.FAILED:
+                reasons = {item.lead.email: verdicts[item.lead.email].reason for item in items}
+                fail(work, items, reasons, now)
+            else:
+                Enrollment.objects.finish([item.id for item in items], status, now)
 
 
 def rejected(work: SequenceWork, batch: list[Claimed], message: str) -> None:
@@ -385,10 +482,14 @@ def rejected(work: SequenceWork, batch: list[Claimed], message: str) -> None:
         fail(work, batch, f"Smartlead rejected the lead: {message}", now)
 
 
-def fail(work: SequenceWork, items: list[Claimed], reason: str, now: datetime) -> None:
+def fail(
+    work: SequenceWork, items: list[Claimed], reason: str | dict[str, str], now: datetime
+) -> None:
+    """The enrollments fail with `reason` (one for all, or one per lead's email)."""
     by_step: dict[int, dict[uuid.UUID, str]] = defaultdict(dict)
     for item in items:
-        by_step[item.current_step][item.id] = reason
+        why = reason if isinstance(reason, str) else reason[item.lead.email]
+        by_step[item.current_step][item.id] = why
     for step, reasons in by_step.items():
         work.tally.failed += Enrollment.objects.fail(reasons, step=step, now=now)
 

@@ -38,11 +38,10 @@ def status_params() -> dict[str, str]:
 
 @functools.cache
 def claim_statement() -> str:
-    # Written so the planner uses the indexes (ids as an array, a lateral lookup per contact,
-    # the ledger's unique index for `pushed`): with plain joins it hashes whole tables, and
-    # every claim grows with the ready set.
-    enrollments, sequences = _table("Enrollment"), _table("Sequence")
-    contacts, ledger = _table("Contact"), _table("Push")
+    # Written so the planner uses the indexes (ids as an array, a lateral lookup per contact):
+    # with plain joins it hashes whole tables, and every claim grows with the ready set. It does
+    # not read the ledger: reserving the leads says which are in the campaign already.
+    enrollments, sequences, contacts = _table("Enrollment"), _table("Sequence"), _table("Contact")
     return f"""
 WITH claimed AS (
     UPDATE {enrollments} e SET next_send_at = %(lease)s
@@ -57,9 +56,7 @@ WITH claimed AS (
     RETURNING e.id, e.contact_id, e.current_step
 )
 SELECT claimed.id, claimed.contact_id, claimed.current_step, c.email, c.first_name,
-       c.last_name, c.company, c.phone, c.title, c.unsubscribed_at,
-       EXISTS (SELECT 1 FROM {ledger} p WHERE p.enrollment_id = claimed.id
-               AND p.campaign_id = %(campaign)s AND p.state = %(pushed)s)
+       c.last_name, c.company, c.phone, c.title, c.unsubscribed_at
 FROM claimed LEFT JOIN LATERAL (
     SELECT * FROM {contacts} WHERE {contacts}.id = claimed.contact_id
 ) c ON true

@@ -51,7 +51,9 @@ class Claimed:
     phone: str | None
     title: str | None
     unsubscribed_at: datetime | None
-    pushed: bool
+    # In the sequence's campaign already. A claim does not read the ledger (reserving the leads
+    # tells), so the executor learns it late; the dry run and explain read it up front.
+    pushed: bool = False
     _lead: Lead | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -98,6 +100,9 @@ class Action(enum.StrEnum):
 
 # After these the enrollment moves to its next step (or completes after the last one).
 MOVES_ON = frozenset({Action.FOLLOW_UP, Action.CALL, Action.SKIP})
+# These end the enrollment before it is a lead (for one that is a lead already, decide() says
+# FOLLOW_UP instead).
+ENDS = frozenset({Action.UNSUBSCRIBED, Action.FAIL})
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ from smartlead.results import (  # noqa: F401 - the results are part of the clie
     EmailAccount,
     FoundLead,
     Lead,
+    LeadOutcome,
+    LeadVerdict,
     SequenceStepSpec,
     Webhook,
     _add_leads_result,
@@ -273,15 +275,19 @@ class SmartleadClient:
         *,
         lead_settings: Mapping[str, bool] | None = None,
     ) -> AddLeadsResult:
-        """One add-leads request. `lead_settings` (e.g. ignore_global_block_list) is sent only
-        when given: Smartlead rejects the whole request for one unknown key."""
+        """One add-leads request. It always asks for the lead id map (`return_lead_ids`), which
+        says per address whether the lead is new, already in the campaign or in another one;
+        `lead_settings` (e.g. ignore_global_block_list) are added to it. Smartlead rejects the
+        whole request for one unknown settings key. What happened to each lead:
+        `AddLeadsResult.outcomes()`."""
         if len(leads) > self.batch_size:
             raise ValueError(f"At most {self.batch_size} leads per request, got {len(leads)}.")
         if not leads:
             return _add_leads_result({}, 0)
-        body: dict[str, Any] = {"lead_list": [lead.as_payload() for lead in leads]}
-        if lead_settings:
-            body["settings"] = dict(lead_settings)
+        body: dict[str, Any] = {
+            "lead_list": [lead.as_payload() for lead in leads],
+            "settings": {"return_lead_ids": True, **(lead_settings or {})},
+        }
         # Repeating an add is harmless: a lead already added comes back as already_added.
         answer = self._call(
             "POST", f"/campaigns/{campaign_id}/leads", body=body, what=f"campaign {campaign_id}"

@@ -7,7 +7,9 @@ account rows are dropped here: only the fields below ever leave this module.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import enum
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -70,6 +72,7 @@ class Lead:
         return payload
 
 
+# The live add-leads reply's counters (shared smartlead-api.md §5); the ledger keeps them as sent.
 COUNT_KEYS = (
     "upload_count",
     "total_leads",
@@ -78,14 +81,70 @@ COUNT_KEYS = (
     "invalid_email_count",
     "block_count",
     "bounce_count",
+    "skipped_in_other_campaign_count",
     "unsubscribed_leads",
     "is_lead_limit_exhausted",
     "lead_import_stopped_count",
 )
+# Keys of the reply that are not counters of leads turned away.
+NOT_COUNTERS = frozenset(
+    {"ok", "upload_count", "invalid_emails", "emailToLeadIdMap", "lead_ids", "message", "error"}
+)
+
+
+class LeadOutcome(enum.StrEnum):
+    ADDED = "added"  # newly in the campaign
+    ALREADY_IN_CAMPAIGN = "already_in_campaign"
+    IN_CAMPAIGN = "added_or_existing"  # in the campaign, new or already: the counts can't tell
+    IN_OTHER_CAMPAIGN = "in_other_campaign"  # skipped: in another campaign of the same account
+    BLOCKED = "blocked"  # on the global or the account's block list
+    BOUNCED = "bounced"  # on the bounce list
+    UNSUBSCRIBED = "unsubscribed"
+    INVALID = "invalid"
+    NOT_IMPORTED = "not_imported"  # the plan's lead credits ran out: it may be sent again
+    UNCONFIRMED = "unconfirmed"  # the reply does not say: look the lead up before counting it
+
+
+IN_CAMPAIGN = frozenset(
+    {LeadOutcome.ADDED, LeadOutcome.ALREADY_IN_CAMPAIGN, LeadOutcome.IN_CAMPAIGN}
+)
+# What each outcome means, in words for the SDR (the counter named is Smartlead's own).
+REASONS = {
+    LeadOutcome.IN_OTHER_CAMPAIGN: "Smartlead skipped the lead: it is already in another campaign "
+    "of this Smartlead account (skipped_in_other_campaign_count).",
+    LeadOutcome.BLOCKED: "Smartlead did not import the lead: it is on the global or the account's "
+    "block list (block_count).",
+    LeadOutcome.BOUNCED: "Smartlead did not import the lead: the address is on its bounce list "
+    "(bounce_count).",
+    LeadOutcome.UNSUBSCRIBED: "Smartlead did not import the lead: it unsubscribed "
+    "(unsubscribed_leads).",
+    LeadOutcome.INVALID: "Smartlead rejected the email address as invalid (invalid_emails).",
+    LeadOutcome.NOT_IMPORTED: "Smartlead's lead credit limit is reached (is_lead_limit_exhausted); "
+    "the lead waits for the next run.",
+}
+MAP_BUCKETS = {
+    "newlyAddedLeads": LeadOutcome.ADDED,
+    "existingLeads": LeadOutcome.ALREADY_IN_CAMPAIGN,
+    "existingLeadsInOtherCampaigns": LeadOutcome.IN_OTHER_CAMPAIGN,
+}
+
+
+@dataclass(frozen=True)
+class LeadVerdict:
+    outcome: LeadOutcome
+    reason: str = ""
+    lead_id: int | None = None
+
+    @property
+    def in_campaign(self) -> bool:
+        return self.outcome in IN_CAMPAIGN
 
 
 @dataclass(frozen=True)
 class AddLeadsResult:
+    """One add-leads reply. `outcomes()` says what happened to each lead, as far as the reply
+    proves it; everything else is in `counts`, exactly as Smartlead sent it."""
+
     submitted: int
     added: int
     already_in_campaign: int
@@ -96,26 +155,85 @@ class AddLeadsResult:
     unsubscribed: tuple[str, ...]
     lead_limit_exhausted: bool
     counts: dict[str, Any]
+    bounced: int = 0
+    in_other_campaigns: int = 0
+    unsubscribed_count: int = 0
+    lead_map: Mapping[str, tuple[LeadOutcome, int | None]] = field(default_factory=dict)
+    unknown_counters: tuple[str, ...] = ()
+    recognised: bool = True  # the reply has the live API's counters at all
+    message: str = ""  # Smartlead's own words, when it gave any
 
-    def outcome_for(self, email: str) -> str:
-        """What happened to one submitted lead, as far as Smartlead's counts can tell.
+    def outcomes(self, emails: Iterable[str]) -> dict[str, LeadVerdict]:
+        """Each submitted address (lower-cased) with what happened to it.
 
-        Smartlead lists invalid and unsubscribed addresses but only counts the rest, so a lead
-        not listed is in the campaign (new or already there) unless the plan's lead quota ran
-        out before every lead was accounted for.
+        Per-lead evidence first (the lead id map, `invalid_emails`, the unsubscribed list);
+        the leads left get an outcome by count only when that is unambiguous (what remains of
+        the counters names one outcome, for exactly as many leads as are left); the rest are
+        UNCONFIRMED, and so is every lead of a reply without the live counters.
         """
-        address = email.strip().lower()
-        if address in {e.lower() for e in self.invalid_emails}:
-            return "invalid"
-        if address in {e.lower() for e in self.unsubscribed}:
-            return "unsubscribed"
-        if self.lead_limit_exhausted and self._accounted_for() < self.submitted:
-            return "not_imported"
-        return "added_or_existing"
+        wanted = list(dict.fromkeys(e.strip().lower() for e in emails))
+        if not self.recognised:
+            why = "Smartlead's reply does not say which leads it imported"
+            why += f" ({self.message})." if self.message else "."
+            return {e: LeadVerdict(LeadOutcome.UNCONFIRMED, why) for e in wanted}
+        found: dict[str, LeadVerdict] = {}
+        invalid = {e.strip().lower() for e in self.invalid_emails}
+        unsubscribed = {e.strip().lower() for e in self.unsubscribed}
+        for address in wanted:
+            if address in invalid:
+                found[address] = self._verdict(LeadOutcome.INVALID)
+            elif address in unsubscribed:
+                found[address] = self._verdict(LeadOutcome.UNSUBSCRIBED)
+            elif address in self.lead_map:
+                outcome, lead_id = self.lead_map[address]
+                found[address] = self._verdict(outcome, lead_id)
+        left = [e for e in wanted if e not in found]
+        if left:
+            by_count = self._by_count(found, len(left))
+            for address in left:
+                found[address] = by_count
+        return found
 
-    def _accounted_for(self) -> int:
-        listed = self.invalid_count + len(self.unsubscribed) + self.blocked
-        return self.added + self.already_in_campaign + self.duplicates + listed
+    def _by_count(self, found: dict[str, LeadVerdict], n: int) -> LeadVerdict:
+        """One outcome for the `n` leads without per-lead evidence, if the counts allow it."""
+        named = Counter(v.outcome for v in found.values())
+        added = self.added - named[LeadOutcome.ADDED]
+        already = self.already_in_campaign - named[LeadOutcome.ALREADY_IN_CAMPAIGN]
+        remaining = {
+            LeadOutcome.IN_CAMPAIGN: max(0, added) + max(0, already),
+            LeadOutcome.IN_OTHER_CAMPAIGN: self.in_other_campaigns
+            - named[LeadOutcome.IN_OTHER_CAMPAIGN],
+            LeadOutcome.BLOCKED: self.blocked,
+            LeadOutcome.BOUNCED: self.bounced,
+            LeadOutcome.UNSUBSCRIBED: self.unsubscribed_count - len(self.unsubscribed),
+            LeadOutcome.NOT_IMPORTED: _stopped(self),
+        }
+        nonzero = {outcome: count for outcome, count in remaining.items() if count > 0}
+        if len(nonzero) == 1 and not self.unknown_counters:
+            ((outcome, count),) = nonzero.items()
+            if count == n:
+                if outcome == LeadOutcome.IN_CAMPAIGN and not already:
+                    outcome = LeadOutcome.ADDED
+                elif outcome == LeadOutcome.IN_CAMPAIGN and not added:
+                    outcome = LeadOutcome.ALREADY_IN_CAMPAIGN
+                return self._verdict(outcome)
+        counters = ", ".join(f"{k} {v}" for k, v in self.counts.items() if v) or "no counters"
+        return LeadVerdict(
+            LeadOutcome.UNCONFIRMED,
+            f"Smartlead's counts ({counters}) do not say which of these leads it imported.",
+        )
+
+    def _verdict(self, outcome: LeadOutcome, lead_id: int | None = None) -> LeadVerdict:
+        reason = REASONS.get(outcome, "")
+        if self.message and outcome not in IN_CAMPAIGN:
+            reason = f"{reason} Smartlead said: {self.message}".strip()
+        return LeadVerdict(outcome, reason, lead_id)
+
+
+def _stopped(result: AddLeadsResult) -> int:
+    stopped = _int(result.counts.get("lead_import_stopped_count")) or 0
+    # Exhausted without a count of what it stopped: the quota's victims are not countable.
+    return stopped if stopped or not result.lead_limit_exhausted else 10**9
 
 
 @dataclass(frozen=True)
@@ -227,6 +345,18 @@ def _emails(values: Any) -> tuple[str, ...]:
 
 
 def _add_leads_result(body: dict, submitted: int) -> AddLeadsResult:
+    counters = {key: body[key] for key in COUNT_KEYS if key in body}
+    unknown = tuple(
+        key
+        for key, value in body.items()
+        if key not in NOT_COUNTERS
+        and key not in COUNT_KEYS
+        and isinstance(value, int | str)
+        and not isinstance(value, bool)
+        and (_int(value) or 0) > 0
+    )
+    unsubscribed = body.get("unsubscribed_leads")
+    message = body.get("error") or body.get("message")
     return AddLeadsResult(
         submitted=submitted,
         # total_leads is what the live API reports as newly added; upload_count is what it read.
@@ -236,10 +366,36 @@ def _add_leads_result(body: dict, submitted: int) -> AddLeadsResult:
         invalid_count=_int(body.get("invalid_email_count")) or 0,
         invalid_emails=_emails(body.get("invalid_emails")),
         blocked=_int(body.get("block_count")) or 0,
-        unsubscribed=_emails(body.get("unsubscribed_leads")),
+        unsubscribed=_emails(unsubscribed),
         lead_limit_exhausted=_bool(body.get("is_lead_limit_exhausted")),
-        counts={key: body[key] for key in COUNT_KEYS if key in body},
+        counts=counters,
+        bounced=_int(body.get("bounce_count")) or 0,
+        in_other_campaigns=_int(body.get("skipped_in_other_campaign_count")) or 0,
+        unsubscribed_count=(
+            len(unsubscribed) if isinstance(unsubscribed, list) else _int(unsubscribed) or 0
+        ),
+        lead_map=_lead_map(body.get("emailToLeadIdMap")),
+        unknown_counters=unknown,
+        # A reply without the live counters ({}, an empty body, {"ok": false}, the docs' shape
+        # {success, added_count, ...}) proves nothing about any lead.
+        recognised=any(
+            key in body for key in ("total_leads", "upload_count", "is_lead_limit_exhausted")
+        ),
+        message=message.strip()[:300] if isinstance(message, str) else "",
     )
+
+
+def _lead_map(value: Any) -> dict[str, tuple[LeadOutcome, int | None]]:
+    """`emailToLeadIdMap` (sent with settings.return_lead_ids): address -> (bucket, lead id)."""
+    found: dict[str, tuple[LeadOutcome, int | None]] = {}
+    if not isinstance(value, dict):
+        return found
+    for bucket, outcome in MAP_BUCKETS.items():
+        leads = value.get(bucket)
+        for address, lead_id in leads.items() if isinstance(leads, dict) else ():
+            if isinstance(address, str):
+                found[address.strip().lower()] = (outcome, _int(lead_id))
+    return found
 
 
 def _found_lead(body: dict) -> FoundLead | None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from smartlead.sandbox_data import ApiError, build_account, joi, snapshot
+from smartlead.sandbox_data import ODD_REPLIES, ApiError, build_account, joi, snapshot
 from smartlead.sandbox_state import SandboxState
 
 logger = logging.getLogger(__name__)
@@ -178,6 +178,20 @@ class SandboxServer:
         return f"http://127.0.0.1:{self._port}{PREFIX}"
 
     # --- Test helpers ---
+    def block(self, address: str, api_key: str | None = None) -> None:
+        """Put an address (or a domain) on one account's block list, or Smartlead's global one."""
+        target = self.state.accounts[api_key].blocked if api_key else self.state.global_block_list
+        target.add(address.strip().lower())
+
+    def bounce_list(self, api_key: str, *addresses: str) -> None:
+        self.state.accounts[api_key].bounced.update(a.strip().lower() for a in addresses)
+
+    def answer_add_leads_with(self, api_key: str, shape: str) -> None:
+        """ "live", or one of sandbox_data.ODD_REPLIES: replies that prove nothing per lead."""
+        if shape != "live" and shape not in ODD_REPLIES:
+            raise ValueError(f"Unknown reply shape {shape!r}")
+        self.state.accounts[api_key].add_leads_reply = shape
+
     def fail_next(self, count: int = 1, status: int = 503) -> None:
         """Answer the next `count` authenticated requests with `status`."""
         self._forced_faults.extend([status] * count)
@@ -284,7 +298,9 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             logger.exception("Sandbox bug on %s %s", self.command, urlsplit(self.path).path)
             status, body, headers = 500, {"error": "Sandbox bug; see its log"}, {}
-        if isinstance(body, str):
+        if body is None:  # a 200 with nothing in it, as some Smartlead routes answer
+            data, kind = b"", "application/json; charset=utf-8"
+        elif isinstance(body, str):
             page = f"<!DOCTYPE html><html><body><pre>{escape(body)}</pre></body></html>"
             data, kind = page.encode(), "text/html; charset=utf-8"
         else:

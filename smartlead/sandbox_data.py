@@ -39,6 +39,14 @@ CATEGORIES = frozenset(
     ["Interested", "Meeting Request", "Not Interested", "Do Not Contact", "Information Request"]
     + ["Out Of Office", "Wrong Person"]
 )
+# Add-leads replies that prove nothing about any lead; the leads are still imported.
+ODD_REPLIES: dict[str, object] = {
+    "empty_object": {},
+    "empty_body": None,
+    "not_ok": {"ok": False},
+    "docs_shape": {"success": True, "message": "Leads added", "added_count": 0, "skipped_count": 0},
+    "counters_only": "counters_only",  # the live counters, never the per-lead map
+}
 STATUS_WRITES = {"START": "ACTIVE", "PAUSED": "PAUSED", "STOPPED": "STOPPED"}
 
 
@@ -85,7 +93,11 @@ class Account:
     mailboxes: dict[int, dict] = field(default_factory=dict)
     unsubscribed: set[str] = field(default_factory=set)
     blocked: set[str] = field(default_factory=set)
+    bounced: set[str] = field(default_factory=set)  # the account's bounce list
     lead_quota: int | None = None
+    # How add-leads answers: "live" (the live API's counters), or one of the odd shapes
+    # integrators have seen (ODD_REPLIES), for tests that the client never trusts them.
+    add_leads_reply: str = "live"
     requests_per_minute: int | None = None
     campaigns: dict[int, CampaignState] = field(default_factory=dict)
     leads: dict[str, dict] = field(default_factory=dict)  # lowercased email -> lead record
@@ -118,6 +130,7 @@ def build_account(raw: dict, mailbox_ids: Iterable[int]) -> Account:
         mailboxes={box["id"]: box for box in boxes},
         unsubscribed={e.strip().lower() for e in raw.get("unsubscribed", [])},
         blocked={e.strip().lower().lstrip("@") for e in raw.get("blocked", [])},
+        bounced={e.strip().lower() for e in raw.get("bounced", [])},
         lead_quota=raw.get("lead_quota"),
         requests_per_minute=raw.get("requests_per_minute"),
     )

@@ -19,6 +19,7 @@ from smartlead.sandbox_data import (
     EMAIL,
     LEAD_FIELDS,
     LEAD_SETTINGS,
+    ODD_REPLIES,
     STATUS_WRITES,
     STOP_SETTINGS,
     TRACK_SETTINGS,
@@ -63,6 +64,7 @@ class SandboxState:
         self._lead_ids = itertools.count(3_000_000_001)  # real lead ids exceed 32 bits
         self._webhook_ids = itertools.count(501)
         self._step_ids = itertools.count(9001)
+        self.global_block_list: set[str] = set()  # Smartlead's own, for every account
 
     # --- Gatekeeping ---
     def authenticate(self, api_key: str | None) -> Account:
@@ -208,7 +210,9 @@ class SandboxState:
         body = require_object(body)
         leads, options = self._validated_leads(body)
         with account.lock:
-            return _import(account, campaign, leads, options, self._lead_ids)
+            return _import(
+                account, campaign, leads, options, self._lead_ids, self.global_block_list
+            )
 
     def _validated_leads(self, body: dict) -> tuple[list[dict], dict]:
         reject_unknown(body, ("lead_list", "settings"))
@@ -296,12 +300,14 @@ def _import(
     leads: list[dict],
     options: dict,
     lead_ids: Iterator[int],
-) -> dict:
+    global_block_list: set[str],
+) -> Any:
     """Add one validated batch to a campaign (the caller holds the account lock)."""
-    counts = dict.fromkeys(("added", "already", "duplicates", "blocked", "stopped"), 0)
+    counts = dict.fromkeys(("added", "already", "duplicates", "blocked", "bounced", "other"), 0)
+    counts["stopped"] = 0
     invalid: list[str] = []
     unsubscribed: list[str] = []
-    added_ids: list[int] = []
+    by_bucket: dict[str, dict[str, int]] = {"added": {}, "already": {}, "other": {}}
     seen: set[str] = set()
     for lead in leads:
         raw = lead.get("email")
@@ -313,14 +319,14 @@ def _import(
             counts["duplicates"] += 1
             continue
         seen.add(address)
-        outcome = _place(account, campaign, address, lead, options, lead_ids)
+        outcome = _place(account, campaign, address, lead, options, lead_ids, global_block_list)
         if outcome == "unsubscribed":
             unsubscribed.append(raw)
             continue
         counts[outcome] += 1
-        if outcome == "added":
-            added_ids.append(campaign.leads[address])
-    answer = {
+        if outcome in by_bucket:
+            by_bucket[outcome][raw] = account.leads[address]["id"]
+    answer: dict[str, Any] = {
         "ok": True,
         "upload_count": len(leads),
         "total_leads": counts["added"],
@@ -329,13 +335,23 @@ def _import(
         "invalid_email_count": len(invalid),
         "invalid_emails": invalid,
         "block_count": counts["blocked"],
-        "bounce_count": 0,
+        "bounce_count": counts["bounced"],
+        "skipped_in_other_campaign_count": counts["other"],
         "unsubscribed_leads": unsubscribed,
         "is_lead_limit_exhausted": counts["stopped"] > 0,
         "lead_import_stopped_count": counts["stopped"],
     }
-    if options.get("return_lead_ids"):
-        answer["lead_ids"] = added_ids
+    if counts["stopped"]:
+        answer["error"] = "The lead credit limit has been reached. Upgrade to add more leads."
+    odd = ODD_REPLIES.get(account.add_leads_reply)
+    if account.add_leads_reply != "live" and odd != "counters_only":
+        return odd
+    if options.get("return_lead_ids") and odd is None:
+        answer["emailToLeadIdMap"] = {
+            "newlyAddedLeads": by_bucket["added"],
+            "existingLeads": by_bucket["already"],
+            "existingLeadsInOtherCampaigns": by_bucket["other"],
+        }
     return answer
 
 
@@ -346,17 +362,25 @@ def _place(
     lead: dict,
     options: dict,
     lead_ids: Iterator[int],
+    global_block_list: set[str],
 ) -> str:
-    """One lead's fate: added, already, blocked, unsubscribed or stopped (quota used up)."""
+    """One lead's fate: added, already, other (in another campaign of the account), blocked,
+    bounced, unsubscribed or stopped (the lead credits are used up)."""
     domain = address.rsplit("@", 1)[1]
-    if not options.get("ignore_global_block_list") and account.blocked & {address, domain}:
+    blocked = (account.blocked | global_block_list) & {address, domain}
+    if not options.get("ignore_global_block_list") and blocked:
         return "blocked"
+    if not options.get("ignore_community_bounce_list") and address in account.bounced:
+        return "bounced"
     if not options.get("ignore_unsubscribe_list") and address in account.unsubscribed:
         return "unsubscribed"
     record = account.leads.get(address)
     if address in campaign.leads:
         record.update(_lead_fields(lead))  # Smartlead still updates the lead account-wide
         return "already"
+    elsewhere = any(address in c.leads for c in account.campaigns.values() if c is not campaign)
+    if elsewhere and not options.get("ignore_duplicate_leads_in_other_campaign"):
+        return "other"
     if record is None:
         if account.lead_quota is not None and len(account.leads) >= account.lead_quota:
             return "stopped"

@@ -160,7 +160,9 @@ OPERATIONS = [
             "lead_list": [
                 {"email": "ann@acme.test", "first_name": "Ann", "custom_fields": {"k": "v"}},
                 {"email": "b@b.test"},
-            ]
+            ],
+            # Always asked for: the per-lead map is the evidence of what was imported.
+            "settings": {"return_lead_ids": True},
         },
         {"ok": True, "upload_count": 2, "total_leads": 2},
     ),
@@ -361,8 +363,12 @@ def test_it_turns_add_leads_counts_into_per_lead_outcomes(
         for key, value in answer.items()
         if key not in ("ok", "unrelated", "invalid_emails")
     }
-    outcomes = [result.outcome_for(email) for email in emails]
-    assert outcomes == ["added_or_existing"] * 3 + ["invalid", "unsubscribed"]
+    outcomes = result.outcomes(emails)
+    # Three leads, two added and one already there: all three are in the campaign.
+    assert [outcomes[email].outcome for email in emails] == ["added_or_existing"] * 3 + [
+        "invalid",
+        "unsubscribed",
+    ]
 
 
 def test_it_marks_leads_not_imported_when_the_lead_quota_runs_out(
@@ -375,8 +381,10 @@ def test_it_marks_leads_not_imported_when_the_lead_quota_runs_out(
     result = client.add_leads(12, [Lead("a@acme.test"), Lead("b@acme.test"), Lead("x")])
 
     assert result.lead_limit_exhausted
-    assert result.outcome_for("a@acme.test") == "not_imported"
-    assert result.outcome_for("x") == "invalid"
+    outcomes = result.outcomes(["a@acme.test", "b@acme.test", "x"])
+    # One of the two was imported and the reply does not say which: neither counts as sent.
+    assert outcomes["a@acme.test"].outcome == outcomes["b@acme.test"].outcome == "unconfirmed"
+    assert outcomes["x"].outcome == "invalid"
 
 
 def test_it_refuses_a_batch_over_the_configured_size_without_calling_smartlead(
@@ -798,3 +806,102 @@ def test_it_redacts_the_key_when_smartlead_echoes_it_in_an_error(
 def test_it_needs_a_key() -> None:
     with pytest.raises(ValueError, match="API key is required"):
         SmartleadClient("", base_url=BASE)
+
+
+# --- What each add-leads reply proves about each lead (issue: truthful pushes) -----------------
+LIVE_OTHER_CAMPAIGN = {"ok": True, "upload_count": 1, "total_leads": 0}
+LIVE_OTHER_CAMPAIGN |= {"skipped_in_other_campaign_count": 1}
+
+
+@pytest.mark.parametrize(
+    ("reply", "emails", "expected"),
+    [
+        # The live reply an integrator captured: the one lead is in another campaign.
+        (LIVE_OTHER_CAMPAIGN, ["a@x.test"], ["in_other_campaign"]),
+        # The per-lead map wins over counts.
+        (
+            {
+                "ok": True,
+                "upload_count": 3,
+                "total_leads": 1,
+                "already_added_to_campaign": 1,
+                "skipped_in_other_campaign_count": 1,
+                "emailToLeadIdMap": {
+                    "newlyAddedLeads": {"A@x.test": "11"},
+                    "existingLeads": {"b@x.test": 12},
+                    "existingLeadsInOtherCampaigns": {"c@x.test": 13},
+                },
+            },
+            ["a@x.test", "b@x.test", "c@x.test"],
+            ["added", "already_in_campaign", "in_other_campaign"],
+        ),
+        # One lead left and one reason left: unambiguous.
+        (
+            {
+                "ok": True,
+                "upload_count": 2,
+                "total_leads": 1,
+                "block_count": 1,
+                "emailToLeadIdMap": {"newlyAddedLeads": {"a@x.test": 1}},
+            },
+            ["a@x.test", "b@x.test"],
+            ["added", "blocked"],
+        ),
+        (
+            {"ok": True, "upload_count": 1, "total_leads": 0, "bounce_count": 1},
+            ["a@x.test"],
+            ["bounced"],
+        ),
+        # unsubscribed_leads as a number.
+        (
+            {"ok": True, "upload_count": 1, "total_leads": 0, "unsubscribed_leads": 1},
+            ["a@x.test"],
+            ["unsubscribed"],
+        ),
+        # Two reasons for two leads without a map: which is which is unknown.
+        (
+            {"ok": True, "upload_count": 2, "total_leads": 1, "block_count": 1},
+            ["a@x.test", "b@x.test"],
+            ["unconfirmed", "unconfirmed"],
+        ),
+        # An unknown non-zero counter is never "added".
+        (
+            {"ok": True, "upload_count": 1, "total_leads": 1, "skipped_by_magic_count": 1},
+            ["a@x.test"],
+            ["unconfirmed"],
+        ),
+        # Replies that prove nothing about any lead.
+        ({}, ["a@x.test"], ["unconfirmed"]),
+        ({"ok": False}, ["a@x.test"], ["unconfirmed"]),
+        ({"success": True, "added_count": 1, "skipped_count": 0}, ["a@x.test"], ["unconfirmed"]),
+        # The lead limit, live: nothing imported.
+        (
+            {
+                "ok": False,
+                "is_lead_limit_exhausted": True,
+                "lead_import_stopped_count": 1,
+                "error": "The lead credit limit has been reached",
+            },
+            ["a@x.test"],
+            ["not_imported"],
+        ),
+    ],
+)
+def test_it_counts_a_lead_as_in_the_campaign_only_on_evidence(
+    api: responses.RequestsMock, client: SmartleadClient, reply: Any, emails: list, expected: list
+) -> None:
+    api.add("POST", BASE + "/campaigns/12/leads", json=reply)
+    result = client.add_leads(12, [Lead(email) for email in emails])
+    outcomes = result.outcomes(emails)
+    assert [outcomes[email].outcome for email in emails] == expected
+    for email, outcome in zip(emails, expected, strict=True):
+        if outcome not in ("added", "already_in_campaign", "added_or_existing"):
+            assert outcomes[email].reason  # the SDR sees why, in Smartlead's terms
+
+
+def test_it_treats_an_empty_200_as_proving_nothing(
+    api: responses.RequestsMock, client: SmartleadClient
+) -> None:
+    api.add("POST", BASE + "/campaigns/12/leads", body="")
+    result = client.add_leads(12, [Lead("a@x.test")])
+    assert result.outcomes(["a@x.test"])["a@x.test"].outcome == "unconfirmed"

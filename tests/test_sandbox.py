@@ -190,7 +190,7 @@ def test_it_adds_250_leads_in_batches_and_reports_duplicates(sandbox: SandboxSer
     assert sandbox.request_count(KEY, route=LEADS_ROUTE) == 5
     assert (again.added, again.already_in_campaign) == (21, 20)
     assert (in_batch.added, in_batch.duplicates, in_batch.invalid_emails) == (1, 1, ("nope",))
-    assert in_batch.outcome_for("nope") == "invalid"
+    assert in_batch.outcomes(["nope"])["nope"].outcome == "invalid"
     assert len(sandbox.campaigns(KEY)[0]["leads"]) == 272
 
 
@@ -307,15 +307,20 @@ def test_it_applies_unsubscribes_blocks_and_the_lead_quota(sandbox: SandboxServe
     assert result.unsubscribed == ("gone@acme.test",)
     assert (result.blocked, result.added, result.lead_limit_exhausted) == (2, 3, True)
     assert result.counts["lead_import_stopped_count"] == 2
-    assert result.outcome_for("GONE@acme.test") == "unsubscribed"
-    assert result.outcome_for("ok4@acme.test") == "not_imported"
+    outcomes = result.outcomes(batch)
+    assert outcomes["gone@acme.test"].outcome == "unsubscribed"
+    # The three added are named by the lead id map; of the four left, two are blocked and two
+    # were stopped by the quota, and the reply does not say which: none counts as sent.
+    assert [outcomes[f"ok{n}@acme.test"].outcome for n in range(3)] == ["added"] * 3
+    assert outcomes["ok4@acme.test"].outcome == "unconfirmed"
 
 
 def test_it_finds_a_lead_by_email_with_its_campaigns(sandbox: SandboxServer) -> None:
     client = connect(sandbox)
     first, second = client.create_campaign("a").id, client.create_campaign("b").id
     client.add_leads(first, [Lead("ann@acme.test")])
-    client.add_leads(second, [Lead("Ann@acme.test", company_name="Acme")])
+    also = {"ignore_duplicate_leads_in_other_campaign": True}
+    client.add_leads(second, [Lead("Ann@acme.test", company_name="Acme")], lead_settings=also)
 
     found = client.find_lead("ann@acme.test")
 
@@ -502,3 +507,59 @@ def test_the_command_serves_and_prints_the_base_url(
     assert "serving 6 keys" in out.getvalue()
     assert ALICE not in out.getvalue()
     assert len(seen["accounts"]) == 2
+
+
+def test_it_skips_a_lead_in_another_campaign_of_the_account_like_smartlead(
+    sandbox: SandboxServer,
+) -> None:
+    client = connect(sandbox)
+    first, second = client.create_campaign("a").id, client.create_campaign("b").id
+    client.add_leads(first, [Lead("ann@acme.test")])
+
+    result = client.add_leads(second, [Lead("ann@acme.test"), Lead("bob@acme.test")])
+
+    outcomes = result.outcomes(["ann@acme.test", "bob@acme.test"])
+    assert outcomes["ann@acme.test"].outcome == "in_other_campaign"
+    assert outcomes["bob@acme.test"].outcome == "added"
+    assert result.counts["skipped_in_other_campaign_count"] == 1
+    # Another account's campaigns are not "another campaign of this account".
+    other = connect(sandbox, OTHER)
+    theirs = other.add_leads(other.create_campaign("c").id, [Lead("ann@acme.test")])
+    assert theirs.outcomes(["ann@acme.test"])["ann@acme.test"].outcome == "added"
+
+
+def test_it_applies_the_global_and_account_block_lists_and_the_bounce_list(
+    sandbox: SandboxServer,
+) -> None:
+    client = connect(sandbox)
+    campaign_id = client.create_campaign("lists").id
+    sandbox.block("spam.test")
+    sandbox.block("mine@acme.test", api_key=KEY)
+    sandbox.bounce_list(KEY, "gone@acme.test")
+
+    cases = [
+        ("x@spam.test", "blocked"),
+        ("mine@acme.test", "blocked"),
+        ("gone@acme.test", "bounced"),
+    ]
+    for n, (address, outcome) in enumerate(cases):
+        fine = f"ok{n}@acme.test"
+        result = client.add_leads(campaign_id, [Lead(address), Lead(fine)])
+        verdicts = result.outcomes([address, fine])
+        assert (verdicts[address].outcome, verdicts[fine].outcome) == (outcome, "added")
+    leads = sandbox.campaigns(KEY)[0]["leads"]
+    assert sorted(lead["email"] for lead in leads) == [f"ok{n}@acme.test" for n in range(3)]
+
+
+@pytest.mark.parametrize("shape", ["empty_object", "empty_body", "not_ok", "docs_shape"])
+def test_it_can_answer_add_leads_with_the_odd_shapes_integrators_have_seen(
+    sandbox: SandboxServer, shape: str
+) -> None:
+    client = connect(sandbox)
+    campaign_id = client.create_campaign("odd").id
+    sandbox.answer_add_leads_with(KEY, shape)
+
+    result = client.add_leads(campaign_id, [Lead("ann@acme.test")])
+
+    assert result.outcomes(["ann@acme.test"])["ann@acme.test"].outcome == "unconfirmed"
+    assert client.find_lead("ann@acme.test").campaign_ids == (campaign_id,)  # still imported
