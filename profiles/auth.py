@@ -151,19 +151,27 @@ def verify_token(token: str) -> dict[str, Any]:
     except jwt.InvalidTokenError:
         raise exceptions.AuthenticationFailed("The access token is malformed.") from None
     key, algorithm = _verification_key(header)
+    base = (settings.SUPABASE_URL or "").rstrip("/")
+    # Supabase Auth issues as <project>/auth/v1; a token from another project or issuer that
+    # shares the signing key (the legacy HS256 secret) must not pass for one of ours.
+    issuer = f"{base}/auth/v1" if base else None
+    required = ["exp", "aud", "sub"] + (["iss"] if issuer else [])
     try:
         claims = jwt.decode(
             token,
             key=key,
             algorithms=[algorithm],
             audience=AUDIENCE,
+            issuer=issuer,
             leeway=LEEWAY_SECONDS,
-            options={"require": ["exp", "aud", "sub"]},
+            options={"require": required},
         )
     except jwt.ExpiredSignatureError:
         raise exceptions.AuthenticationFailed("The access token has expired.") from None
     except jwt.InvalidAudienceError:
         raise exceptions.AuthenticationFailed("The access token is not for this API.") from None
+    except jwt.InvalidIssuerError:
+        raise exceptions.AuthenticationFailed("The access token is from another issuer.") from None
     except jwt.MissingRequiredClaimError as exc:
         raise exceptions.AuthenticationFailed(f"The access token has no {exc.claim}.") from None
     except jwt.InvalidTokenError:

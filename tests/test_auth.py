@@ -190,7 +190,14 @@ def test_a_token_for_another_audience_is_refused(client, supabase, es_key, sdr):
     assert "not for this API" in response.json()["error"]
 
 
-@pytest.mark.parametrize("claim", ["exp", "aud", "sub"])
+def test_it_refuses_a_token_from_another_issuer(client, supabase, es_key, sdr):
+    claims = claims_for(sdr, iss="https://other-project.supabase.co/auth/v1")
+    response = get(client, es_key.token(claims))
+    assert response.status_code == 401
+    assert "another issuer" in response.json()["error"]
+
+
+@pytest.mark.parametrize("claim", ["exp", "aud", "sub", "iss"])
 def test_a_token_missing_a_required_claim_is_refused(client, supabase, es_key, sdr, claim):
     claims = claims_for(sdr)
     del claims[claim]
