@@ -3,14 +3,16 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path
 
-from outboundhq import views
+from outboundhq import dashboard, views
 
 admin.autodiscover()
+admin.site.index_template = "admin/outboundhq/index.html"  # links the ops dashboard
 
 urlpatterns = [
     # First: Smartlead's deliveries are most of the traffic, and URLs resolve top to bottom.
     path("", include("smartlead.urls")),
     path("health", views.health, name="health"),
+    path("admin/dashboard/", dashboard.dashboard, name="ops-dashboard"),
     path("admin/", admin.site.urls),
     path("", include("profiles.urls")),
     path("", include("sequences.urls")),

@@ -1,0 +1,177 @@
+"""The ops dashboard: "is sending healthy, and if not, whose and why?" on one admin page.
+
+Every figure is one aggregate query, so the page costs the same number of queries whatever the
+row count. The aggregates live here rather than on the models' QuerySets because those modules
+are being restructured; each is a plain function of a queryset, easy to move onto a manager.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.db.models import Count, Min, Q
+from django.db.models.functions import TruncDate
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+
+from profiles.models import Profile, SmartleadStatus
+from sequences.models import Enrollment, ExecutorRun
+from smartlead.models import Outcome, WebhookEvent
+
+WINDOW = timedelta(days=7)
+MAX_RUNS = 60  # a 15-minute schedule makes ~670 runs a week: the chart shows the latest ones
+
+# The one place that names the profile annotation: when `smartlead_status` becomes
+# `connection_status` (and the method with it), only these two lines change.
+STATUS_ANNOTATION = "smartlead_status"
+
+
+def with_status(profiles: Any) -> Any:
+    return profiles.with_smartlead_status()
+
+
+@dataclass
+class Bar:
+    label: str
+    value: int
+    href: str
+    width: float = 0.0  # percent of the largest bar in its chart
+
+
+def scaled(bars: list[Bar]) -> list[Bar]:
+    top = max((b.value for b in bars), default=0) or 1
+    for bar in bars:
+        bar.width = round(100 * bar.value / top, 1)
+    return bars
+
+
+def changelist(model: str, **filters: Any) -> str:
+    url = reverse(f"admin:{model}_changelist")
+    return f"{url}?{urlencode(filters)}" if filters else url
+
+
+def run_figures(since: Any) -> list[dict[str, Any]]:
+    """Pushed / skipped (per reason, when the run records them) / failed per run, oldest first."""
+    runs = list(
+        ExecutorRun.objects.filter(started_at__gte=since, dry_run=False).order_by("-started_at")[
+            :MAX_RUNS
+        ]
+    )
+    top = max((r.pushed + r.failed + _skipped_total(r) for r in runs), default=0) or 1
+    rows = []
+    for run in reversed(runs):
+        skipped = skipped_by_reason(run)
+        rows.append(
+            {
+                "run": run,
+                "href": reverse("admin:sequences_executorrun_change", args=[run.pk]),
+                "skipped": skipped,
+                "parts": [
+                    ("pushed", run.pushed, 100 * run.pushed / top),
+                    ("skipped", sum(skipped.values()), 100 * sum(skipped.values()) / top),
+                    ("failed", run.failed, 100 * run.failed / top),
+                ],
+            }
+        )
+    return rows
+
+
+def skipped_by_reason(run: ExecutorRun) -> dict[str, int]:
+    """`ExecutorRun.skipped` (a per-reason dict) once it exists; until then the one counter."""
+    reasons = getattr(run, "skipped", None)
+    if isinstance(reasons, dict):
+        return {str(k): int(v) for k, v in reasons.items() if v}
+    if run.skipped_no_credentials:
+        return {"no credentials": run.skipped_no_credentials}
+    return {}
+
+
+def _skipped_total(run: ExecutorRun) -> int:
+    return sum(skipped_by_reason(run).values())
+
+
+def webhook_figures(since: Any) -> list[dict[str, Any]]:
+    """Events per type per day, with how many were unmatched or failed: one grouped query."""
+    rows = (
+        WebhookEvent.objects.filter(received_at__gte=since)
+        .annotate(day=TruncDate("received_at"))
+        .values("day", "event_type")
+        .annotate(
+            n=Count("id"),
+            unmatched=Count("id", filter=Q(outcome=Outcome.UNMATCHED)),
+            failed=Count("id", filter=Q(outcome=Outcome.FAILED)),
+        )
+        .order_by("day", "event_type")
+    )
+    top = max((r["n"] for r in rows), default=0) or 1
+    model = "smartlead_webhookevent"
+    return [
+        {
+            **r,
+            "width": round(100 * r["n"] / top, 1),
+            "href": changelist(model, event_type=r["event_type"]),
+            "unmatched_href": changelist(model, event_type=r["event_type"], outcome="unmatched"),
+            "failed_href": changelist(model, event_type=r["event_type"], outcome="failed"),
+        }
+        for r in rows
+    ]
+
+
+def credential_figures() -> list[Bar]:
+    counts = dict(
+        with_status(Profile.objects.all())
+        .values_list(STATUS_ANNOTATION)
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return scaled(
+        [
+            Bar(
+                status.label,
+                counts.get(status.value, 0),
+                changelist("profiles_profile", smartlead=status.value),
+            )
+            for status in SmartleadStatus
+        ]
+    )
+
+
+def waiting_figures(now: Any) -> dict[str, Any]:
+    """Enrollments due now and the oldest wait, in one aggregate."""
+    totals = Enrollment.objects.ready().aggregate(n=Count("id"), oldest=Min("next_send_at"))
+    oldest = totals["oldest"]
+    return {
+        "n": totals["n"],
+        "oldest": oldest,
+        "wait": (now - oldest) if oldest else None,
+        "href": changelist("sequences_enrollment", status="active"),
+    }
+
+
+@staff_member_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    now = timezone.now()
+    since = now - WINDOW
+    credentials = credential_figures()
+    connected = next(b.value for b in credentials if b.label == SmartleadStatus.CONNECTED.label)
+    context = {
+        "title": "Ops dashboard",
+        "now": now,
+        "since": since,
+        "runs": run_figures(since),
+        "webhooks": webhook_figures(since),
+        "credentials": credentials,
+        "any_sdr": any(b.value for b in credentials),
+        "any_connected": connected > 0,
+        "waiting": waiting_figures(now),
+        "runs_href": changelist("sequences_executorrun"),
+        "webhooks_href": changelist("smartlead_webhookevent"),
+        "has_permission": True,
+    }
+    return render(request, "admin/outboundhq/dashboard.html", context)

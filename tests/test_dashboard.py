@@ -1,0 +1,159 @@
+"""The ops dashboard: staff only, every figure links to its records, empty states say what to do,
+and a page costs a fixed number of queries whatever the row count."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+import outboundhq.urls  # noqa: F401 - discovers the admin pages, as serving a request would
+from profiles.models import Profile
+from sequences.models import Enrollment, ExecutorRun, RunTrigger
+from smartlead.models import WebhookEvent
+from tests.factories import make_contact, make_profile, make_sequence
+
+pytestmark = pytest.mark.django_db
+
+URL = "/admin/dashboard/"
+
+
+def webhook(n: int, **fields: object) -> WebhookEvent:
+    return WebhookEvent.objects.create(
+        dedupe_key=f"k{n}", event_type="EMAIL_REPLY", raw_body="{}", **fields
+    )
+
+
+def populate(rows: int) -> None:
+    """`rows` of each kind the dashboard reads: profiles, enrollments, runs, webhook events."""
+    now = timezone.now()
+    Profile.objects.bulk_create(
+        [Profile(email=f"bulk{i}@example.test", smartlead_api_key=f"k{i}") for i in range(rows)]
+    )
+    sequence = make_sequence(creator=make_profile())
+    contact = make_contact()
+    Enrollment.objects.bulk_create(
+        [
+            Enrollment(sequence=sequence, contact=contact, next_send_at=now - timedelta(hours=1))
+            for _ in range(rows)
+        ]
+    )
+    ExecutorRun.objects.bulk_create(
+        [ExecutorRun(trigger=RunTrigger.SCHEDULE, pushed=i, failed=1) for i in range(rows)]
+    )
+    WebhookEvent.objects.bulk_create(
+        [
+            WebhookEvent(
+                dedupe_key=f"b{i}",
+                event_type=("EMAIL_REPLY", "EMAIL_OPEN")[i % 2],
+                outcome=("applied", "unmatched", "failed")[i % 3],
+                raw_body="{}",
+            )
+            for i in range(rows)
+        ]
+    )
+
+
+def test_it_is_linked_from_the_admin_index(admin_client):
+    index = admin_client.get(reverse("admin:index")).content.decode()
+    assert f'href="{URL}"' in index
+
+
+def test_it_sends_anonymous_visitors_to_the_login_page(client):
+    response = client.get(URL)
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+def test_it_refuses_users_who_are_not_staff(client, django_user_model):
+    user = django_user_model.objects.create_user("sdr", password="pw")
+    client.force_login(user)
+    assert client.get(URL).status_code == 302
+
+
+def test_it_says_what_to_do_when_there_is_nothing_yet(admin_client):
+    page = admin_client.get(URL).content.decode()
+    assert "No executor run in the last 7 days" in page
+    assert "No webhook event in the last 7 days" in page
+    assert "No SDR has a profile yet" in page
+    assert "Nothing is waiting" in page
+
+
+def test_it_says_when_no_sdr_has_connected_smartlead(admin_client):
+    make_profile(connected=False)
+    assert "No SDR has connected Smartlead yet" in admin_client.get(URL).content.decode()
+
+
+def test_it_links_each_credential_status_to_the_filtered_profile_list(admin_client):
+    make_profile(connected=False)
+    page = admin_client.get(URL).content.decode()
+    assert reverse("admin:profiles_profile_changelist") + "?smartlead=no_api_key" in page
+    listing = admin_client.get(
+        reverse("admin:profiles_profile_changelist") + "?smartlead=no_api_key"
+    )
+    assert listing.status_code == 200
+
+
+def test_it_links_each_run_and_shows_skips_by_reason(admin_client):
+    run = ExecutorRun.objects.create(
+        trigger=RunTrigger.SCHEDULE, pushed=7, skipped_no_credentials=3
+    )
+    page = admin_client.get(URL).content.decode()
+    assert reverse("admin:sequences_executorrun_change", args=[run.pk]) in page
+    assert "3 no credentials" in page
+
+
+def test_it_shows_none_recorded_for_a_run_without_skips(admin_client):
+    ExecutorRun.objects.create(trigger=RunTrigger.SCHEDULE, pushed=7)
+    assert "none recorded" in admin_client.get(URL).content.decode()
+
+
+def test_it_counts_unmatched_and_failed_webhooks_and_links_them(admin_client):
+    webhook(1, outcome="unmatched")
+    webhook(2, outcome="failed")
+    webhook(3, outcome="applied")
+    response = admin_client.get(URL)
+    rows = response.context["webhooks"]
+    assert [(r["event_type"], r["n"], r["unmatched"], r["failed"]) for r in rows] == [
+        ("EMAIL_REPLY", 3, 1, 1)
+    ]
+    assert "event_type=EMAIL_REPLY&amp;outcome=unmatched" in response.content.decode()
+
+
+def test_it_leaves_out_webhooks_older_than_a_week(admin_client):
+    webhook(1, received_at=timezone.now() - timedelta(days=8))
+    assert admin_client.get(URL).context["webhooks"] == []
+
+
+def test_it_counts_waiting_enrollments_and_the_oldest_wait(admin_client):
+    sequence = make_sequence(creator=make_profile())
+    now = timezone.now()
+    for hours in (1, 5):
+        Enrollment.objects.create(
+            sequence=sequence, contact=make_contact(), next_send_at=now - timedelta(hours=hours)
+        )
+    Enrollment.objects.create(
+        sequence=sequence, contact=make_contact(), next_send_at=now + timedelta(hours=1)
+    )
+    waiting = admin_client.get(URL).context["waiting"]
+    assert waiting["n"] == 2
+    assert timedelta(hours=5) <= waiting["wait"] < timedelta(hours=5, minutes=1)
+
+
+def test_it_never_shows_a_full_api_key(admin_client):
+    key = "sl-live-key-THIS-MUST-NEVER-RENDER-9z8y"
+    make_profile(smartlead_api_key=key)
+    assert key not in admin_client.get(URL).content.decode()
+
+
+@pytest.mark.parametrize("rows", [10, 1000])
+def test_it_costs_a_fixed_number_of_queries_whatever_the_row_count(
+    admin_client, django_assert_max_num_queries, rows
+):
+    populate(rows)
+    # Session, user, and one query per figure (runs, webhooks, credentials, waiting).
+    with django_assert_max_num_queries(6):
+        response = admin_client.get(URL)
+    assert response.status_code == 200
