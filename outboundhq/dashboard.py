@@ -27,9 +27,8 @@ from smartlead.models import Outcome, WebhookEvent
 WINDOW = timedelta(days=7)
 MAX_RUNS = 60  # a 15-minute schedule makes ~670 runs a week: the chart shows the latest ones
 
-# The one place that names the profile annotation: when `smartlead_status` becomes
-# `connection_status` (and the method with it), only these two lines change.
-STATUS_ANNOTATION = "smartlead_status"
+# The annotation of the one "connected" rule (profiles/models.py: with_smartlead_status).
+STATUS_ANNOTATION = "connection_status"
 
 
 def with_status(profiles: Any) -> Any:
@@ -83,13 +82,11 @@ def run_figures(since: Any) -> list[dict[str, Any]]:
 
 
 def skipped_by_reason(run: ExecutorRun) -> dict[str, int]:
-    """`ExecutorRun.skipped` (a per-reason dict) once it exists; until then the one counter."""
-    reasons = getattr(run, "skipped", None)
-    if isinstance(reasons, dict):
-        return {str(k): int(v) for k, v in reasons.items() if v}
+    """Leads skipped by reason: not connected, and each reason Smartlead turned leads away."""
+    reasons = {str(k): int(v) for k, v in (run.skipped or {}).items() if v}
     if run.skipped_no_credentials:
-        return {"no credentials": run.skipped_no_credentials}
-    return {}
+        reasons["no credentials"] = run.skipped_no_credentials
+    return reasons
 
 
 def _skipped_total(run: ExecutorRun) -> int:
