@@ -43,7 +43,18 @@ from sequences.models import (
     lease_length,
 )
 from sequences.provisioning import forget_campaign
-from sequences.steps import ENDS, MOVES_ON, Action, Claimed, Decision, Move, Steps, decide
+from sequences.steps import (
+    ENDS,
+    FOLLOW_UP,
+    MOVES_ON,
+    PUSH,
+    Action,
+    Claimed,
+    Decision,
+    Move,
+    Steps,
+    decide,
+)
 from smartlead.client import (
     AddLeadsResult,
     FoundLead,
@@ -58,6 +69,7 @@ if TYPE_CHECKING:
     from sequences.executor import Run, Sdr
 
 UNCONFIRMED = LeadOutcome.UNCONFIRMED
+NONE: frozenset[str] = frozenset()  # no engagement signals
 # Lead-by-email lookups per batch for leads a reply did not prove (each costs a request).
 CONFIRM_PER_BATCH = 10
 # What Smartlead answered for one batch: its result, or why there is none.
@@ -203,11 +215,13 @@ def carry_out(work: SequenceWork, chunk: list[Claimed]) -> list[Claimed]:
     signals = (
         Engagement.objects.signals_for(work.sequence_id, chunk) if work.steps.has_conditions else {}
     )
-    decisions = [
-        (item, decide(work.steps, item, signals.get(item.id, frozenset()))) for item in chunk
-    ]
+    steps = work.steps
+    if signals:
+        decisions = [(item, decide(steps, item, signals.get(item.id, NONE))) for item in chunk]
+    else:  # the usual case: no conditions, or no engagement yet (and no id to hash per row)
+        decisions = [(item, decide(steps, item)) for item in chunk]
     decisions = pushed_already(work, decisions, signals)
-    to_push = [item for item, decision in decisions if decision.action == Action.PUSH]
+    to_push = [item for item, decision in decisions if decision is PUSH]
     sendable = Push.objects.reserve(
         campaign_id=work.campaign_id,
         sequence_id=work.sequence_id,
@@ -216,9 +230,7 @@ def carry_out(work: SequenceWork, chunk: list[Claimed]) -> list[Claimed]:
         items=to_push,
     )
     # Pushed by a run that died before it moved them on: Smartlead has them, only advance.
-    done_before = [
-        (item, Decision(Action.FOLLOW_UP)) for item in to_push if item.id not in sendable
-    ]
+    done_before = [(item, FOLLOW_UP) for item in to_push if item.id not in sendable]
     write_decisions(work, [*decisions, *done_before])
     return [item for item in to_push if item.id in sendable]
 
@@ -238,7 +250,7 @@ def pushed_already(
     for item, _ in decisions:
         item.pushed = item.id in pushed
     return [
-        (item, decide(work.steps, item, signals.get(item.id, frozenset())) if item.pushed else d)
+        (item, decide(work.steps, item, signals.get(item.id, NONE)) if item.pushed else d)
         for item, d in decisions
     ]
 
@@ -352,13 +364,15 @@ def accepted(work: SequenceWork, batch: list[Claimed], result: AddLeadsResult) -
     """Smartlead took the request: each lead as its reply proves (`AddLeadsResult.outcomes`).
     A lead the reply does not prove is looked up before it counts as sent; none is ever
     counted as sent on a reply's say-so alone."""
-    verdicts = result.outcomes(item.lead.email for item in batch)
-    unsure = [item for item in batch if verdicts[item.lead.email].outcome == UNCONFIRMED]
+    emails = [item.lead.email for item in batch]
+    verdicts = result.outcomes(emails)
+    paired = list(zip(batch, emails, strict=True))
+    unsure = [item for item, email in paired if verdicts[email].outcome is UNCONFIRMED]
     if unsure:
         verdicts |= confirm(work, unsure)
     by_outcome: dict[LeadOutcome, list[Claimed]] = defaultdict(list)
-    for item in batch:
-        by_outcome[verdicts[item.lead.email].outcome].append(item)
+    for item, email in paired:
+        by_outcome[verdicts[email].outcome].append(item)
     in_campaign(work, [item for o in IN_CAMPAIGN for item in by_outcome.pop(o, [])], result.counts)
     not_now = by_outcome.pop(LeadOutcome.NOT_IMPORTED, [])
     still_unsure = by_outcome.pop(UNCONFIRMED, [])

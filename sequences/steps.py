@@ -111,6 +111,15 @@ class Decision:
     reason: str = ""
 
 
+# The decisions without a per-enrollment reason, built once: decide() runs for every claimed row.
+PUSH = Decision(Action.PUSH)
+FOLLOW_UP = Decision(Action.FOLLOW_UP)
+CALL = Decision(Action.CALL)
+SKIP = Decision(Action.SKIP, "Its conditions are not met.")
+COMPLETE = Decision(Action.COMPLETE)
+UNSUBSCRIBED = Decision(Action.UNSUBSCRIBED, "The contact unsubscribed.")
+
+
 @dataclass(frozen=True)
 class Move:
     """From one step to the next (`to_step` None: the enrollment completes)."""
@@ -145,23 +154,23 @@ class Steps:
 def decide(steps: Steps, item: Claimed, signals: frozenset[str] = frozenset()) -> Decision:
     """What the enrollment's due step does. `signals` are its engagement types (opened,
     clicked, replied); only needed when the sequence has conditions."""
-    step = steps.get(item.current_step)
+    step = steps.by_number.get(item.current_step)
     if step is None:
-        return Decision(Action.COMPLETE)
-    if not conditions_met(step, signals):
-        return Decision(Action.SKIP, "Its conditions are not met.")
+        return COMPLETE
+    if steps.has_conditions and not conditions_met(step, signals):
+        return SKIP
     if step.step_type == StepType.CALL:
-        return Decision(Action.CALL)
+        return CALL
     # Any email step pushes an enrollment that is not in the campaign yet (normally at the first
     # email step); for one already pushed, Smartlead sends the follow-ups and we only advance.
     if item.pushed:
-        return Decision(Action.FOLLOW_UP)
+        return FOLLOW_UP
     if item.unsubscribed_at:
-        return Decision(Action.UNSUBSCRIBED, "The contact unsubscribed.")
+        return UNSUBSCRIBED
     problem = email_problem(item.email)
     if problem:
         return Decision(Action.FAIL, problem)
-    return Decision(Action.PUSH)
+    return PUSH
 
 
 def conditions_met(step: SequenceStep, signals: frozenset[str]) -> bool:

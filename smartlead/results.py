@@ -11,7 +11,7 @@ import enum
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from outboundhq.logs import redact
 
@@ -129,8 +129,9 @@ MAP_BUCKETS = {
 }
 
 
-@dataclass(frozen=True)
-class LeadVerdict:
+class LeadVerdict(NamedTuple):
+    # A NamedTuple, not a frozen dataclass: one is built per lead of every batch, and a frozen
+    # dataclass's __init__ costs several times more.
     outcome: LeadOutcome
     reason: str = ""
     lead_id: int | None = None
@@ -179,14 +180,17 @@ class AddLeadsResult:
         found: dict[str, LeadVerdict] = {}
         invalid = {e.strip().lower() for e in self.invalid_emails}
         unsubscribed = {e.strip().lower() for e in self.unsubscribed}
+        reasons = {outcome: self._reason(outcome) for outcome in LeadOutcome}
+        lead_map = self.lead_map
         for address in wanted:
             if address in invalid:
-                found[address] = self._verdict(LeadOutcome.INVALID)
+                found[address] = LeadVerdict(LeadOutcome.INVALID, reasons[LeadOutcome.INVALID])
             elif address in unsubscribed:
-                found[address] = self._verdict(LeadOutcome.UNSUBSCRIBED)
-            elif address in self.lead_map:
-                outcome, lead_id = self.lead_map[address]
-                found[address] = self._verdict(outcome, lead_id)
+                outcome = LeadOutcome.UNSUBSCRIBED
+                found[address] = LeadVerdict(outcome, reasons[outcome])
+            elif address in lead_map:
+                outcome, lead_id = lead_map[address]
+                found[address] = LeadVerdict(outcome, reasons[outcome], lead_id)
         left = [e for e in wanted if e not in found]
         if left:
             by_count = self._by_count(found, len(left))
@@ -223,11 +227,14 @@ class AddLeadsResult:
             f"Smartlead's counts ({counters}) do not say which of these leads it imported.",
         )
 
-    def _verdict(self, outcome: LeadOutcome, lead_id: int | None = None) -> LeadVerdict:
+    def _verdict(self, outcome: LeadOutcome) -> LeadVerdict:
+        return LeadVerdict(outcome, self._reason(outcome))
+
+    def _reason(self, outcome: LeadOutcome) -> str:
         reason = REASONS.get(outcome, "")
         if self.message and outcome not in IN_CAMPAIGN:
             reason = f"{reason} Smartlead said: {self.message}".strip()
-        return LeadVerdict(outcome, reason, lead_id)
+        return reason
 
 
 def _stopped(result: AddLeadsResult) -> int:
@@ -262,6 +269,8 @@ class Webhook:
 # --- Defensive parsing -------------------------------------------------------------------
 def _int(value: Any) -> int | None:
     """Smartlead sends some numbers as strings ("42"); anything unparsable becomes None."""
+    if type(value) is int:  # the usual case, first: this runs for every lead id in a reply
+        return value
     if isinstance(value, bool) or value is None:
         return None
     try:
