@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from sequences import explain
+from sequences import explain, provisioning
 from sequences.models import (
     CallTask,
     CampaignProvisioning,
@@ -12,6 +12,7 @@ from sequences.models import (
     Engagement,
     Enrollment,
     ExecutorRun,
+    ProvisioningState,
     Push,
     Sequence,
     SequenceStep,
@@ -173,6 +174,34 @@ class CampaignProvisioningAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["state"]
     list_select_related = ["sequence"]
+    actions = ["reprovision"]
+
+    def has_reprovision_permission(self, request: HttpRequest) -> bool:
+        # The admin is read-only, but the model's change permission is what this needs.
+        return request.user.has_perm("sequences.change_campaignprovisioning")
+
+    @admin.action(
+        description="Re-provision in a new campaign (leads sent to the lost one are paused)",
+        permissions=["reprovision"],
+    )
+    def reprovision(self, request: HttpRequest, queryset: QuerySet[CampaignProvisioning]) -> None:
+        lost = list(queryset.filter(state=ProvisioningState.NEEDS_ATTENTION))
+        paused = sum(
+            provisioning.reprovision(
+                record.sequence_id,
+                f"Re-provisioned by {request.user} after campaign {record.campaign_id} was lost.",
+            )
+            for record in lost
+        )
+        ignored = queryset.count() - len(lost)
+        self.message_user(
+            request,
+            f"{len(lost)} sequences get a new campaign on the next run; {paused} enrollments "
+            "already sent to the lost campaign were paused (resume them to send them again from "
+            f"the first email). {ignored} selected did not need attention and were left as they "
+            "are.",
+            messages.SUCCESS if lost else messages.WARNING,
+        )
 
     @admin.display(description="Stages done")
     def stages(self, obj: CampaignProvisioning) -> str:

@@ -50,7 +50,13 @@ from sequences.models import (
     SequenceStatus,
     SequenceStep,
 )
-from sequences.provisioning import ProvisioningBlocked, ProvisioningBusy, ensure_webhook, provision
+from sequences.provisioning import (
+    CampaignNeedsAttention,
+    ProvisioningBlocked,
+    ProvisioningBusy,
+    ensure_webhook,
+    provision,
+)
 from sequences.pushing import Tally
 from sequences.steps import Steps
 from smartlead.client import Session, SmartleadClient, SmartleadError, new_session
@@ -307,6 +313,9 @@ def campaign_for(
         return sequence.campaign
     try:
         provision(sequence, sdr.credentials, deadline=run.deadline)
+    except CampaignNeedsAttention as exc:
+        tally.error(f"Sequence {sequence.id} needs attention: {exc}")
+        return None
     except ProvisioningBlocked as exc:
         tally.error(f"Sequence {sequence.id} cannot be provisioned: {exc}")
         return None

@@ -99,6 +99,8 @@ def provisioning_blocker(sequence: Sequence) -> str | None:
     if reason:
         return f"Blocked: the sequence cannot be provisioned in Smartlead. {reason}"
     record = _provisioning(sequence)
+    if record is not None and record.state == ProvisioningState.NEEDS_ATTENTION:
+        return f"Blocked: its Smartlead campaign needs attention. {record.reason}"
     if record is not None and record.state == ProvisioningState.FAILED:
         return f"Waiting: its Smartlead campaign setup failed (retried next run): {record.reason}"
     return None

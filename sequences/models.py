@@ -282,6 +282,9 @@ class ProvisioningState(models.TextChoices):
     READY = "ready", "Ready"
     FAILED = "failed", "Failed (retried next run)"
     UNSUPPORTED = "unsupported", "Cannot be expressed in Smartlead"
+    # Smartlead no longer has the campaign for the SDR's key: nothing is sent until ops
+    # re-provision it knowingly (admin), so no lead is started over in a new campaign.
+    NEEDS_ATTENTION = "needs_attention", "Needs attention: campaign gone from Smartlead"
 
 
 class CampaignProvisioning(models.Model):

@@ -26,14 +26,18 @@ from django.utils import timezone
 from profiles.models import SmartleadCredentials
 from sequences.models import (
     CampaignProvisioning,
+    Enrollment,
+    EnrollmentStatus,
     ProvisioningState,
+    Push,
+    PushState,
     Sequence,
     SequenceStep,
     StepType,
     lease_length,
 )
 from smartlead import events
-from smartlead.client import SequenceStepSpec, SmartleadClient
+from smartlead.client import NotFound, SequenceStepSpec, SmartleadClient
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,10 @@ _VARIABLE = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 class ProvisioningBlocked(Exception):
     """The sequence cannot be provisioned as it is; the message says why, for people."""
+
+
+class CampaignNeedsAttention(ProvisioningBlocked):
+    """The sequence's campaign is gone from its SDR's Smartlead account (see `campaign_gone`)."""
 
 
 class ProvisioningBusy(Exception):
@@ -148,6 +156,8 @@ def provision(
     record = _adopt_or_get(sequence)
     if record.state == ProvisioningState.READY:
         return record
+    if record.state == ProvisioningState.NEEDS_ATTENTION:
+        raise CampaignNeedsAttention(record.reason)
     steps = list(sequence.steps.order_by("step_number"))
     reason = unsupported_reason(sequence, steps)
     if reason:
@@ -309,6 +319,62 @@ def set_campaign_status(
         return
     with client_factory(credentials.api_key) as client:
         client.set_status(sequence.campaign, status)
+
+
+def campaign_gone(client: SmartleadClient, campaign_id: int, mailbox_id: int) -> str | None:
+    """Asked after a 404 that names the campaign, since a 404 alone does not prove it is gone:
+    None while Smartlead still has it, otherwise why not, in words. Raises SmartleadError
+    when Smartlead cannot say."""
+    try:
+        client.get_campaign(campaign_id)
+        return None
+    except NotFound:
+        pass
+    try:
+        client.get_email_account(mailbox_id)
+        why = "it was deleted or archived there"
+    except NotFound:
+        why = (
+            f"the key no longer sees the SDR's mailbox {mailbox_id} either, so it now belongs to "
+            "another Smartlead account"
+        )
+    return (
+        f"Smartlead has no campaign {campaign_id} for the SDR's key: {why}. Nothing more is sent "
+        "for this sequence until it is re-provisioned from the admin; its leads are not started "
+        "over in a new campaign."
+    )
+
+
+def needs_attention(sequence_id: object, reason: str) -> None:
+    """The campaign is gone (`campaign_gone`): the sequence stops sending, its campaign id kept."""
+    CampaignProvisioning.objects.update_or_create(
+        sequence_id=sequence_id,
+        defaults={
+            "state": ProvisioningState.NEEDS_ATTENTION,
+            "reason": reason[:2000],
+            "lease_until": None,
+        },
+    )
+    log.warning("Sequence %s needs attention: %s", sequence_id, reason)
+
+
+def reprovision(sequence_id: object, reason: str) -> int:
+    """Ops' knowing choice after `needs_attention`: the next run sets up a new campaign. The
+    sequence's active enrollments that were already sent to the lost campaign are paused, so
+    none gets the first email again unless someone resumes it. Returns how many were paused."""
+    with transaction.atomic():
+        lost = (
+            CampaignProvisioning.objects.select_for_update()
+            .filter(sequence_id=sequence_id)
+            .values_list("campaign_id", flat=True)
+            .first()
+        )
+        sent = Push.objects.filter(campaign_id=lost, state=PushState.PUSHED).values("enrollment_id")
+        paused = Enrollment.objects.filter(
+            sequence_id=sequence_id, status=EnrollmentStatus.ACTIVE, id__in=sent
+        ).update(status=EnrollmentStatus.PAUSED, updated_at=timezone.now())
+        forget_campaign(sequence_id, reason)
+    return paused
 
 
 def forget_campaign(sequence_id: object, reason: str) -> None:

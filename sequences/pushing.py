@@ -22,11 +22,11 @@ from __future__ import annotations
 import contextvars
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -42,7 +42,7 @@ from sequences.models import (
     PushState,
     lease_length,
 )
-from sequences.provisioning import forget_campaign
+from sequences.provisioning import campaign_gone, needs_attention
 from sequences.steps import (
     ENDS,
     FOLLOW_UP,
@@ -72,6 +72,7 @@ UNCONFIRMED = LeadOutcome.UNCONFIRMED
 NONE: frozenset[str] = frozenset()  # no engagement signals
 # Lead-by-email lookups per batch for leads a reply did not prove (each costs a request).
 CONFIRM_PER_BATCH = 10
+T = TypeVar("T")
 # What Smartlead answered for one batch: its result, or why there is none.
 Answer = AddLeadsResult | SmartleadError
 
@@ -134,10 +135,16 @@ class SequenceWork:
     client: SmartleadClient
     tally: Tally
     sender: Sender
+    lost: bool = False  # Smartlead no longer has the campaign (campaign_missing)
+
+    @property
+    def halted(self) -> bool:
+        """Nothing more can be sent: the SDR's key was refused or the campaign is gone."""
+        return self.sdr.refused or self.lost
 
     @property
     def stopped(self) -> bool:
-        return self.run.out_of_time or self.sdr.refused
+        return self.run.out_of_time or self.halted
 
 
 @dataclass
@@ -171,14 +178,14 @@ def send_sequence(work: SequenceWork) -> None:
     try:
         for chunk in claimed_chunks(work, size):  # b
             leads += carry_out(work, chunk)  # c
-            while len(leads) >= size and not work.sdr.refused:
+            while len(leads) >= size and not work.halted:
                 batch, leads = leads[:size], leads[size:]
                 push(work, batch)  # d, and e of the batch before
-        if leads and not work.sdr.refused:
+        if leads and not work.halted:
             batch, leads = leads, []
             push(work, batch)
     finally:
-        if leads:  # claimed and reserved, but the SDR's key was refused: give them back
+        if leads:  # claimed and reserved, but nothing more can be sent: give them back
             give_back(work, leads)
 
 
@@ -418,12 +425,17 @@ def confirm(work: SequenceWork, items: list[Claimed]) -> dict[str, LeadVerdict]:
 
 
 def look_up(work: SequenceWork, email: str) -> FoundLead | None:
-    context = contextvars.copy_context()
-    work.tally.smartlead_requests += 1
     try:
-        return work.sender.pool.submit(context.run, work.client.find_lead, email).result()
+        return ask(work, work.client.find_lead, email)
     except SmartleadError:
         return None
+
+
+def ask(work: SequenceWork, call: Callable[..., T], *args: Any) -> T:
+    """A Smartlead lookup, on the worker's sending thread like every request of the worker."""
+    work.tally.smartlead_requests += 1
+    context = contextvars.copy_context()
+    return work.sender.pool.submit(context.run, call, *args).result()
 
 
 def in_campaign(work: SequenceWork, items: list[Claimed], counts: dict[str, Any]) -> None:
@@ -518,8 +530,28 @@ def not_sent(work: SequenceWork, batch: list[Claimed], exc: SmartleadError) -> N
         f"{len(batch)} leads for campaign {work.campaign_id} wait for the next run: {exc}"
     )
     if isinstance(exc, NotFound):
-        forget_campaign(work.sequence_id, f"Campaign {work.campaign_id} was not found: {exc}")
+        campaign_missing(work)
     work.sdr.refused_by(exc)
+
+
+def campaign_missing(work: SequenceWork) -> None:
+    """A 404 naming the campaign. Smartlead is asked whether it still has it: a campaign that is
+    gone stops the sequence (needs attention) rather than being replaced blindly, which would
+    start every lead over at email 1 while the old campaign, if it still sends, goes on."""
+    if work.lost:
+        return
+    mailbox = work.sdr.credentials.email_account_id
+    try:
+        reason = ask(work, campaign_gone, work.client, work.campaign_id, mailbox)
+    except SmartleadError as exc:
+        work.tally.error(f"Campaign {work.campaign_id} could not be looked up after a 404: {exc}")
+        return
+    if reason is None:
+        work.tally.error(f"Smartlead still has campaign {work.campaign_id} after a 404 on leads.")
+        return
+    work.lost = True
+    needs_attention(work.sequence_id, reason)
+    work.tally.error(f"Sequence {work.sequence_id} needs attention: {reason}")
 
 
 def give_back(work: SequenceWork, items: list[Claimed], *, maybe_sent: bool = False) -> None:

@@ -27,9 +27,11 @@ from profiles.serializers import (
 from sequences.executor import as_dict, execute
 from sequences.models import RunTrigger, Sequence, SequenceStatus
 from sequences.provisioning import (
+    CampaignNeedsAttention,
     ProvisioningBlocked,
     ProvisioningBusy,
-    forget_campaign,
+    campaign_gone,
+    needs_attention,
     provision,
     set_campaign_status,
     unsupported_reason,
@@ -59,6 +61,8 @@ def activate(request: Request, id: uuid.UUID) -> Response:
     credentials = sendable(sequence, request.user)
     try:
         start_campaign(sequence, credentials)
+    except CampaignNeedsAttention as exc:
+        raise problem(Conflict, str(exc), "campaign_lost") from None
     except ProvisioningBlocked as exc:
         raise bad_request(str(exc), "unsupported_sequence") from None
     except ProvisioningBusy:
@@ -128,7 +132,8 @@ def sendable(sequence: Sequence, profile: Profile) -> SmartleadCredentials:
 def start_campaign(sequence: Sequence, credentials: SmartleadCredentials) -> None:
     """Provisions the campaign (a new one starts itself); an existing one is resumed.
 
-    A campaign deleted in Smartlead is forgotten and set up again, once.
+    A 404 on resuming is checked with a campaign lookup: a campaign gone from the SDR's account
+    puts the sequence in needs attention (409) instead of starting its leads over elsewhere.
     """
     existed = sequence.has_campaign
     provision(sequence, credentials, client_factory=interactive_client)
@@ -137,10 +142,13 @@ def start_campaign(sequence: Sequence, credentials: SmartleadCredentials) -> Non
         return
     try:
         set_campaign_status(sequence, credentials, "START", client_factory=interactive_client)
-    except NotFound as exc:
-        forget_campaign(sequence.id, f"Not found when resuming: {exc}")
-        provision(sequence, credentials, client_factory=interactive_client)
-        sequence.refresh_from_db(fields=["smartlead_campaign_id"])
+    except NotFound:
+        with interactive_client(credentials.api_key) as client:
+            reason = campaign_gone(client, sequence.campaign, credentials.email_account_id)
+        if reason is None:
+            raise
+        needs_attention(sequence.id, reason)
+        raise CampaignNeedsAttention(reason) from None
 
 
 def set_status(sequence: Sequence, status: SequenceStatus) -> None:

@@ -26,6 +26,7 @@ from smartlead.errors import (  # noqa: F401 - the errors are part of the client
     TransientError,
     ValidationFailed,
     network_error,
+    refused_in_body,
     smartlead_message,
     status_error,
 )
@@ -301,10 +302,10 @@ class SmartleadClient:
     # --- Webhooks ---
     def list_campaign_webhooks(self, campaign_id: int) -> list[Webhook]:
         what = f"campaign {campaign_id}"
-        return [
-            _webhook(row)
-            for row in _rows(self._call("GET", f"/campaigns/{campaign_id}/webhooks", what=what))
-        ]
+        answer = self._call("GET", f"/campaigns/{campaign_id}/webhooks", what=what)
+        if isinstance(answer, dict) and "id" in answer:  # the legacy shape: one webhook, bare
+            answer = [answer]
+        return [_webhook(row) for row in _rows(answer)]
 
     def save_campaign_webhook(
         self,
@@ -333,7 +334,13 @@ class SmartleadClient:
         self, campaign_id: int, action: str, body: dict[str, Any], *, repeatable: bool = True
     ) -> None:
         path = f"/campaigns/{campaign_id}/{action}"
-        self._call("POST", path, body=body, what=f"campaign {campaign_id}", repeatable=repeatable)
+        answer = self._call(
+            "POST", path, body=body, what=f"campaign {campaign_id}", repeatable=repeatable
+        )
+        # A setup call is done only if the reply says so: Smartlead answers some refusals 200.
+        refusal = refused_in_body(answer, "POST", path)
+        if refusal is not None:
+            raise refusal
 
     def _call(
         self,

@@ -165,3 +165,17 @@ def status_error(
     return SmartleadError(
         f"Smartlead answered {method} {path} with HTTP {status}: {message}", status=status
     )
+
+
+def refused_in_body(payload: Any, method: str, path: str) -> SmartleadError | None:
+    """A 200 whose body says the call failed: `{ok: false, ...}`, `{success: false, ...}` or an
+    error body without `ok: true` (some setup routes answer so). None for a real success."""
+    if not isinstance(payload, dict) or payload.get("ok") is True:
+        return None
+    failed = payload.get("ok") is False or payload.get("success") is False
+    if not failed and not payload.get("error"):
+        return None
+    said = smartlead_message(payload, "no reason given")
+    return ValidationFailed(
+        f"Smartlead refused {method} {path} in its reply (HTTP 200): {said}", status=200
+    )

@@ -18,7 +18,7 @@ import random
 import re
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
@@ -56,6 +56,7 @@ ROUTES = (
     _route("POST", "/campaigns/create", "create_campaign"),
     _route("GET", "/campaigns", "list_campaigns"),
     _route("GET", "/campaigns/{campaign_id}", "get_campaign"),
+    _route("DELETE", "/campaigns/{campaign_id}", "delete_campaign"),
     _route("POST", "/campaigns/{campaign_id}/sequences", "save_sequences"),
     _route("POST", "/campaigns/{campaign_id}/email-accounts", "attach_mailboxes"),
     _route("POST", "/campaigns/{campaign_id}/schedule", "set_schedule"),
@@ -145,6 +146,7 @@ class SandboxServer:
         self.slow_rate, self.slow_seconds = slow_rate, slow_seconds
         self._random = random.Random(seed)  # noqa: S311 - fault injection, not security
         self._forced_faults: deque[int] = deque()
+        self._forced_replies: defaultdict[str, deque[tuple[int, Any]]] = defaultdict(deque)
         self._counts: Counter[tuple[str | None, str, int]] = Counter()
         self._counts_lock = threading.Lock()
         self._port = port
@@ -192,6 +194,16 @@ class SandboxServer:
             raise ValueError(f"Unknown reply shape {shape!r}")
         self.state.accounts[api_key].add_leads_reply = shape
 
+    def reply_next(self, route: str, body: Any, status: int = 200) -> None:
+        """Answer the next authenticated request on `route` (a label such as "POST /campaigns/
+        {campaign_id}/schedule") with this body and status, instead of doing it."""
+        self._forced_replies[route].append((status, body))
+
+    def hand_key_to(self, api_key: str, other_api_key: str) -> None:
+        """`api_key` now opens the account of `other_api_key`: as when an SDR's saved key is
+        replaced by one of another Smartlead account (or the account is re-created)."""
+        self.state.accounts[api_key] = self.state.accounts[other_api_key]
+
     def fail_next(self, count: int = 1, status: int = 503) -> None:
         """Answer the next `count` authenticated requests with `status`."""
         self._forced_faults.extend([status] * count)
@@ -235,8 +247,12 @@ class SandboxServer:
             self._maybe_fail()
             if route is None:  # Express's answer to an unknown path or a wrong method
                 raise ApiError(404, f"Cannot {method} {url.path}")
-            handler = getattr(self.state, route.handler)
-            status, body = 200, handler(account, query, _json_body(raw_body), **ids)
+            forced = self._forced_replies.get(route.label)
+            if forced:
+                status, body = forced.popleft()
+            else:
+                handler = getattr(self.state, route.handler)
+                status, body = 200, handler(account, query, _json_body(raw_body), **ids)
         except ApiError as error:
             status, body, headers = error.status, error.body, headers | error.headers
         self._count(api_key, route.label if route else "no route", status)

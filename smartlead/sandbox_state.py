@@ -145,6 +145,12 @@ class SandboxState:
     def get_campaign(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
         return campaign_json(self._campaign(account, campaign_id))
 
+    def delete_campaign(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
+        campaign = self._campaign(account, campaign_id)
+        with account.lock:
+            del account.campaigns[campaign.id]
+        return {"ok": True}
+
     def save_sequences(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
         campaign = self._campaign(account, campaign_id)
         steps = require_object(body).get("sequences")

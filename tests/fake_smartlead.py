@@ -61,6 +61,8 @@ class FakeSmartlead:
         route("POST", r"/campaigns/create", "create")
         route("GET", r"/campaigns/", "list_campaigns")
         route("GET", r"/campaigns/\d+/webhooks", "list_webhooks")
+        route("GET", r"/campaigns/(\d+)", "get_campaign")
+        route("GET", r"/email-accounts/\d+/", "get_mailbox")
         for action in (
             "sequences",
             "email-accounts",
@@ -75,7 +77,7 @@ class FakeSmartlead:
     def _answer(self, action: str, request: Any) -> tuple[int, dict[str, str], str]:
         body = json.loads(request.body) if request.body else None
         self.calls.append((action, redact(request.url), body))  # keys never in test output
-        campaign = re.search(r"/campaigns/(\d+)/", request.url)
+        campaign = re.search(r"/campaigns/(\d+)(/|\?|$)", request.url)
         for key in (f"{action}:{campaign.group(1)}" if campaign else "", action):
             if self.failures.get(key):
                 status, payload = self.failures[key].pop(0)
@@ -88,6 +90,12 @@ class FakeSmartlead:
         campaign_id = next(self.ids)
         self.campaigns[campaign_id] = {"id": campaign_id, "name": body["name"], "status": "DRAFTED"}
         return {"ok": True, **self.campaigns[campaign_id]}
+
+    def _get_campaign(self, body: None, campaign_id: int) -> dict[str, Any]:
+        return self.campaigns.get(campaign_id, {})  # Smartlead's 200 {} for a missing one
+
+    def _get_mailbox(self, body: None, _: None) -> dict[str, Any]:
+        return {"id": 11, "from_email": "sdr@outboundhq.test", "from_name": "SDR"}
 
     def _list_campaigns(self, body: None, _: None) -> list[dict[str, Any]]:
         return list(self.campaigns.values())

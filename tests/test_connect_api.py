@@ -459,13 +459,19 @@ def test_pausing_pauses_the_campaign_and_activating_again_resumes_it(api, owner,
     assert smartlead.bodies("status") == [{"status": s} for s in ("START", "PAUSED", "START")]
 
 
-def test_a_campaign_deleted_in_smartlead_is_set_up_again_on_resume(api, owner, smartlead):
+def test_a_campaign_deleted_in_smartlead_needs_attention_instead_of_a_silent_new_one(
+    api, owner, smartlead
+):
+    # Issue 11: a new campaign would start every lead over at email 1. Smartlead is asked, and
+    # a campaign it no longer has is a 409 the SDR can read, with nothing created.
     sequence = make_sequence(creator=owner, status="paused", smartlead_campaign_id="4242")
     smartlead.fail("status", 404, {"error": "Campaign not found - Invalid campaign_id."})
     response = activate(api, sequence)
-    assert response.status_code == 200, response.content
-    assert smartlead.count("create") == 1
-    assert response.json()["smartlead_campaign_id"] != "4242"
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "campaign_lost"
+    assert "no campaign 4242" in response.json()["error"]
+    assert smartlead.count("create") == 0 and smartlead.count("get_campaign") == 1
+    assert Sequence.objects.get(pk=sequence.pk).smartlead_campaign_id == "4242"
 
 
 @pytest.mark.parametrize(
