@@ -12,7 +12,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import close_old_connections
 
 from outboundhq.logs import redact
 from profiles.models import Profile
@@ -64,7 +63,6 @@ class Command(BaseCommand):
 
     def resave(self, sequences: list[Sequence]) -> SdrReport:
         """Step 2: one SDR's campaigns, with their key; a failure stops only that campaign."""
-        close_old_connections()
         report = SdrReport(sequences[0].created_by_id)
         profile = Profile.objects.with_smartlead_status().filter(pk=report.profile_id).first()
         credentials = profile.smartlead_credentials() if profile else None
