@@ -16,7 +16,8 @@ class OutboundHQConfig(AppConfig):
         # Our own secrets are redacted wherever they appear, like the SDRs' keys.
         for secret in (
             settings.SMARTLEAD_WEBHOOK_SECRET,
+            settings.SMARTLEAD_WEBHOOK_SECRET_PREVIOUS,
             settings.CRON_SECRET,
             settings.SMARTLEAD_WEBHOOK_SIGNING_SECRET,
         ):
-            register_secret(secret)
+            register_secret(secret, pinned=True)

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -21,9 +22,14 @@ _SECRET_PARAM = re.compile(
     r"(?P<name>api_key|secret|token|password)(?P<sep>=|%3D|\"\s*:\s*\"|'\s*:\s*')(?P<value>[^&\s\"'#]+)",
     re.IGNORECASE,
 )
-_known_secrets: set[str] = set()
+# Two registries. Pinned: the service's own secrets (webhook, cron, signing), never forgotten.
+# The rest (SDRs' keys, which any SDR can add by trying keys on the connect API): the
+# MAX_KNOWN most recently used, each client touching its key as it works, so a flood of keys
+# only pushes out keys nobody has used since, never a pinned one or one a client is using.
+_pinned: set[str] = set()
+_recent: OrderedDict[str, None] = OrderedDict()
 _known_lock = threading.Lock()
-_MAX_KNOWN = 10_000
+MAX_KNOWN = 10_000
 
 
 def mask(value: str | None) -> str:
@@ -33,14 +39,22 @@ def mask(value: str | None) -> str:
     return "…" + value[-4:] if len(value) > 8 else "…"
 
 
-def register_secret(value: str | None) -> None:
-    """Remember a secret so it is redacted even where it appears outside a query string."""
+def register_secret(value: str | None, *, pinned: bool = False) -> None:
+    """Remember a secret so it is redacted even where it appears outside a query string.
+
+    `pinned` for the settings' secrets: kept for good. Others are kept while among the
+    MAX_KNOWN most recently registered; registering one again makes it the most recent."""
     if not value or len(value) < 8:
         return
     with _known_lock:
-        if len(_known_secrets) >= _MAX_KNOWN:
-            _known_secrets.clear()
-        _known_secrets.add(value)
+        if pinned:
+            _pinned.add(value)
+            _recent.pop(value, None)
+        elif value not in _pinned:
+            _recent[value] = None
+            _recent.move_to_end(value)
+            while len(_recent) > MAX_KNOWN:
+                _recent.popitem(last=False)
 
 
 def _mask_param(match: re.Match[str]) -> str:
@@ -53,7 +67,7 @@ def _mask_param(match: re.Match[str]) -> str:
 def known_secrets() -> set[str]:
     """Every secret registered so far (the test suite checks its own logs against them)."""
     with _known_lock:
-        return set(_known_secrets)
+        return _pinned | set(_recent)
 
 
 def redact(text: str) -> str:
@@ -62,7 +76,7 @@ def redact(text: str) -> str:
         return text
     text = _SECRET_PARAM.sub(_mask_param, text)
     with _known_lock:
-        known = [s for s in _known_secrets if s in text]
+        known = [s for s in (*_pinned, *_recent) if s in text]
     for secret in known:
         text = text.replace(secret, mask(secret))
     return text

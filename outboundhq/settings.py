@@ -180,6 +180,12 @@ SMARTLEAD_CONNECT_TIMEOUT = _read("SMARTLEAD_CONNECT_TIMEOUT", float, 5.0)
 SMARTLEAD_READ_TIMEOUT = _read("SMARTLEAD_READ_TIMEOUT", float, 30.0)
 SMARTLEAD_WEBHOOK_SECRET = _read("SMARTLEAD_WEBHOOK_SECRET", str, "")
 SMARTLEAD_WEBHOOK_SIGNING_SECRET = _read("SMARTLEAD_WEBHOOK_SIGNING_SECRET", str, "")
+# Rotation: the secret before SMARTLEAD_WEBHOOK_SECRET, still accepted (its per-campaign tokens
+# and, while legacy URLs are, itself) until every webhook is re-saved (docs/DEPLOY.md).
+SMARTLEAD_WEBHOOK_SECRET_PREVIOUS = _read("SMARTLEAD_WEBHOOK_SECRET_PREVIOUS", str, "")
+# Switch-over: campaigns provisioned before per-campaign tokens carry `?secret=<the secret>`.
+# Ops turn this off once `manage.py resave_webhooks` has given every campaign its token URL.
+SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET = _read("SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET", bool, True)
 SMARTLEAD_SCHEDULE_TIMEZONE = _read("SMARTLEAD_SCHEDULE_TIMEZONE", str, "America/New_York")
 PUBLIC_BASE_URL = _read("PUBLIC_BASE_URL", str, "")
 

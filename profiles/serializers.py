@@ -77,7 +77,11 @@ class BoundedJSONParser(JSONParser):
         raw = stream.read(MAX_BODY_BYTES + 1)
         if len(raw) > MAX_BODY_BYTES:
             raise RequestTooLarge({"error": RequestTooLarge.default_detail, "code": "too_large"})
-        return super().parse(io.BytesIO(raw), media_type, parser_context)
+        try:
+            return super().parse(io.BytesIO(raw), media_type, parser_context)
+        except RecursionError:
+            # JSON nested a few thousand levels deep: DRF turns only ValueError into a 400.
+            raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
 
 
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:

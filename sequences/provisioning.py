@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -36,7 +37,7 @@ from sequences.models import (
     StepType,
     lease_length,
 )
-from smartlead import events
+from smartlead import events, tokens
 from smartlead.client import NotFound, SequenceStepSpec, SmartleadClient
 
 log = logging.getLogger(__name__)
@@ -131,11 +132,21 @@ def smartlead_steps(steps: Seq[SequenceStep]) -> list[SequenceStepSpec]:
     return specs
 
 
-def webhook_url() -> str | None:
+def receiver_url() -> str | None:
+    """Our webhook receiver's public URL, without a query; None until it can be registered."""
     if not settings.PUBLIC_BASE_URL or not settings.SMARTLEAD_WEBHOOK_SECRET:
         return None
-    base = settings.PUBLIC_BASE_URL.rstrip("/")
-    return f"{base}{reverse('smartlead-webhook')}?secret={settings.SMARTLEAD_WEBHOOK_SECRET}"
+    return settings.PUBLIC_BASE_URL.rstrip("/") + reverse("smartlead-webhook")
+
+
+def webhook_url(campaign_id: int) -> str | None:
+    """The campaign's own webhook URL; its token works for no other campaign (tokens.py)."""
+    base = receiver_url()
+    if base is None:
+        return None
+    return (
+        f"{base}?{urlencode({'campaign': campaign_id, 'token': tokens.current_token(campaign_id)})}"
+    )
 
 
 ClientFactory = Callable[..., SmartleadClient]
@@ -280,31 +291,52 @@ def _create_or_find(
 
 def _register_webhook(
     record: CampaignProvisioning, sequence: Sequence, client: SmartleadClient
-) -> bool:
-    url = webhook_url()
+) -> str | bool:
+    """Our webhook on the campaign, at its current URL: "current", "updated", "created", or
+    False when it cannot be registered yet. A webhook of ours at an older URL (the global
+    secret, a rotated token) is updated in place: a second one would deliver everything twice."""
+    url = webhook_url(record.campaign_id)
     if url is None:
         log.warning(
             "Campaign %s has no webhook yet: set PUBLIC_BASE_URL and SMARTLEAD_WEBHOOK_SECRET",
             record.campaign_id,
         )
         return False
-    if not any(w.webhook_url == url for w in client.list_campaign_webhooks(record.campaign_id)):
-        client.save_campaign_webhook(
-            record.campaign_id,
-            name=f"OutboundHQ {campaign_tag(sequence)}",
-            url=url,
-            event_types=events.SUBSCRIBED,
-        )
-    return True
+    name = f"OutboundHQ {campaign_tag(sequence)}"
+    webhooks = client.list_campaign_webhooks(record.campaign_id)
+    if any(w.webhook_url == url for w in webhooks):
+        return "current"
+    ours = next((w for w in webhooks if w.name == name or _points_at_us(w.webhook_url)), None)
+    client.save_campaign_webhook(
+        record.campaign_id,
+        name=name,
+        url=url,
+        event_types=events.SUBSCRIBED,
+        webhook_id=ours.id if ours else None,
+    )
+    return "updated" if ours else "created"
 
 
-def ensure_webhook(sequence: Sequence, client: SmartleadClient) -> None:
-    """A campaign set up before PUBLIC_BASE_URL was configured gets its webhook now."""
+def _points_at_us(url: str) -> bool:
+    parts = urlsplit(url or "")
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" == receiver_url()
+
+
+def ensure_webhook(sequence: Sequence, client: SmartleadClient, *, resave: bool = False) -> str:
+    """A campaign set up before PUBLIC_BASE_URL was configured gets its webhook now; with
+    `resave`, one that has a webhook gets it at its current URL (manage.py resave_webhooks).
+
+    Returns what it did: "skipped" (no campaign record, or nothing to do), or what
+    _register_webhook did."""
     record = getattr(sequence, "provisioning", None)
-    if record is None or "webhook" in record.completed_stages or webhook_url() is None:
-        return
-    if _register_webhook(record, sequence, client):
+    if record is None or record.campaign_id is None or receiver_url() is None:
+        return "skipped"
+    if "webhook" in record.completed_stages and not resave:
+        return "skipped"
+    done = _register_webhook(record, sequence, client)
+    if done:
         _stage_done(record, "webhook")
+    return done or "skipped"
 
 
 def set_campaign_status(

@@ -1,18 +1,12 @@
 from __future__ import annotations
 
-import json
-import re
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from smartlead import applying
+from smartlead import applying, tokens, webhooks
 from smartlead.models import IDENTITY_FIELDS, WebhookEvent
-
-# Smartlead puts its own per-webhook `secret_key` in every body; staff need not read it.
-_SECRET_KEY = re.compile(r'("secret_key"\s*:\s*")[^"]*(")')
 
 
 @admin.register(WebhookEvent)
@@ -31,7 +25,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "short_detail",
     ]
     list_filter = ["outcome", "event_type", "campaign_id"]
-    search_fields = ["=lead_email", "=stats_id", "=dedupe_key"]
+    search_fields = ["=lead_email", "=stats_id", "=dedupe_key", "=source"]
     show_full_result_count = False
     actions = ["reprocess"]
     fields = [
@@ -43,6 +37,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "received_at",
         "last_received_at",
         "deliveries",
+        "source",
         "attempts",
         "processed_at",
         "headers",
@@ -69,11 +64,10 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
     @admin.display(description="Body")
     def body(self, obj: WebhookEvent) -> str:
-        try:
-            text = json.dumps(json.loads(obj.raw_body), indent=2, ensure_ascii=False)
-        except ValueError:
-            text = obj.raw_body
-        return format_html("<pre>{}</pre>", _SECRET_KEY.sub(r"\1…\2", text))
+        # Rows stored before bodies were redacted on arrival are redacted here; after the
+        # pretty-printing too, which can turn an escaped "secret\u005fkey" into a plain one.
+        text = webhooks.pretty(webhooks.redact_body(obj.raw_body, tokens.server_secrets()))
+        return format_html("<pre>{}</pre>", webhooks.redact_body(text, tokens.server_secrets()))
 
     @admin.action(description="Reprocess selected events", permissions=["reprocess"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:

@@ -357,6 +357,8 @@ class SmartleadClient:
         `repeatable=False` (creates) retries only failures that cannot have reached Smartlead,
         so a timeout never creates a second campaign.
         """
+        # A key in use stays among the most recent in the redaction registry (outboundhq/logs.py).
+        register_secret(self._api_key)
         started = None
         attempt = 0
         while True:

@@ -38,6 +38,9 @@ IDENTITY_FIELDS = (
 )
 # What applying reads of an event: not the bookkeeping columns.
 APPLY_FIELDS = (*IDENTITY_FIELDS, "raw_body", "outcome")
+# A caller (a campaign's token, or the legacy secret) keeps at most this many rejected deliveries:
+# its newest ones. Enough to diagnose what it sends; a flood cannot fill the table.
+REJECTED_KEPT_PER_SOURCE = 100
 # A `received` row older than this was stored but its apply was interrupted (a worker died).
 STUCK_AFTER = timedelta(minutes=1)
 
@@ -75,6 +78,15 @@ class WebhookEventQuerySet(models.QuerySet["WebhookEvent"]):
             cursor.execute(sql, values)
             pk, deliveries, outcome = cursor.fetchone()
         return Stored(id=pk, created=deliveries == 1, outcome=outcome, deliveries=deliveries)
+
+    def prune_rejected(self, source: str, *, keep: int) -> int:
+        """Forget all but the newest `keep` rejected deliveries of one source; how many went."""
+        rejected = self.filter(outcome=Outcome.REJECTED, source=source).order_by("-id")
+        oldest_kept = rejected.values_list("id", flat=True)[keep - 1 : keep]
+        if len(oldest_kept) < 1:
+            return 0
+        deleted, _ = rejected.filter(id__lt=oldest_kept[0]).delete()
+        return deleted
 
     def pending(self) -> WebhookEventQuerySet:
         return self.filter(outcome=Outcome.RECEIVED)
@@ -195,7 +207,16 @@ class WebhookEvent(models.Model):
     headers = models.JSONField(
         default=dict, blank=True, help_text="The request headers that matter (never a secret)."
     )
-    raw_body = models.TextField(blank=True, help_text="The body exactly as received.")
+    source = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="What the URL authenticated with: token:<campaign id>, or secret (the legacy "
+        "global secret; none of these left means it can be turned off).",
+    )
+    raw_body = models.TextField(
+        blank=True,
+        help_text="The body as received, secrets replaced by [redacted]; rejected ones clipped.",
+    )
 
     objects = WebhookEventQuerySet.as_manager()
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -21,8 +21,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from outboundhq.db import once_more_if_disconnected
-from smartlead import applier, webhooks
-from smartlead.models import Outcome, WebhookEvent
+from smartlead import applier, tokens, webhooks
+from smartlead.models import REJECTED_KEPT_PER_SOURCE, Outcome, WebhookEvent
 from smartlead.webhooks import MAX_BODY_BYTES, Rejected
 
 log = logging.getLogger(__name__)
@@ -44,18 +44,37 @@ def never_a_traceback(view: Callable[[HttpRequest], HttpResponse]) -> Callable[.
     return wrapper
 
 
+@dataclass(frozen=True)
+class Caller:
+    """Who the URL says sent a delivery: one campaign's token, or the legacy global secret."""
+
+    credential: str
+    campaign_id: int | None = None  # None: the global secret, good for any campaign
+
+    @property
+    def source(self) -> str:
+        return "secret" if self.campaign_id is None else f"token:{self.campaign_id}"
+
+    def may_report_on(self, campaign_id: int | None) -> bool:
+        """A token speaks for its own campaign only; checked against the payload's campaign."""
+        if self.campaign_id is None:
+            return True
+        return campaign_id is not None and tokens.is_valid(self.credential, campaign_id)
+
+
 @csrf_exempt
 @never_a_traceback
 def smartlead_webhook(request: HttpRequest) -> HttpResponse:
     """Authenticate, bound and parse the body, store it (rejected bodies too), acknowledge."""
     if request.method != "POST":
         return error(405, "Only POST is accepted here.", Allow="POST")
-    if refusal := refuse_unauthenticated(request):
-        return refusal
+    caller = authenticate(request)
+    if isinstance(caller, JsonResponse):
+        return caller
     try:
         body = read_body(request)
     except Rejected as rejected:
-        return keep_rejected(request, "", rejected)
+        return keep_rejected(request, caller, "", rejected)
     if refusal := refuse_bad_signature(request, body):
         return refusal
     text = webhooks.decode(body)
@@ -63,21 +82,34 @@ def smartlead_webhook(request: HttpRequest) -> HttpResponse:
         webhooks.check_content_type(request.content_type or "")
         identity = webhooks.identify(webhooks.parse_payload(text), text)
     except Rejected as rejected:
-        return keep_rejected(request, text, rejected)
-    return store(request, identity.fields(), text)
+        return keep_rejected(request, caller, text, rejected)
+    if not caller.may_report_on(identity.campaign_id):
+        shown = identity.campaign_id if identity.campaign_id is not None else "none"
+        message = f"This URL's token is for campaign {caller.campaign_id}, not campaign {shown}."
+        return keep_rejected(request, caller, text, Rejected(401, message))
+    return store(request, caller, identity.fields(), text)
 
 
-def refuse_unauthenticated(request: HttpRequest) -> JsonResponse | None:
-    """The shared secret from the URL (`?secret=`) or `X-Webhook-Secret`, in constant time."""
-    expected = settings.SMARTLEAD_WEBHOOK_SECRET
-    if not expected:
+def authenticate(request: HttpRequest) -> Caller | JsonResponse:
+    """`?campaign=<id>&token=<its token>`, or (switch-over) the global secret as `?secret=` or
+    `X-Webhook-Secret`. Nothing is stored for a wrong credential: it costs one HMAC to refuse."""
+    if not settings.SMARTLEAD_WEBHOOK_SECRET:
         return error(503, "SMARTLEAD_WEBHOOK_SECRET is not configured; refusing every delivery.")
+    if token := request.GET.get("token", ""):
+        campaign_id = webhooks.campaign_id_of(request.GET.get("campaign", ""))
+        if campaign_id is None or not tokens.is_valid(token, campaign_id):
+            return error(401, "Wrong webhook token for this campaign.")
+        return Caller(token, campaign_id)
     offered = request.headers.get("X-Webhook-Secret") or request.GET.get("secret") or ""
     if not offered:
-        return error(401, "Missing webhook secret: add ?secret= to the URL or X-Webhook-Secret.")
-    if not hmac.compare_digest(offered.encode("utf-8", "replace"), expected.encode()):
+        return error(401, "Missing webhook secret: the URL needs ?campaign=<id>&token=<token>.")
+    if not settings.SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET:
+        return error(
+            401, "The global webhook secret is no longer accepted; use this campaign's URL."
+        )
+    if not tokens.is_server_secret(offered):
         return error(401, "Wrong webhook secret.")
-    return None
+    return Caller(offered)
 
 
 def refuse_bad_signature(request: HttpRequest, body: bytes) -> JsonResponse | None:
@@ -122,8 +154,13 @@ def headers_that_matter(request: HttpRequest) -> dict[str, str]:
     return kept
 
 
-def keep_rejected(request: HttpRequest, text: str, rejected: Rejected) -> JsonResponse:
-    """Authenticated but unusable: keep what arrived (as rejected), then answer the 4xx."""
+def keep_rejected(
+    request: HttpRequest, caller: Caller, text: str, rejected: Rejected
+) -> JsonResponse:
+    """Authenticated but unusable: keep what arrived (as rejected, clipped), then the 4xx.
+
+    Only the newest REJECTED_KEPT_PER_SOURCE of one caller are kept, so a campaign's URL
+    cannot fill the table, nor push another campaign's evidence out."""
     detail = rejected.message
     if rejected.status == 413:
         detail += " The body was not kept."
@@ -131,23 +168,35 @@ def keep_rejected(request: HttpRequest, text: str, rejected: Rejected) -> JsonRe
     else:
         key = "rejected:" + hashlib.sha256(text.encode()).hexdigest()
     fields = {"dedupe_key": key, "outcome": Outcome.REJECTED, "detail": detail}
-    response = store(request, fields, text)
-    return response if response.status_code >= 500 else error(rejected.status, rejected.message)
+    response = store(request, caller, fields, webhooks.clip_rejected(text))
+    if response.status_code >= 500:
+        return response
+    prune_rejected_safely(caller.source)
+    return error(rejected.status, rejected.message)
 
 
-def store(request: HttpRequest, fields: dict[str, Any], text: str) -> JsonResponse:
+def store(request: HttpRequest, caller: Caller, fields: dict[str, Any], text: str) -> JsonResponse:
     headers = headers_that_matter(request)
+    # Neither our credentials nor Smartlead's own `secret_key` is ever stored in clear.
+    text = webhooks.redact_body(text, [caller.credential, *tokens.server_secrets()])
+    fields = fields | {"source": caller.source, "raw_body": text, "headers": headers}
     try:
         # Repeating is safe: a second attempt of a stored event only counts one more delivery.
-        stored = once_more_if_disconnected(
-            lambda: WebhookEvent.objects.store(**fields, raw_body=text, headers=headers)
-        )
+        stored = once_more_if_disconnected(lambda: WebhookEvent.objects.store(**fields))
     except DatabaseError:
         log.exception("Could not store a Smartlead webhook delivery")
         return error(503, "The event could not be stored; please retry.")
     if stored.outcome == Outcome.RECEIVED:
         hand_off_safely()
     return JsonResponse({"status": "received" if stored.created else "duplicate", "id": stored.id})
+
+
+def prune_rejected_safely(source: str) -> None:
+    """The rejected delivery is stored; failing to forget older ones must not change the answer."""
+    try:
+        WebhookEvent.objects.prune_rejected(source, keep=REJECTED_KEPT_PER_SOURCE)
+    except DatabaseError:
+        log.exception("Could not prune rejected Smartlead webhook deliveries")
 
 
 def hand_off_safely() -> None:

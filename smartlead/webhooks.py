@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import json
 import logging
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,8 +28,19 @@ from smartlead.models import IDENTITY_FIELDS, WebhookEvent
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+# A rejected body is kept up to this many characters, then a marker with the size received.
+REJECTED_BODY_KEPT = 64 * 1024
+# Smartlead's payloads are 4 levels deep at most; deeper JSON is refused (stored as rejected),
+# so nothing we keep needs deep recursion to read or show (the admin pretty-prints bodies).
+MAX_DEPTH = 32
+REDACTED = "[redacted]"
 _BIGINT = 2**63
 _INT = 2**31
+# An optional minus and 1-19 ASCII digits: not "--7", "1e3", "٣" or "+7".
+_INTEGER = re.compile(r"-?[0-9]{1,19}", re.ASCII)
+# Smartlead's own per-webhook secret in every body, and secrets in any URL a body quotes.
+_SECRET_KEY = re.compile(r'("secret_key"\s*:\s*")(?:[^"\\]|\\.)*(")')
+_URL_SECRET = re.compile(r"(?<![A-Za-z_])(token|secret)=[^&\s\"'#\\]+", re.IGNORECASE)
 
 # Older doc pages used other names for the same events; store and act on the backend constant.
 # `sl_lead_email` is the address we enrolled; `to_email` may be an alias of the lead.
@@ -77,6 +90,24 @@ def decode(body: bytes) -> str:
     return body.decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
+def redact_body(text: str, secrets: Iterable[str]) -> str:
+    """The body with `secret_key`'s value, every given secret and any `token=`/`secret=` in a
+    URL replaced by a marker: what we store and show of it."""
+    for secret in secrets:
+        if len(secret) >= 8:  # a short value would blank out ordinary text, and is no secret
+            text = text.replace(secret, REDACTED)
+    text = _SECRET_KEY.sub(rf"\g<1>{REDACTED}\g<2>", text)
+    return _URL_SECRET.sub(rf"\g<1>={REDACTED}", text)
+
+
+def clip_rejected(text: str) -> str:
+    """A rejected body as kept: whole up to REJECTED_BODY_KEPT characters, else clipped."""
+    if len(text) <= REJECTED_BODY_KEPT:
+        return text
+    size = len(text.encode("utf-8", "replace"))
+    return text[:REJECTED_BODY_KEPT] + f"\n[truncated: {size} bytes received]"
+
+
 def signature_matches(body: bytes, header: str, secret: str) -> bool:
     """`X-Smartlead-Signature: sha256=<hex HMAC-SHA256 of the raw body>` (bare hex tolerated)."""
     scheme, _, digest = header.strip().rpartition("=")
@@ -100,7 +131,40 @@ def parse_payload(text: str) -> dict[str, Any]:
         raise Rejected(400, f"The body is not valid JSON ({clean(str(exc), 200)}).") from None
     if not isinstance(payload, dict):
         raise Rejected(400, f"The body is JSON but not an object (it is {_json_kind(payload)}).")
+    if depth(payload) > MAX_DEPTH:
+        raise Rejected(400, f"The JSON is nested more than {MAX_DEPTH} levels deep.")
     return payload
+
+
+def depth(value: Any) -> int:
+    """How deeply arrays and objects nest in parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        )
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def pretty(text: str) -> str:
+    """A stored body indented for people; as it is when it is not JSON or nests too deeply."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    if depth(value) > MAX_DEPTH:
+        return text
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def campaign_id_of(value: Any) -> int | None:
+    """A campaign id from a payload field or the URL's `campaign=`; None when it is not one."""
+    return _as_int(value, bound=_BIGINT)
 
 
 def _json_kind(value: object) -> str:
@@ -128,7 +192,7 @@ class Identity:
 def identify(payload: dict[str, Any], raw: str) -> Identity:
     """The identity of a parsed payload; Rejected(400) when it has no event type."""
     event_type = _event_type(payload)
-    campaign_id = _as_int(_first(payload, CAMPAIGN_FIELDS), bound=_BIGINT)
+    campaign_id = campaign_id_of(_first(payload, CAMPAIGN_FIELDS))
     lead_email = clean(_text(payload, EMAIL_FIELDS).lower(), 320)
     sequence_number = _as_int(_first(payload, SEQUENCE_FIELDS), bound=_INT)
     stats = payload.get("stats_id")
@@ -184,16 +248,17 @@ def _text(payload: dict[str, Any], paths: tuple[str, ...], limit: int = 1000) ->
 
 
 def _as_int(value: Any, *, bound: int) -> int | None:
-    """An integer from an int, an integral float or a string of digits; None if out of range."""
+    """An integer from an int, an integral float or a string of digits; None if out of range.
+
+    Anything else (booleans, "--7", "1e309", NaN, infinity) is no number: None, never a raise,
+    so a strange field can only make an event unmatched, not lose its delivery."""
     if isinstance(value, bool):
         return None
     if isinstance(value, float):
-        value = int(value) if value.is_integer() else None
+        value = int(value) if value.is_integer() else None  # NaN and infinities are not
     elif isinstance(value, str):
         text = value.strip()
-        if not 0 < len(text) <= 20 or not text.lstrip("-").isdecimal():
-            return None
-        value = int(text)
+        value = int(text) if _INTEGER.fullmatch(text) else None
     if isinstance(value, int) and -bound <= value < bound:
         return value
     return None

@@ -33,6 +33,7 @@ from sequences.models import (
 from sequences.steps import Steps
 from smartlead import client as smartlead_client
 from smartlead import limits as smartlead_limits
+from smartlead import tokens
 from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
 from tests.fake_smartlead import BASE, FakeSmartlead
 
@@ -157,8 +158,10 @@ def test_it_provisions_a_new_sequence_once_with_its_steps_schedule_and_webhook(s
     assert schedule["days_of_the_week"] == [1, 2, 3, 4, 5] and schedule["start_hour"] == "09:00"
     assert smartlead.bodies("settings")[0]["stop_lead_settings"] == "REPLY_TO_AN_EMAIL"
     (hook,) = smartlead.bodies("webhooks")
+    # The campaign's own URL: a token for this campaign only, never the server secret itself.
+    token = tokens.token_for(campaign_id, "whsec-0123456789")
     assert hook["webhook_url"] == (
-        "https://api.outboundhq.test/webhooks/smartlead?secret=whsec-0123456789"
+        f"https://api.outboundhq.test/webhooks/smartlead?campaign={campaign_id}&token={token}"
     )
     assert smartlead.bodies("status") == [{"status": "START"}]
     assert len(smartlead.leads[campaign_id]) == 2

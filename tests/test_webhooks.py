@@ -22,6 +22,7 @@ from django.db import DatabaseError, connection
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -38,6 +39,7 @@ URL = "/webhooks/smartlead"
 FIXTURES = Path(__file__).parent / "fixtures" / "smartlead"
 LEAD_EMAIL = "james.parker@prospect.test"
 CAMPAIGN = "9181"
+SMARTLEAD_SECRET_KEY = "4f7c8d23-a619-58c2-93a6-72936ee16f38"  # in every fixture's body
 
 pytestmark = pytest.mark.django_db
 
@@ -74,6 +76,15 @@ def post(
     # CONTENT_TYPE explicitly: the test client drops it when the body is empty.
     extra = {"CONTENT_TYPE": content_type} | extra
     return client.post(url, data=data, content_type=content_type, secure=True, **extra)
+
+
+def as_stored(body: str) -> str:
+    """What is kept of a body: Smartlead's `secret_key` and any URL secret replaced (the
+    fixtures' webhook_url carries `secret=`), a rejected one clipped at 64 KB."""
+    body = body.replace(f'"secret_key": "{SMARTLEAD_SECRET_KEY}"', '"secret_key": "[redacted]"')
+    body = body.replace("?secret=redacted", "?secret=[redacted]")
+    kept = webhooks.REJECTED_BODY_KEPT
+    return body if len(body) <= kept else f"{body[:kept]}\n[truncated: {len(body)} bytes received]"
 
 
 def configure(settings: Any, secret: str = SECRET, signing: str = "") -> None:
@@ -191,7 +202,7 @@ def test_it_stores_the_raw_body_and_the_parsed_identity(client):
     response = post(client, body, HTTP_X_REQUEST_ID="req-42")
     event = WebhookEvent.objects.get()
     assert response.json() == {"status": "received", "id": event.pk}
-    assert event.raw_body == body
+    assert event.raw_body == as_stored(body)
     assert event.event_type == "EMAIL_REPLY"
     assert event.campaign_id == 9181
     assert event.lead_email == LEAD_EMAIL
@@ -307,7 +318,7 @@ def test_unparsable_bodies_get_a_400_naming_the_problem_and_are_kept(client, bod
     assert message in response.json()["error"]
     event = WebhookEvent.objects.get()
     assert event.outcome == Outcome.REJECTED
-    assert event.raw_body == body
+    assert event.raw_body == as_stored(body)
     assert message in event.detail
 
 
@@ -317,7 +328,7 @@ def test_a_wrong_content_type_gets_a_415_and_the_body_is_kept(client, content_ty
     response = post(client, body, content_type=content_type)
     assert response.status_code == 415
     assert "Content-Type must be application/json" in response.json()["error"]
-    assert WebhookEvent.objects.get(outcome=Outcome.REJECTED).raw_body == body
+    assert WebhookEvent.objects.get(outcome=Outcome.REJECTED).raw_body == as_stored(body)
 
 
 def test_json_with_a_charset_is_fine(client):
@@ -714,3 +725,74 @@ def test_it_takes_the_webhook_fast_path_right_after_the_security_middleware(sett
     fast = middleware.index("outboundhq.middleware.WebhookFastPath")
     assert middleware[fast - 1] == "django.middleware.security.SecurityMiddleware"
     assert middleware[:fast] == ["outboundhq.middleware.RequestIdMiddleware", middleware[fast - 1]]
+
+
+# --- Hostile input (issue 13 point 5) ------------------------------------------------------
+
+
+NOT_NUMBERS = ["--7", "1e309", "NaN", "-", "+7", "٣", "7.5", "0x1f", "9" * 30, "", " "]
+
+
+@pytest.mark.parametrize("field", ["campaign_id", "sequence_number", "sl_email_lead_id"])
+@pytest.mark.parametrize("value", [*NOT_NUMBERS, True, False, 1e308, -(2**70), [7], {"id": 7}])
+def test_a_field_that_is_no_number_never_loses_the_delivery(client, field, value):
+    make_lead()
+    response = post(client, fixture("email_reply", **{field: value}))
+    assert response.status_code == 200, response.content
+    event = WebhookEvent.objects.get()
+    assert event.outcome in (Outcome.APPLIED, Outcome.UNMATCHED)
+    if field == "campaign_id":
+        assert event.campaign_id is None and event.outcome == Outcome.UNMATCHED
+
+
+@pytest.mark.parametrize("literal", ["1e309", "-1e309", "NaN", "Infinity", "1" + "0" * 5000])
+def test_json_number_literals_out_of_range_are_no_500(client, literal):
+    body = json.dumps(fixture("email_open"))
+    body = body.replace('"campaign_id": 9181', f'"campaign_id": {literal}')
+    assert literal in body
+    response = post(client, body)
+    assert response.status_code in (200, 400)
+    assert WebhookEvent.objects.count() == 1
+
+
+def test_a_number_with_spaces_around_it_still_counts():
+    assert webhooks.campaign_id_of(" 9181 ") == 9181
+    assert webhooks.campaign_id_of("-12") == -12
+    assert webhooks.campaign_id_of("--7") is None
+
+
+def test_a_deeply_nested_body_is_kept_as_rejected_and_its_admin_page_opens(client, admin_client):
+    deep = "[" * 10_000 + "]" * 10_000
+    nested = '{"event_type": "EMAIL_OPEN", "a": ' + "[" * 40 + "]" * 40 + "}"
+    for body in (deep, nested):
+        assert post(client, body).status_code == 400
+    # And a row stored deeply nested by an older version must not break its page either.
+    WebhookEvent.objects.create(dedupe_key="deep", outcome=Outcome.REJECTED, raw_body=deep[:5000])
+    for event in WebhookEvent.objects.all():
+        assert event.outcome == Outcome.REJECTED
+        page = admin_client.get(reverse("admin:smartlead_webhookevent_change", args=[event.pk]))
+        assert page.status_code == 200
+
+
+def test_a_large_rejected_body_is_kept_clipped_with_its_size(client):
+    body = "x" * (200 * 1024)
+    assert post(client, body).status_code == 400
+    event = WebhookEvent.objects.get()
+    assert len(event.raw_body) < 65 * 1024
+    assert event.raw_body.endswith(f"[truncated: {200 * 1024} bytes received]")
+
+
+def test_only_the_newest_rejected_deliveries_of_each_source_are_kept(client, monkeypatch):
+    monkeypatch.setattr(views, "REJECTED_KEPT_PER_SOURCE", 3)
+    for n in range(5):
+        assert post(client, f"not json {n}").status_code == 400
+    other = WebhookEvent.objects.store(
+        dedupe_key="rejected:other", outcome=Outcome.REJECTED, source="token:777", raw_body="x"
+    )
+    assert post(client, "not json 5").status_code == 400
+    kept = WebhookEvent.objects.filter(source="secret").order_by("id")
+    assert [e.raw_body for e in kept] == ["not json 3", "not json 4", "not json 5"]
+    assert WebhookEvent.objects.filter(pk=other.id).exists()  # another source's are its own
+    assert post(client, fixture("email_open")).status_code == 200  # accepted ones are never pruned
+    assert post(client, "not json 6").status_code == 400
+    assert WebhookEvent.objects.exclude(outcome=Outcome.REJECTED).count() == 1
