@@ -182,6 +182,22 @@ SMARTLEAD_WEBHOOK_SECRET = _read("SMARTLEAD_WEBHOOK_SECRET", str, "")
 SMARTLEAD_WEBHOOK_SIGNING_SECRET = _read("SMARTLEAD_WEBHOOK_SIGNING_SECRET", str, "")
 SMARTLEAD_SCHEDULE_TIMEZONE = _read("SMARTLEAD_SCHEDULE_TIMEZONE", str, "America/New_York")
 PUBLIC_BASE_URL = _read("PUBLIC_BASE_URL", str, "")
+# The SDRs' keys are stored encrypted (profiles/crypto.py): the first key encrypts, all decrypt.
+SMARTLEAD_KEY_ENCRYPTION_KEYS = [k for k in _read("SMARTLEAD_KEY_ENCRYPTION_KEYS", list, []) if k]
+if not SMARTLEAD_KEY_ENCRYPTION_KEYS:
+    if DEBUG:
+        # Fixed and published (README), so a development database keeps working across runs;
+        # base64 of "outboundhq-development-only-key!". Never used with DEBUG off.
+        SMARTLEAD_KEY_ENCRYPTION_KEYS = ["b3V0Ym91bmRocS1kZXZlbG9wbWVudC1vbmx5LWtleSE="]
+    else:
+        CONFIG_ERRORS.append(
+            (
+                "SMARTLEAD_KEY_ENCRYPTION_KEYS",
+                "is required unless DJANGO_DEBUG=true; generate one with "
+                '`python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"`',
+            )
+        )
 
 # --- Executor ----------------------------------------------------------------------------
 CRON_SECRET = _read("CRON_SECRET", str, "")
