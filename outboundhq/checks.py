@@ -6,7 +6,7 @@ import zoneinfo
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, register, run_checks
 
 from smartlead.client import MAX_LEADS_PER_REQUEST
 
@@ -66,8 +66,13 @@ def configuration_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 
 
 def fail_fast_on_bad_configuration() -> None:
-    """For servers (gunicorn) that don't run system checks: stop with the messages, no trace."""
-    problems = configuration_check()
+    """For servers (gunicorn) that don't run system checks: stop with the messages, no trace.
+    With the configuration sound, the database checks too (a lost key-encryption key)."""
+    problems = configuration_check() or [
+        problem
+        for problem in run_checks(tags=[Tags.database], databases=["default"])
+        if problem.is_serious()
+    ]
     if problems:
         lines = "\n".join(f"  {p.id}: {p.msg}" for p in problems)
         raise SystemExit(f"OutboundHQ cannot start, configuration is wrong:\n{lines}")

@@ -20,7 +20,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
-from profiles.models import Profile, SmartleadStatus
+from profiles.models import SQL_STATUSES, Profile, SmartleadStatus
 from sequences.models import Enrollment, ExecutorRun
 from smartlead.models import Outcome, WebhookEvent
 
@@ -134,7 +134,7 @@ def credential_figures() -> list[Bar]:
                 counts.get(status.value, 0),
                 changelist("profiles_profile", smartlead=status.value),
             )
-            for status in SmartleadStatus
+            for status in SQL_STATUSES
         ]
     )
 

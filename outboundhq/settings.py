@@ -6,6 +6,7 @@ by the system check `outboundhq.E001` (see outboundhq/checks.py), which names th
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     # executor then start without importing every admin page, form and serializer.
     "django.contrib.admin.apps.SimpleAdminConfig",
     "django.contrib.auth",
+    "axes",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
@@ -55,6 +57,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "corsheaders",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "outboundhq",
     "profiles",
@@ -75,6 +78,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "outboundhq.urls"
@@ -113,6 +118,34 @@ STORAGES = {
 }
 # Webhook bodies are capped at 1 MB by the receiver itself, which answers 413 with JSON.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# --- Admin: path, passwords, login throttling (django-axes) ------------------------------
+# A path other than the well-known admin/ keeps most scanners off the login page.
+ADMIN_PATH = str(_read("DJANGO_ADMIN_PATH", str, "admin/")).strip("/") + "/"
+if ADMIN_PATH == "/":
+    CONFIG_ERRORS.append(("DJANGO_ADMIN_PATH", "must not be empty (e.g. admin/ or ops-7f3/)"))
+    ADMIN_PATH = "admin/"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Axes' backend first: it refuses a locked-out address before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _read("DJANGO_ADMIN_LOGIN_FAILURE_LIMIT", int, 5)
+AXES_COOLOFF_TIME = timedelta(minutes=_read("DJANGO_ADMIN_LOGIN_COOLOFF_MINUTES", int, 15))
+AXES_RESET_ON_SUCCESS = True
+# Counted per client address (outboundhq/admin.py reads it through Railway's proxy), so one
+# source cannot guess passwords and nobody can lock an account out from everywhere.
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "outboundhq.admin.client_ip"
 
 # --- Database ----------------------------------------------------------------------------
 # The embedded default is a SQLite file so a fresh clone runs with nothing else installed.
@@ -162,6 +195,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Connect a Smartlead account, activate sequences, receive Smartlead webhooks.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs pages' JavaScript and CSS come from this app (drf-spectacular-sidecar's static
+    # files, served by WhiteNoise), never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Supabase auth (the connect API) -----------------------------------------------------
@@ -188,6 +226,22 @@ SMARTLEAD_WEBHOOK_SECRET_PREVIOUS = _read("SMARTLEAD_WEBHOOK_SECRET_PREVIOUS", s
 SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET = _read("SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET", bool, True)
 SMARTLEAD_SCHEDULE_TIMEZONE = _read("SMARTLEAD_SCHEDULE_TIMEZONE", str, "America/New_York")
 PUBLIC_BASE_URL = _read("PUBLIC_BASE_URL", str, "")
+# The SDRs' keys are stored encrypted (profiles/crypto.py): the first key encrypts, all decrypt.
+SMARTLEAD_KEY_ENCRYPTION_KEYS = [k for k in _read("SMARTLEAD_KEY_ENCRYPTION_KEYS", list, []) if k]
+if not SMARTLEAD_KEY_ENCRYPTION_KEYS:
+    if DEBUG:
+        # Fixed and published (README), so a development database keeps working across runs;
+        # base64 of "outboundhq-development-only-key!". Never used with DEBUG off.
+        SMARTLEAD_KEY_ENCRYPTION_KEYS = ["b3V0Ym91bmRocS1kZXZlbG9wbWVudC1vbmx5LWtleSE="]
+    else:
+        CONFIG_ERRORS.append(
+            (
+                "SMARTLEAD_KEY_ENCRYPTION_KEYS",
+                "is required unless DJANGO_DEBUG=true; generate one with "
+                '`python -c "from cryptography.fernet import Fernet; '
+                'print(Fernet.generate_key().decode())"`',
+            )
+        )
 
 # --- Executor ----------------------------------------------------------------------------
 CRON_SECRET = _read("CRON_SECRET", str, "")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -12,8 +13,8 @@ urlpatterns = [
     # First: Smartlead's deliveries are most of the traffic, and URLs resolve top to bottom.
     path("", include("smartlead.urls")),
     path("health", views.health, name="health"),
-    path("admin/dashboard/", dashboard.dashboard, name="ops-dashboard"),
-    path("admin/", admin.site.urls),
+    path(f"{settings.ADMIN_PATH}dashboard/", dashboard.dashboard, name="ops-dashboard"),
+    path(settings.ADMIN_PATH, admin.site.urls),
     path("", include("profiles.urls")),
     path("", include("sequences.urls")),
 ]

@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
 from profiles.forms import EmailAccountForm, SmartleadKeyForm
-from profiles.models import Profile, SmartleadStatus, refusal_status
+from profiles.models import SQL_STATUSES, Profile, SmartleadStatus, refusal_status
 from profiles.serializers import smartlead_failure
 from smartlead.client import SmartleadError
 
@@ -28,7 +28,7 @@ class SmartleadStatusFilter(admin.SimpleListFilter):
     parameter_name = "smartlead"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return list(SmartleadStatus.choices)
+        return [(s.value, s.label) for s in SQL_STATUSES]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Profile]) -> QuerySet[Profile]:
         if self.value():
@@ -38,8 +38,10 @@ class SmartleadStatusFilter(admin.SimpleListFilter):
 
 def verify(profile: Profile, deadline: float) -> str | None:
     """Checks one profile's key with Smartlead (the verdict is recorded); else why it was not."""
-    if not profile.smartlead_api_key:
+    if not profile.has_smartlead_key:
         return "no API key"
+    if not profile.key_is_readable():
+        return "key cannot be decrypted"
     if time.monotonic() >= deadline:
         return "time ran out (select fewer profiles)"
     try:
@@ -113,7 +115,7 @@ class ProfileAdmin(admin.ModelAdmin):
 
     @admin.display(description="Smartlead", ordering="connection_status")
     def smartlead(self, obj: Profile) -> str:
-        return SmartleadStatus(obj.connection_status).label
+        return obj.smartlead_status().label
 
     @admin.display(description="API key")
     def api_key(self, obj: Profile) -> str:
@@ -200,7 +202,7 @@ class ProfileAdmin(admin.ModelAdmin):
     def email_account_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Step 2: one of the saved key's email accounts, listed live from Smartlead."""
         profile = self.changeable(request, object_id)
-        if not profile.smartlead_api_key:
+        if not profile.has_smartlead_key or not profile.key_is_readable():
             self.message_user(request, "Connect a key first.", messages.WARNING)
             return self.redirect("smartlead_connect", profile)
         try:

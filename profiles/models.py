@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.db.models import Case, Exists, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from outboundhq.logs import mask
+from profiles import crypto
 from smartlead.client import (
     EmailAccount,
     InvalidApiKey,
@@ -49,6 +51,8 @@ class SmartleadStatus(models.TextChoices):
     INVALID_KEY = "invalid_key", "Invalid key"
     NO_API_ACCESS = "no_api_access", "No API access"
     UNCHECKED = "unchecked", "Unchecked"
+    # Never recorded: worked out on reading the key, so restoring the lost key heals it at once.
+    UNREADABLE_KEY = "unreadable_key", "Key cannot be decrypted"
 
 
 def key_fingerprint(api_key: str) -> str:
@@ -80,6 +84,9 @@ def refusal_status(exc: SmartleadError) -> SmartleadStatus | None:
     return None
 
 
+# The statuses the SQL rule can give (UNREADABLE_KEY needs the key decrypted): list filters and
+# the dashboard's bars count these.
+SQL_STATUSES = [s for s in SmartleadStatus if s != SmartleadStatus.UNREADABLE_KEY]
 # Verdicts about the current key that stop sending until the SDR reconnects or picks a mailbox.
 REFUSED = (
     SmartleadStatus.INVALID_KEY,
@@ -133,6 +140,26 @@ class ProfileQuerySet(models.QuerySet["Profile"]):
     def not_connected(self) -> ProfileQuerySet:
         return self.with_smartlead_status().exclude(connection_status__in=SENDING)
 
+    def encrypted_keys(self) -> list[str]:
+        """The stored keys that are ciphertext (what the start-up check tries to open)."""
+        return list(
+            self.filter(smartlead_api_key__startswith=crypto.PREFIX).values_list(
+                "smartlead_api_key", flat=True
+            )
+        )
+
+    def encrypt_keys(self) -> Counter[str]:
+        """Encrypts plain-text keys and re-encrypts older keys' tokens under the newest key.
+
+        Idempotent; each row is written only if it still holds what was read (a key saved
+        meanwhile is left alone). Returns counts: encrypted, rotated, current, unreadable.
+        """
+        counts: Counter[str] = Counter()
+        rows = self.exclude(smartlead_api_key__isnull=True).exclude(smartlead_api_key="")
+        for pk, stored in rows.values_list("pk", "smartlead_api_key").iterator():
+            counts[Profile.reencrypt(pk, stored)] += 1
+        return counts
+
 
 class Profile(models.Model):
     """One SDR (a Supabase auth user). Hosted table: the backend never changes its shape."""
@@ -168,17 +195,59 @@ class Profile(models.Model):
         return " ".join(p for p in (self.first_name, self.last_name) if p)
 
     @property
+    def has_smartlead_key(self) -> bool:
+        """Whether a key is saved, readable or not (no decryption needed to know)."""
+        return bool(self.smartlead_api_key)
+
+    def smartlead_key(self, *, write_back: bool = True) -> str | None:
+        """The SDR's Smartlead key in clear: the one reader of `smartlead_api_key`.
+
+        A plain-text value (from an older client) is encrypted in place on first use, unless
+        `write_back` is off (pages that only show the hint). Raises crypto.UndecryptableKey.
+        """
+        stored = self.smartlead_api_key
+        if not stored:
+            return None
+        plain = crypto.decrypt(stored)
+        if write_back and not crypto.is_encrypted(stored):
+            Profile.reencrypt(self.pk, stored)
+            self.refresh_from_db(fields=["smartlead_api_key"])
+        return plain
+
+    @staticmethod
+    def reencrypt(pk: uuid.UUID, stored: str) -> str:
+        """Stores `stored` encrypted under the newest key, if the row still holds it; says what
+        was done: "encrypted", "rotated", "current" or "unreadable"."""
+        try:
+            new = crypto.reencrypted(stored)
+        except crypto.UndecryptableKey:
+            return "unreadable"
+        if new is None:
+            return "current"
+        Profile.objects.filter(pk=pk, smartlead_api_key=stored).update(smartlead_api_key=new)
+        return "rotated" if crypto.is_encrypted(stored) else "encrypted"
+
+    @property
     def api_key_hint(self) -> str:
         """At most the last 4 characters of the key, for people to recognise it."""
-        return mask(self.smartlead_api_key)
+        try:
+            return mask(self.smartlead_key(write_back=False))
+        except crypto.UndecryptableKey:
+            return ""  # its status says why
 
     def smartlead_status(self) -> SmartleadStatus:
         """This SDR's connection status, by the one rule (`with_smartlead_status`); free when the
-        row was loaded with it, one query otherwise."""
+        row was loaded with it, one query otherwise. A key no configured encryption key opens
+        is UNREADABLE_KEY (SQL cannot tell)."""
         status = getattr(self, "connection_status", None)
         if status is None:
             status = Profile.objects.with_smartlead_status().get(pk=self.pk).connection_status
+        if status != SmartleadStatus.NO_API_KEY and not self.key_is_readable():
+            return SmartleadStatus.UNREADABLE_KEY
         return SmartleadStatus(status)
+
+    def key_is_readable(self) -> bool:
+        return not self.smartlead_api_key or crypto.is_readable(self.smartlead_api_key)
 
     @property
     def mailbox_id(self) -> int | None:
@@ -196,15 +265,16 @@ class Profile(models.Model):
             return None
         return SmartleadCredentials(
             profile_id=self.id,
-            api_key=self.smartlead_api_key,
+            api_key=self.smartlead_key(),
             email_account_id=self.mailbox_id,
         )
 
     def set_smartlead_credentials(
         self, *, api_key: str | None, email_account_id: int | None
     ) -> None:
-        """Saves both columns (only them) and forgets any verdict about the previous key."""
-        self.smartlead_api_key = api_key or None
+        """Saves both columns (only them), the key encrypted, and forgets any verdict about the
+        previous key."""
+        self.smartlead_api_key = crypto.encrypt(api_key) if api_key else None
         self.smartlead_email_account_id = str(email_account_id) if email_account_id else None
         self.updated_at = timezone.now()
         self.save(update_fields=["smartlead_api_key", "smartlead_email_account_id", "updated_at"])
@@ -234,10 +304,11 @@ class Profile(models.Model):
         Raises SmartleadError (the verdict recorded when it is about the key, not when Smartlead
         was merely unreachable) and ValueError when no key is saved.
         """
-        if not self.smartlead_api_key:
+        api_key = self.smartlead_key()
+        if not api_key:
             raise ValueError("No Smartlead API key is saved.")
         try:
-            accounts = fetch_email_accounts(self.smartlead_api_key)
+            accounts = fetch_email_accounts(api_key)
         except SmartleadError as exc:
             self.record_smartlead_refusal(exc)
             raise
@@ -250,7 +321,7 @@ class Profile(models.Model):
         account = next((a for a in accounts if a.id == email_account_id), None)
         if account is not None:
             self.set_smartlead_credentials(
-                api_key=self.smartlead_api_key, email_account_id=email_account_id
+                api_key=self.smartlead_key(), email_account_id=email_account_id
             )
             self._record_accounts(accounts)
         return account
@@ -284,7 +355,7 @@ class CredentialCheckQuerySet(models.QuerySet["CredentialCheck"]):
                 "status": status,
                 "ok": status == SmartleadStatus.CONNECTED,
                 "detail": detail[:1000],
-                "key_fingerprint": key_fingerprint(profile.smartlead_api_key or ""),
+                "key_fingerprint": key_fingerprint(profile.smartlead_key(write_back=False) or ""),
                 "checked_at": timezone.now(),
             },
         )
@@ -305,7 +376,8 @@ class CredentialCheck(models.Model):
         primary_key=True,
         related_name="credential_check",
     )
-    status = models.CharField(max_length=32, choices=SmartleadStatus.choices)
+    # Only what a check can record (not UNREADABLE_KEY, which is worked out on reading).
+    status = models.CharField(max_length=32, choices=[(s.value, s.label) for s in SQL_STATUSES])
     ok = models.BooleanField(default=False)
     detail = models.TextField(blank=True, help_text="What Smartlead said, in words.")
     key_fingerprint = models.CharField(

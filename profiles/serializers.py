@@ -48,6 +48,16 @@ def bad_request(message: str, code: str, **extra: Any) -> exceptions.APIExceptio
     return problem(exceptions.ValidationError, message, code, **extra)
 
 
+def unreadable_key(**extra: Any) -> exceptions.APIException:
+    """The saved key cannot be decrypted here (the server lost its encryption key); saving the
+    key again stores it under the current one."""
+    return bad_request(
+        "Your saved Smartlead API key cannot be read by the server; connect it again.",
+        "unreadable_key",
+        **extra,
+    )
+
+
 def smartlead_failure(exc: SmartleadError, *, prefix: str = "") -> exceptions.APIException:
     """400 when the SDR can fix it (key, plan, Smartlead data); 502 when Smartlead failed."""
     if isinstance(exc, InvalidApiKey):

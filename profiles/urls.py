@@ -12,9 +12,13 @@ urlpatterns: list[URLPattern] = [
         views.email_account,
         name="smartlead-email-account",
     ),
-    # The schema is plain JSON/YAML and works offline. The two pages load their JavaScript
-    # from a CDN (drf-spectacular-sidecar is not installed), so they need a browser online.
+    # The two pages load their JavaScript and CSS from this app's static files
+    # (drf-spectacular-sidecar, SPECTACULAR_SETTINGS), never from a CDN.
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="outboundhq/redoc.html"),
+        name="api-redoc",
+    ),
 ]

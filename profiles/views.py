@@ -21,6 +21,7 @@ from profiles.serializers import (
     bad_request,
     connection_data,
     smartlead_failure,
+    unreadable_key,
     validated,
 )
 from smartlead.client import SmartleadError
@@ -71,8 +72,8 @@ def connect(profile: Profile, api_key: str) -> Response:
 
 def live_connection(profile: Profile) -> dict:
     """The connection with a fresh verdict from Smartlead; the last known one if it is down."""
-    if not profile.smartlead_api_key:
-        return connection_data(profile)
+    if not profile.has_smartlead_key or not profile.key_is_readable():
+        return connection_data(profile)  # the status says which
     try:
         accounts = profile.check_smartlead()
     except SmartleadError as exc:
@@ -90,12 +91,14 @@ def live_connection(profile: Profile) -> dict:
 def email_account(request: Request) -> Response:
     profile: Profile = request.user
     account_id = validated(EmailAccountChoice, request.data)["email_account_id"]
-    if not profile.smartlead_api_key:
+    if not profile.has_smartlead_key:
         raise bad_request(
             "Connect a Smartlead API key before choosing an email account.",
             "no_api_key",
             field="email_account_id",
         )
+    if not profile.key_is_readable():
+        raise unreadable_key(field="email_account_id")
     try:
         account = profile.choose_smartlead_email_account(account_id)
     except SmartleadError as exc:

@@ -64,6 +64,10 @@ from smartlead.client import Session, SmartleadClient, SmartleadError, new_sessi
 log = logging.getLogger(__name__)
 
 NOT_CONNECTED = "User %s has not connected their Smartlead account"
+UNREADABLE = (
+    "User %s skipped: their stored Smartlead key cannot be decrypted (the key that encrypted it "
+    "is missing from SMARTLEAD_KEY_ENCRYPTION_KEYS)"
+)
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ def execute(
     tallies: list[Tally] = []
     try:
         skip_unconnected(run, scope)  # 1
-        sdrs = plan(scope)  # 2
+        sdrs = plan(scope, skipped=run.record.errors)  # 2
         in_workers(run, sdrs, tallies)  # 3
     except Exception as exc:
         record.errors.append(logs.redact(f"The run stopped: {exc.__class__.__name__}: {exc}"))
@@ -181,8 +185,10 @@ def waiting_for_credentials(scope: Scope) -> list[tuple[uuid.UUID | None, int]]:
     return Enrollment.objects.filter(sequence__in=scope.sequences()).waiting_for_credentials()
 
 
-def plan(scope: Scope) -> list[Sdr]:
-    """Step 2: connected SDRs with ready work, their sequences and steps loaded at once."""
+def plan(scope: Scope, skipped: list[str] | None = None) -> list[Sdr]:
+    """Step 2: connected SDRs with ready work, their sequences and steps loaded at once. An SDR
+    whose key cannot be decrypted is left out, logged and said in `skipped` (the run's errors):
+    the others still send."""
     sequences = (
         scope.sequences()
         .filter(pk__in=Enrollment.objects.ready().values("sequence_id"))
@@ -199,9 +205,14 @@ def plan(scope: Scope) -> list[Sdr]:
         by_creator[sequence.created_by_id].append(sequence)
     sdrs = []
     for group in by_creator.values():
-        credentials = group[0].created_by.smartlead_credentials()
+        profile = group[0].created_by
+        credentials = profile.smartlead_credentials()
         if credentials is not None:  # connected a moment ago; may have changed since
-            sdrs.append(Sdr(group[0].created_by, credentials, group))
+            sdrs.append(Sdr(profile, credentials, group))
+        elif not profile.key_is_readable():
+            log.error(UNREADABLE, profile.id)
+            if skipped is not None:
+                skipped.append(UNREADABLE % profile.id)
     return sdrs
 
 

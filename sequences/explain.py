@@ -41,6 +41,7 @@ NOT_CONNECTED = {
     SmartleadStatus.NO_EMAIL_ACCOUNT: "has not chosen a Smartlead email account to send from",
     SmartleadStatus.INVALID_KEY: "has Smartlead credentials that are invalid (key rejected)",
     SmartleadStatus.NO_API_ACCESS: "has a Smartlead plan without API access",
+    SmartleadStatus.UNREADABLE_KEY: "has a saved Smartlead key the server cannot decrypt",
 }
 PUSH_FIELDS = ("state", "campaign_id", "outcome", "pushed_at")
 

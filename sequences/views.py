@@ -23,6 +23,7 @@ from profiles.serializers import (
     bad_request,
     problem,
     smartlead_failure,
+    unreadable_key,
 )
 from sequences.executor import as_dict, execute
 from sequences.models import RunTrigger, Sequence, SequenceStatus
@@ -120,8 +121,10 @@ def sendable(sequence: Sequence, profile: Profile) -> SmartleadCredentials:
     if reason:
         raise bad_request(reason, "unsupported_sequence")
     credentials = profile.smartlead_credentials()
+    if credentials is None and not profile.key_is_readable():
+        raise unreadable_key()
     if credentials is None:
-        missing = "an API key" if not profile.smartlead_api_key else "an email account"
+        missing = "an API key" if not profile.has_smartlead_key else "an email account"
         raise bad_request(
             f"Connect Smartlead first: your profile has no {missing} to send with.",
             "not_connected",

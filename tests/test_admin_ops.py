@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from responses import matchers
 
-from profiles.models import CredentialCheck, Profile, SmartleadStatus
+from profiles.models import SQL_STATUSES, CredentialCheck, Profile, SmartleadStatus
 from sequences.explain import explain, for_explanation
 from sequences.management.commands.explain_enrollment import Command as ExplainCommand
 from sequences.models import (
@@ -100,7 +100,7 @@ def make_one_of_each_status() -> dict[str, Profile]:
     return profiles
 
 
-@pytest.mark.parametrize("status", list(SmartleadStatus))
+@pytest.mark.parametrize("status", SQL_STATUSES)
 def test_the_profile_list_filters_by_each_of_the_six_statuses(admin_client, status):
     profiles = make_one_of_each_status()
     listing = page(
@@ -197,7 +197,7 @@ def test_connecting_a_profile_takes_a_key_then_a_mailbox_listed_live(admin_clien
     assert form.status_code == 200 and 'type="password"' in form.content.decode()
     saved = page(admin_client, connect_url(profile), {"api_key": f" {NEW} "})
     assert saved.status_code == 302 and saved["Location"] == account_url(profile)
-    assert Profile.objects.get(pk=profile.pk).smartlead_api_key == NEW
+    assert Profile.objects.get(pk=profile.pk).smartlead_key() == NEW
     choices = page(admin_client, account_url(profile)).content.decode()
     assert "Ann &lt;a@acme.test&gt;" in choices and "Ben &lt;b@acme.test&gt;" in choices
     chosen = page(admin_client, account_url(profile), {"email_account_id": "22"})
@@ -214,7 +214,7 @@ def test_a_refused_key_is_shown_as_a_form_error_and_never_echoed(admin_client, r
     smartlead_answers(rsps, REVOKED, status)
     response = page(admin_client, connect_url(profile), {"api_key": REVOKED})
     assert response.status_code == 200 and words in response.content.decode()
-    assert Profile.objects.get(pk=profile.pk).smartlead_api_key == GOOD
+    assert Profile.objects.get(pk=profile.pk).smartlead_key() == GOOD
 
 
 def test_a_key_with_spaces_inside_is_refused_before_smartlead_is_asked(admin_client, rsps):

@@ -208,7 +208,7 @@ def test_a_valid_key_is_saved_and_its_email_accounts_listed(api, sdr, rsps):
     ]
     assert "mailbox-password" not in response.content.decode()
     assert body["status"] == "no_email_account" and body["api_key_last4"] == KEY[-4:]
-    assert reload(sdr).smartlead_api_key == KEY
+    assert reload(sdr).smartlead_key() == KEY
     check = CredentialCheck.objects.get(profile_id=sdr.id)
     assert check.status == SmartleadStatus.CONNECTED and check.ok
 
@@ -226,7 +226,7 @@ def test_a_key_smartlead_refuses_is_400_and_nothing_is_saved(api, sdr, rsps, sta
     response = api.call("post", CONNECTION, {"api_key": KEY})
     assert response.status_code == 400
     assert response.json()["code"] == code and words in response.json()["error"]
-    assert reload(sdr).smartlead_api_key == SAVED_KEY
+    assert reload(sdr).smartlead_key() == SAVED_KEY
     assert reload(sdr).smartlead_email_account_id == "11"
     assert not CredentialCheck.objects.filter(profile_id=sdr.id).exists()
 
@@ -256,7 +256,7 @@ def test_replacing_the_key_keeps_the_mailbox_only_if_the_new_key_owns_it(
     accounts_of(rsps, OTHER_KEY, rows=new_rows)
     assert api.call("post", CONNECTION, {"api_key": OTHER_KEY}).status_code == 200
     profile = reload(sdr)
-    assert profile.smartlead_api_key == OTHER_KEY
+    assert profile.smartlead_key() == OTHER_KEY
     assert profile.smartlead_email_account_id == kept
 
 
@@ -390,7 +390,7 @@ def test_each_user_only_ever_touches_their_own_connection(client, rsps):
     assert bob_api.call("get", CONNECTION).json()["status"] == "no_api_key"
     assert bob_api.call("post", CONNECTION, {"api_key": OTHER_KEY}).status_code == 200
     assert bob_api.call("delete", CONNECTION).status_code == 204
-    assert reload(alice).smartlead_api_key == SAVED_KEY
+    assert reload(alice).smartlead_key() == SAVED_KEY
     assert reload(alice).smartlead_email_account_id == "11"
 
 

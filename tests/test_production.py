@@ -26,6 +26,7 @@ import environ
 import psycopg
 import pytest
 import requests
+from cryptography.fernet import Fernet
 from psycopg import sql
 
 from outboundhq.logs import TextFormatter, redact
@@ -52,6 +53,7 @@ def production_env(**extra: str) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
             "DJANGO_DEBUG": "false",
             "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "SMARTLEAD_KEY_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "LOG_FORMAT": "json",
         }

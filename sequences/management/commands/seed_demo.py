@@ -105,6 +105,8 @@ class Command(BaseCommand):
                 "email": sdr["email"],
                 "first_name": sdr["first_name"],
                 "last_name": sdr["last_name"],
+                # In plain text, as the web app used to write it: the executor encrypts it on
+                # first use (profiles/crypto.py).
                 "smartlead_api_key": sdr["key"],
                 "smartlead_email_account_id": str(sdr["account"]) if sdr["account"] else None,
             },
