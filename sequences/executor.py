@@ -13,7 +13,7 @@ One run (`execute`) is these steps, each a function below, in this order:
    a. `campaign_for`: the sequence's campaign, provisioned first if needed;
    b. `pushing.send_sequence`: its ready enrollments claimed in chunks, each due step decided
       (`steps.decide`) and carried out, the leads pushed in full batches and what Smartlead
-      said recorded (sequences/pushing.py).
+      said recorded (sequences/pushing.py, sequences/recording.py).
 4. `finish`: the run record, with what every SDR's worker counted, saved and logged.
 
 A run stops taking new work when its time budget is spent; what it claimed but could not do is
@@ -57,8 +57,8 @@ from sequences.provisioning import (
     ensure_webhook,
     provision,
 )
-from sequences.pushing import Tally
 from sequences.steps import Steps
+from sequences.work import Tally
 from smartlead.client import Session, SmartleadClient, SmartleadError, new_session
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,7 @@ def settle_safely(sender: pushing.Sender) -> None:
     """The worker's batch still out is recorded, whatever happened to the SDR it was for."""
     sending = sender.in_flight
     try:
-        sender.settle_last()
+        pushing.settle_last(sender)
     except Exception as exc:  # noqa: BLE001 - reported on the SDR's tally like any failure
         failed(sending.work.sdr, sending.work.tally, exc)
 

@@ -8,8 +8,8 @@ c. `carry_out`: each enrollment's due step decided (`steps.decide`) and carried 
    ledger rows (`Push.objects.reserve`) before any request;
 d. `push`: the leads in full batches, one add-leads request each (`SmartleadClient.add_leads`),
    sent on the worker's sending thread;
-e. `settle` → `record`: what Smartlead said about each batch, written to the ledger and the
-   enrollments (`Push.objects.mark_pushed` moves them on in the same statement).
+e. `settle` → `recording.record`: what Smartlead said about each batch, written to the ledger
+   and the enrollments (sequences/recording.py).
 While one batch is in flight, the batch before it is recorded (d of one batch overlaps e of the
 previous one), and a sequence's last batch is recorded once the worker has claimed and sent the
 next sequence's first: Smartlead and the database work at the same time, and all database work
@@ -19,14 +19,9 @@ statements grows with batches, not with enrollments.
 
 from __future__ import annotations
 
-import contextvars
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections import defaultdict
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.db import transaction
@@ -37,12 +32,10 @@ from sequences.models import (
     Engagement,
     Enrollment,
     EnrollmentStatus,
-    ExecutorRun,
     Push,
-    PushState,
     lease_length,
 )
-from sequences.provisioning import campaign_gone, needs_attention
+from sequences.recording import give_back, not_sent, record
 from sequences.steps import (
     ENDS,
     FOLLOW_UP,
@@ -52,122 +45,13 @@ from sequences.steps import (
     Claimed,
     Decision,
     Move,
-    Steps,
     decide,
 )
-from smartlead.client import (
-    AddLeadsResult,
-    FoundLead,
-    NotFound,
-    SmartleadClient,
-    SmartleadError,
-    ValidationFailed,
-)
-from smartlead.results import IN_CAMPAIGN, REASONS, LeadOutcome, LeadVerdict
+from sequences.work import Answer, InFlight, Sender, SequenceWork, Tally, start_sending
+from smartlead.client import AddLeadsResult, ValidationFailed
 
-if TYPE_CHECKING:
-    from sequences.executor import Run, Sdr
-
-UNCONFIRMED = LeadOutcome.UNCONFIRMED
+__all__ = ["Sender", "SequenceWork", "Tally", "send_sequence", "settle_last"]
 NONE: frozenset[str] = frozenset()  # no engagement signals
-# Lead-by-email lookups per batch for leads a reply did not prove (each costs a request).
-CONFIRM_PER_BATCH = 10
-T = TypeVar("T")
-# What Smartlead answered for one batch: its result, or why there is none.
-Answer = AddLeadsResult | SmartleadError
-
-
-@dataclass
-class Tally:
-    """What one SDR's share of a run did; the run adds every tally to its record."""
-
-    due: int = 0
-    pushed: int = 0
-    failed: int = 0
-    call_tasks: int = 0
-    completed: int = 0
-    advanced: int = 0
-    deferred: int = 0
-    campaigns_provisioned: int = 0
-    smartlead_requests: int = 0
-    errors: list[str] = field(default_factory=list)
-    skipped: Counter[str] = field(default_factory=Counter)  # leads Smartlead turned away, by why
-
-    COUNTERS = (
-        "due",
-        "pushed",
-        "failed",
-        "call_tasks",
-        "completed",
-        "advanced",
-        "deferred",
-        "campaigns_provisioned",
-        "smartlead_requests",
-    )
-    MAX_ERRORS = 200
-
-    def error(self, message: str) -> None:
-        if len(self.errors) < self.MAX_ERRORS:
-            self.errors.append(message)
-
-    def moved(self, move: Move, count: int) -> None:
-        if move.to_step is None:
-            self.completed += count
-        else:
-            self.advanced += count
-
-    def add_to(self, record: ExecutorRun) -> None:
-        for name in self.COUNTERS:
-            setattr(record, name, getattr(record, name) + getattr(self, name))
-        record.skipped = dict(Counter(record.skipped) + self.skipped)
-        record.errors.extend(self.errors[: max(0, self.MAX_ERRORS - len(record.errors))])
-
-
-@dataclass
-class SequenceWork:
-    """One sequence being sent by one worker: everything its steps need, in one place."""
-
-    run: Run
-    sdr: Sdr
-    sequence_id: uuid.UUID
-    campaign_id: int
-    steps: Steps
-    client: SmartleadClient
-    tally: Tally
-    sender: Sender
-    lost: bool = False  # Smartlead no longer has the campaign (campaign_missing)
-
-    @property
-    def halted(self) -> bool:
-        """Nothing more can be sent: the SDR's key was refused or the campaign is gone."""
-        return self.sdr.refused or self.lost
-
-    @property
-    def stopped(self) -> bool:
-        return self.run.out_of_time or self.halted
-
-
-@dataclass
-class Sender:
-    """A worker's sending thread (Smartlead requests, no SQL) and the batch it still has out."""
-
-    pool: ThreadPoolExecutor
-    in_flight: InFlight | None = None
-
-    def settle_last(self) -> None:
-        """Step 3e for the batch still out: after the worker's last sequence, or its failure."""
-        sending, self.in_flight = self.in_flight, None
-        settle(sending)
-
-
-@dataclass
-class InFlight:
-    """A batch whose add-leads request is out on the sending thread, with the sequence it is for
-    (the worker may be on the next sequence, or the next SDR, when it is settled)."""
-
-    work: SequenceWork
-    batch: list[Claimed]
-    answer: Future[Answer]
 
 
 def send_sequence(work: SequenceWork) -> None:
@@ -321,18 +205,10 @@ def settle(sending: InFlight | None) -> None:
         record(work, batch, answer)
 
 
-def start_sending(work: SequenceWork, batch: list[Claimed]) -> Future[Answer]:
-    work.tally.smartlead_requests += 1
-    # The request's log lines keep this run's id (context variables do not cross threads).
-    context = contextvars.copy_context()
-    return work.sender.pool.submit(context.run, send, work.client, work.campaign_id, batch)
-
-
-def send(client: SmartleadClient, campaign_id: int, batch: list[Claimed]) -> Answer:
-    try:
-        return client.add_leads(campaign_id, [item.lead for item in batch])
-    except SmartleadError as exc:
-        return exc
+def settle_last(sender: Sender) -> None:
+    """Step 3e for the batch still out: after the worker's last sequence, or its failure."""
+    sending, sender.in_flight = sender.in_flight, None
+    settle(sending)
 
 
 def split(work: SequenceWork, batch: list[Claimed], refusal: ValidationFailed) -> None:
@@ -355,211 +231,3 @@ def bisect(work: SequenceWork, batch: list[Claimed]) -> list[tuple[list[Claimed]
         else:
             parts.append((part, answer))
     return parts
-
-
-def record(work: SequenceWork, batch: list[Claimed], answer: Answer) -> None:
-    """Step 3e: the ledger and the enrollments say what Smartlead said about this batch."""
-    if isinstance(answer, ValidationFailed):
-        rejected(work, batch, str(answer))
-    elif isinstance(answer, SmartleadError):
-        not_sent(work, batch, answer)
-    else:
-        accepted(work, batch, answer)
-
-
-def accepted(work: SequenceWork, batch: list[Claimed], result: AddLeadsResult) -> None:
-    """Smartlead took the request: each lead as its reply proves (`AddLeadsResult.outcomes`).
-    A lead the reply does not prove is looked up before it counts as sent; none is ever
-    counted as sent on a reply's say-so alone."""
-    emails = [item.lead.email for item in batch]
-    verdicts = result.outcomes(emails)
-    paired = list(zip(batch, emails, strict=True))
-    unsure = [item for item, email in paired if verdicts[email].outcome is UNCONFIRMED]
-    if unsure:
-        verdicts |= confirm(work, unsure)
-    by_outcome: dict[LeadOutcome, list[Claimed]] = defaultdict(list)
-    for item, email in paired:
-        by_outcome[verdicts[email].outcome].append(item)
-    in_campaign(work, [item for o in IN_CAMPAIGN for item in by_outcome.pop(o, [])], result.counts)
-    not_now = by_outcome.pop(LeadOutcome.NOT_IMPORTED, [])
-    still_unsure = by_outcome.pop(UNCONFIRMED, [])
-    turned_away(work, by_outcome, verdicts, result)
-    if not_now:
-        give_back(work, not_now)
-        work.tally.error(
-            f"Smartlead's lead limit is exhausted for campaign {work.campaign_id}: "
-            f"{len(not_now)} leads wait for the next run."
-        )
-    if still_unsure:
-        # Maybe in the campaign: the ledger row stays `pending`, and the next run's re-send
-        # gets Smartlead's answer for each (a lead already there is reported as such).
-        give_back(work, still_unsure, maybe_sent=True)
-        work.tally.error(
-            f"{len(still_unsure)} leads for campaign {work.campaign_id} are not confirmed by "
-            f"Smartlead and wait for the next run: {verdicts[still_unsure[0].lead.email].reason}"
-        )
-
-
-def confirm(work: SequenceWork, items: list[Claimed]) -> dict[str, LeadVerdict]:
-    """Leads a reply did not prove, a few per batch (the rest are sent again next run, when
-    Smartlead says where each one is): Smartlead's lead-by-email lookup first; a lead it does
-    not have is sent again on its own, so the reply's counts can only be about that lead
-    (Smartlead turns a blocked or bounced lead away again; nothing is doubled)."""
-    found: dict[str, LeadVerdict] = {}
-    for item in items[:CONFIRM_PER_BATCH]:
-        email = item.lead.email
-        lead = look_up(work, email)
-        if lead is not None and work.campaign_id in lead.campaign_ids:
-            found[email] = LeadVerdict(LeadOutcome.IN_CAMPAIGN, "Confirmed by lookup.", lead.id)
-        elif lead is not None and lead.campaign_ids:
-            found[email] = LeadVerdict(
-                LeadOutcome.IN_OTHER_CAMPAIGN, REASONS[LeadOutcome.IN_OTHER_CAMPAIGN], lead.id
-            )
-        else:
-            alone = start_sending(work, [item]).result()
-            if isinstance(alone, AddLeadsResult):
-                verdict = alone.outcomes([email])[email]
-                if verdict.outcome != UNCONFIRMED:
-                    found[email] = verdict
-    return found
-
-
-def look_up(work: SequenceWork, email: str) -> FoundLead | None:
-    try:
-        return ask(work, work.client.find_lead, email)
-    except SmartleadError:
-        return None
-
-
-def ask(work: SequenceWork, call: Callable[..., T], *args: Any) -> T:
-    """A Smartlead lookup, on the worker's sending thread like every request of the worker."""
-    work.tally.smartlead_requests += 1
-    context = contextvars.copy_context()
-    return work.sender.pool.submit(context.run, call, *args).result()
-
-
-def in_campaign(work: SequenceWork, items: list[Claimed], counts: dict[str, Any]) -> None:
-    """Ledger `pushed` and enrollments moved on together, one statement per step they are on."""
-    by_step: dict[int, list[uuid.UUID]] = defaultdict(list)
-    for item in items:
-        by_step[item.current_step].append(item.id)
-    work.tally.pushed += len(items)
-    for from_step, ids in by_step.items():
-        move = work.steps.move_from(from_step, timezone.now())
-        moved = Push.objects.mark_pushed(
-            campaign_id=work.campaign_id, ids=ids, counts=counts, move=move, now=timezone.now()
-        )
-        work.tally.moved(move, moved)
-
-
-# What a lead Smartlead turned away does to its enrollment (none of them moves on).
-TURNED_AWAY = {
-    LeadOutcome.UNSUBSCRIBED: EnrollmentStatus.UNSUBSCRIBED,
-    LeadOutcome.BOUNCED: EnrollmentStatus.BOUNCED,
-    LeadOutcome.INVALID: EnrollmentStatus.FAILED,
-    LeadOutcome.BLOCKED: EnrollmentStatus.FAILED,
-    LeadOutcome.IN_OTHER_CAMPAIGN: EnrollmentStatus.FAILED,
-}
-
-
-def turned_away(
-    work: SequenceWork,
-    by_outcome: dict[LeadOutcome, list[Claimed]],
-    verdicts: dict[str, LeadVerdict],
-    result: AddLeadsResult,
-) -> None:
-    """Leads Smartlead did not take, each with its reason in Smartlead's words: ledger
-    `rejected` with the outcome, the enrollment ended (failed ones with a step record that
-    explain and the admin show), counted per reason on the run record."""
-    if not by_outcome:
-        return
-    now = timezone.now()
-    with transaction.atomic():
-        for outcome, items in by_outcome.items():
-            Push.objects.mark(
-                campaign_id=work.campaign_id,
-                ids=[item.id for item in items],
-                state=PushState.REJECTED,
-                outcome=outcome,
-                counts=result.counts,
-                now=now,
-            )
-            work.tally.skipped[outcome] += len(items)
-            status = TURNED_AWAY[outcome]
-            if status == EnrollmentStatus.FAILED:
-                reasons = {item.lead.email: verdicts[item.lead.email].reason for item in items}
-                fail(work, items, reasons, now)
-            else:
-                Enrollment.objects.finish([item.id for item in items], status, now)
-
-
-def rejected(work: SequenceWork, batch: list[Claimed], message: str) -> None:
-    """Smartlead refused this lead for good: the enrollment fails with Smartlead's reason."""
-    now = timezone.now()
-    with transaction.atomic():
-        Push.objects.mark(
-            campaign_id=work.campaign_id,
-            ids=[item.id for item in batch],
-            state=PushState.REJECTED,
-            outcome="rejected",
-            counts={"message": message[:500]},
-            now=now,
-        )
-        fail(work, batch, f"Smartlead rejected the lead: {message}", now)
-
-
-def fail(
-    work: SequenceWork, items: list[Claimed], reason: str | dict[str, str], now: datetime
-) -> None:
-    """The enrollments fail with `reason` (one for all, or one per lead's email)."""
-    by_step: dict[int, dict[uuid.UUID, str]] = defaultdict(dict)
-    for item in items:
-        why = reason if isinstance(reason, str) else reason[item.lead.email]
-        by_step[item.current_step][item.id] = why
-    for step, reasons in by_step.items():
-        work.tally.failed += Enrollment.objects.fail(reasons, step=step, now=now)
-
-
-def not_sent(work: SequenceWork, batch: list[Claimed], exc: SmartleadError) -> None:
-    """No verdict on these leads: they wait for the next run. A 401/403 ends the SDR's turn; a
-    missing campaign is forgotten, so the next run sets one up."""
-    # A timeout or a 5xx may have reached Smartlead: the ledger keeps those rows `pending`, and
-    # the next run's re-send shows as a second attempt.
-    give_back(work, batch, maybe_sent=not (exc.permanent or exc.safe_to_repeat))
-    work.tally.error(
-        f"{len(batch)} leads for campaign {work.campaign_id} wait for the next run: {exc}"
-    )
-    if isinstance(exc, NotFound):
-        campaign_missing(work)
-    work.sdr.refused_by(exc)
-
-
-def campaign_missing(work: SequenceWork) -> None:
-    """A 404 naming the campaign. Smartlead is asked whether it still has it: a campaign that is
-    gone stops the sequence (needs attention) rather than being replaced blindly, which would
-    start every lead over at email 1 while the old campaign, if it still sends, goes on."""
-    if work.lost:
-        return
-    mailbox = work.sdr.credentials.email_account_id
-    try:
-        reason = ask(work, campaign_gone, work.client, work.campaign_id, mailbox)
-    except SmartleadError as exc:
-        work.tally.error(f"Campaign {work.campaign_id} could not be looked up after a 404: {exc}")
-        return
-    if reason is None:
-        work.tally.error(f"Smartlead still has campaign {work.campaign_id} after a 404 on leads.")
-        return
-    work.lost = True
-    needs_attention(work.sequence_id, reason)
-    work.tally.error(f"Sequence {work.sequence_id} needs attention: {reason}")
-
-
-def give_back(work: SequenceWork, items: list[Claimed], *, maybe_sent: bool = False) -> None:
-    """Claimed enrollments ready again, for the next run (not this one: it only takes those
-    due before it started)."""
-    ids = [item.id for item in items]
-    with transaction.atomic():
-        Enrollment.objects.give_back(ids, max(timezone.now(), work.run.started))
-        if not maybe_sent:
-            Push.objects.release(campaign_id=work.campaign_id, ids=ids)
-    work.tally.deferred += len(ids)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from outboundhq.logs import register_secret
 from profiles.models import CredentialCheck, SmartleadStatus
-from sequences import pushing
+from sequences import pushing, recording
 from sequences.executor import Run, Scope, execute, plan
 from sequences.models import (
     CallTask,
@@ -404,8 +404,8 @@ def test_a_step_changed_elsewhere_during_the_run_is_not_overwritten(smartlead, m
         Enrollment.objects.filter(pk=enrollment.pk).update(current_step=3)
         return original(*args, **kwargs)
 
-    original = pushing.in_campaign
-    monkeypatch.setattr(pushing, "in_campaign", moved_meanwhile)
+    original = recording.in_campaign
+    monkeypatch.setattr(recording, "in_campaign", moved_meanwhile)
     execute(trigger="command")
     enrollment.refresh_from_db()
     assert enrollment.current_step == 3 and enrollment.status == "active"
@@ -456,8 +456,8 @@ def test_a_reply_during_the_run_is_not_overwritten(smartlead, monkeypatch):
         Enrollment.objects.filter(pk=enrollment.pk).update(status="replied")
         return original(*args, **kwargs)
 
-    original = pushing.in_campaign
-    monkeypatch.setattr(pushing, "in_campaign", reply_arrives)
+    original = recording.in_campaign
+    monkeypatch.setattr(recording, "in_campaign", reply_arrives)
     execute(trigger="command")
     enrollment.refresh_from_db()
     assert enrollment.status == "replied" and enrollment.current_step == 1
