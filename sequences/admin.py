@@ -169,10 +169,11 @@ class CampaignProvisioningAdmin(ReadOnlyAdmin):
         "campaign_id",
         "stages",
         "reason",
+        "smartlead_status",
         "attempts",
         "updated_at",
     ]
-    list_filter = ["state"]
+    list_filter = ["state", "smartlead_status"]
     list_select_related = ["sequence"]
     actions = ["reprovision"]
 

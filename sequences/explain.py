@@ -121,6 +121,10 @@ def progress(enrollment: Enrollment) -> str:
     else:
         parts.append(f"Step {enrollment.current_step} is due now: the next executor run takes it.")
     parts.append(next_step(enrollment, pushed=bool(push and push["state"] == PushState.PUSHED)))
+    record = _provisioning(enrollment.sequence)
+    if record is not None and record.smartlead_status:
+        at = when(record.smartlead_status_at) if record.smartlead_status_at else "lately"
+        parts.append(f"Smartlead, {at}: {record.smartlead_status_detail}")
     return " ".join(parts)
 
 

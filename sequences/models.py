@@ -311,6 +311,11 @@ class CampaignProvisioning(models.Model):
     )
     attempts = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+    # What Smartlead last said about the campaign itself (CAMPAIGN_STATUS_CHANGED, or a bounce
+    # breach): e.g. it paused the campaign for bounces. Shown to ops; sending is Smartlead's.
+    smartlead_status = models.CharField(max_length=32, blank=True)
+    smartlead_status_detail = models.TextField(blank=True)
+    smartlead_status_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "outboundhq_campaign_provisioning"

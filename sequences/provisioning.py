@@ -304,9 +304,13 @@ def _register_webhook(
         return False
     name = f"OutboundHQ {campaign_tag(sequence)}"
     webhooks = client.list_campaign_webhooks(record.campaign_id)
-    if any(w.webhook_url == url for w in webhooks):
+    same_url = next((w for w in webhooks if w.webhook_url == url), None)
+    # Current only if it also has every event we subscribe to now (new ones are added in place).
+    if same_url is not None and set(events.SUBSCRIBED) <= set(same_url.event_types):
         return "current"
-    ours = next((w for w in webhooks if w.name == name or _points_at_us(w.webhook_url)), None)
+    ours = same_url or next(
+        (w for w in webhooks if w.name == name or _points_at_us(w.webhook_url)), None
+    )
     client.save_campaign_webhook(
         record.campaign_id,
         name=name,

@@ -30,9 +30,9 @@ from sequences.models import (
     EnrollmentStatus,
     Sequence,
 )
-from smartlead import events
+from smartlead import events, notices
 from smartlead.models import Outcome, WebhookEvent, WebhookEventQuerySet
-from smartlead.webhooks import clean, metadata
+from smartlead.webhooks import clean, metadata, sender_originated
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ EFFECTS = {
     ),
     events.LEAD_CATEGORY_UPDATED: Effect(EngagementType.LEAD_CATEGORY_UPDATED),
 }
+# A bounce caused by the SDR's own mailbox: recorded, but the lead did not bounce (notices.py).
+SENDER_BOUNCE = Effect(EngagementType.EMAIL_BOUNCED)
 # An event only moves an enrollment up this ladder, never down: a late bounce does not undo a
 # reply, nothing undoes an unsubscribe. Being order-free also lets a batch apply in any order.
 STATUS_RANK = {
@@ -231,24 +233,36 @@ def apply_events(
     work: list[tuple[WebhookEvent, Effect]] = []
     for event in events:
         effect = EFFECTS.get(event.event_type)
-        if effect is None:
+        notice = notices.NOTICES.get(event.event_type)
+        if notice is not None:
+            outcomes[notice(event, json.loads(event.raw_body), now)].append(event.pk)
+        elif effect is None:
             outcomes[Outcome.IGNORED, f"{event.event_type} is not applied."].append(event.pk)
         elif event.campaign_id is None or not event.lead_email:
             missing = "campaign_id" if event.campaign_id is None else "lead email"
             outcomes[Outcome.UNMATCHED, f"The payload has no {missing}."].append(event.pk)
         else:
+            if effect.engagement == EngagementType.EMAIL_BOUNCED:
+                effect = _bounce_effect(event)
             work.append((event, effect))
     if targets is None:
         targets = targets_for([e for e, _ in work])
     changes = Changes()
+    sender_bounces: defaultdict[UUID, list[str]] = defaultdict(list)
     for event, effect in work:
         target = targets[str(event.campaign_id), event.lead_email]
         if isinstance(target, str):
             outcomes[Outcome.UNMATCHED, target].append(event.pk)
             continue
         changes.add(event, effect, target, now)
+        if effect is SENDER_BOUNCE:
+            sender_bounces[target.sequence_id].append(_bounce_reason(event))
+            outcomes[Outcome.APPLIED, SENDER_BOUNCE_DETAIL].append(event.pk)
+            continue
         outcomes[Outcome.APPLIED, "" if target.enrollment_id else NOT_ENROLLED].append(event.pk)
     changes.write(now)
+    if sender_bounces:
+        notices.flag_mailboxes(sender_bounces, [r for rs in sender_bounces.values() for r in rs])
     counts: Counter[str] = Counter()
     for (outcome, detail), ids in outcomes.items():
         WebhookEvent.objects.filter(pk__in=ids).update(
@@ -256,6 +270,24 @@ def apply_events(
         )
         counts[outcome] += len(ids)
     return counts
+
+
+SENDER_BOUNCE_DETAIL = (
+    "A bounce caused by the SDR's own mailbox: the lead is not marked bounced; the SDR's "
+    "mailbox is flagged (credential status) until it is fixed and verified again."
+)
+
+
+def _bounce_effect(event: WebhookEvent) -> Effect:
+    if sender_originated(json.loads(event.raw_body)):
+        return SENDER_BOUNCE
+    return EFFECTS[events.EMAIL_BOUNCE]
+
+
+def _bounce_reason(event: WebhookEvent) -> str:
+    payload = json.loads(event.raw_body)
+    reason = payload.get("bounce_reason") if isinstance(payload, dict) else None
+    return clean(reason, 200) if isinstance(reason, str) and reason.strip() else "no reason given"
 
 
 class Busy(Exception):

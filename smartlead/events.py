@@ -11,6 +11,11 @@ EMAIL_REPLY = "EMAIL_REPLY"
 EMAIL_BOUNCE = "EMAIL_BOUNCE"
 LEAD_UNSUBSCRIBED = "LEAD_UNSUBSCRIBED"
 LEAD_CATEGORY_UPDATED = "LEAD_CATEGORY_UPDATED"
+CAMPAIGN_STATUS_CHANGED = "CAMPAIGN_STATUS_CHANGED"
+# Account notifications (Smartlead's per-user notification setting, keyed eventType/campaignId/
+# accountId): not part of a campaign webhook's event_types.
+CAMPAIGN_BOUNCE_BREACH = "CAMPAIGN_BOUNCE_BREACH"
+EMAIL_ACCOUNT_DISCONNECTED = "EMAIL_ACCOUNT_DISCONNECTED"
 
 # What a campaign's webhook subscribes to (provisioning saves exactly these).
 SUBSCRIBED = (
@@ -21,6 +26,7 @@ SUBSCRIBED = (
     EMAIL_BOUNCE,
     LEAD_UNSUBSCRIBED,
     LEAD_CATEGORY_UPDATED,
+    CAMPAIGN_STATUS_CHANGED,
 )
 # What Smartlead accepts in a webhook's event_types.
 KNOWN = frozenset((*SUBSCRIBED, FIRST_EMAIL_SENT))

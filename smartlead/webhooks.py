@@ -53,7 +53,7 @@ EMAIL_FIELDS = (
     "lead.email",
     "to",
 )
-CAMPAIGN_FIELDS = ("campaign_id", "email_campaign_id", "campaign.id")
+CAMPAIGN_FIELDS = ("campaign_id", "email_campaign_id", "campaign.id", "campaignId")
 SEQUENCE_FIELDS = ("sequence_number", "seq_number", "email.sequence_number")
 TIME_FIELDS = (
     "event_timestamp",
@@ -213,7 +213,8 @@ def identify(payload: dict[str, Any], raw: str) -> Identity:
 
 
 def _event_type(payload: dict[str, Any]) -> str:
-    value = payload.get("event_type", payload.get("event"))
+    # `eventType` is how account notifications (EMAIL_ACCOUNT_DISCONNECTED, ...) name it.
+    value = payload.get("event_type", payload.get("event", payload.get("eventType")))
     if value is None:
         raise Rejected(400, "The JSON object has no event_type.")
     if not isinstance(value, str) or not value.strip():
@@ -320,7 +321,9 @@ def _reply_metadata(payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "reply_message_id": _text(payload, ("reply_message.message_id", "message_id")),
         "reply_preview": _text(
-            payload, ("reply_message.text", "preview_text", "reply.body"), limit=500
+            payload,
+            ("reply_message.text", "preview_text", "reply_body", "reply.body"),
+            limit=500,
         ),
         "replied_from": _text(payload, ("leadCorrespondence.replyReceivedFrom", "to_email")),
     }
@@ -334,13 +337,27 @@ def _bounce_metadata(payload: dict[str, Any]) -> dict[str, Any]:
         "bounce_preview": _text(
             payload, ("bounce_message.text", "bounce_reply_email_preview"), limit=500
         ),
+        "bounce_reason": _text(payload, ("bounce_reason",), limit=500),
+        "bounce_type": _text(payload, ("bounce_type",), limit=64),
+        "sender_originated": sender_originated(payload) or None,
     }
 
 
+def sender_originated(payload: dict[str, Any]) -> bool:
+    """A bounce caused by the SDR's own mailbox (its SMTP failed), not by the lead's address."""
+    flag = payload.get("is_sender_originated_bounce")
+    return flag is True or (isinstance(flag, str) and flag.strip().lower() == "true")
+
+
 def _click_metadata(payload: dict[str, Any]) -> dict[str, Any]:
-    links = payload.get("link_clicked")
-    links = [links] if isinstance(links, str) else links if isinstance(links, list) else []
-    return {"link_clicked": [clean(link, 2000) for link in links[:20] if isinstance(link, str)]}
+    """The clicked links from every shape seen: `link_clicked` (a list or one string),
+    `link_details` (objects with `url`, or one object) and `link.url`."""
+    found: list[Any] = []
+    for value in (payload.get("link_clicked"), payload.get("link_details"), payload.get("link")):
+        for item in value if isinstance(value, list) else [value]:
+            found.append(item.get("url") if isinstance(item, dict) else item)
+    links = [clean(link, 2000) for link in found if isinstance(link, str) and link.strip()]
+    return {"link_clicked": list(dict.fromkeys(links))[:20]}
 
 
 def _category_metadata(payload: dict[str, Any]) -> dict[str, Any]:

@@ -90,7 +90,8 @@ def test_it_records_a_click_with_the_link_and_adds_15(client):
     engagement = only_engagement(lead.contact)
     assert engagement.engagement_type == EngagementType.EMAIL_CLICKED
     assert engagement.metadata["link_clicked"] == [
-        "https://outboundhq-sender.test/case-study?utm_source=smartlead"
+        "https://outboundhq-sender.test/case-study?utm_source=smartlead",
+        "https://outboundhq-sender.test/pricing",  # from link_details
     ]
     assert engagement.metadata["sl_email_lead_id"] == 2995276770  # sent as a string
     assert score(lead.contact) == 15
@@ -210,9 +211,9 @@ def test_the_older_nested_shape_is_understood(client, name, engagement_type, fin
 
 def test_an_event_we_do_not_act_on_is_stored_and_ignored(client):
     lead = make_lead()
-    event = replay(client, "campaign_status_changed")
+    event = replay(client, "email_open", event_type="MANUAL_STEP_REACHED")
     assert event.outcome == Outcome.IGNORED
-    assert "CAMPAIGN_STATUS_CHANGED is not applied" in event.detail
+    assert "MANUAL_STEP_REACHED is not applied" in event.detail
     assert not Engagement.objects.filter(contact=lead.contact).exists()
 
 
@@ -500,7 +501,7 @@ def test_the_admin_action_reprocesses_the_selected_events_and_reports_counts(
     break_applying(monkeypatch)
     failed = [post(client, fixture(n)).json()["id"] for n in ("email_open", "email_reply")]
     monkeypatch.undo()
-    ignored = post(client, fixture("campaign_status_changed")).json()["id"]
+    ignored = post(client, fixture("email_open", event_type="MANUAL_STEP_REACHED")).json()["id"]
     response = admin_client.post(
         reverse("admin:smartlead_webhookevent_changelist"),
         {"action": "reprocess", "_selected_action": [*failed, ignored]},

@@ -1,0 +1,123 @@
+"""Smartlead's notices about a campaign or a mailbox rather than a lead, applied to our rows.
+
+- `CAMPAIGN_STATUS_CHANGED` (a campaign webhook event: `previous_status`/`current_status`) and
+  `CAMPAIGN_BOUNCE_BREACH` (an account notification: `eventType`, `campaignId`) are kept on the
+  campaign's provisioning record, so ops and explain see e.g. that Smartlead paused it for bounces.
+- `EMAIL_ACCOUNT_DISCONNECTED` (an account notification: `accountId`) and a bounce Smartlead marks
+  `is_sender_originated_bounce` (the SDR's own mailbox failed, not the lead's address) mark the SDR
+  whose mailbox it is as not sending (`CredentialCheck`), until they fix it in Smartlead and their
+  credentials are verified again. Such a bounce never bounces the lead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from profiles.models import CredentialCheck, Profile, SmartleadStatus
+from sequences.models import CampaignProvisioning, ProvisioningState, Sequence
+from smartlead import events
+from smartlead.models import Outcome, WebhookEvent
+from smartlead.webhooks import campaign_id_of, clean
+
+Verdict = tuple[str, str]  # (outcome, detail) for the event row
+
+
+def _text(payload: dict[str, Any], *names: str) -> str:
+    for name in names:
+        value = payload.get(name)
+        if isinstance(value, str | int | float) and not isinstance(value, bool) and str(value):
+            return clean(str(value).strip(), 200)
+    return ""
+
+
+def campaign_status_changed(event: WebhookEvent, payload: dict[str, Any], now: datetime) -> Verdict:
+    current = _text(payload, "current_status", "new_status", "campaign_status").upper()
+    previous = _text(payload, "previous_status", "old_status").upper()
+    if not current:
+        return Outcome.UNMATCHED, "The payload has no current_status."
+    was = f" (was {previous})" if previous else ""
+    detail = f"Smartlead reports the campaign {current}{was}."
+    return _on_campaign(event.campaign_id, current, detail, event.event_time or now)
+
+
+def bounce_breach(event: WebhookEvent, payload: dict[str, Any], now: datetime) -> Verdict:
+    rate = _text(payload, "bounceRate", "bounce_rate")
+    detail = (
+        "Smartlead flagged the campaign for its bounce rate"
+        + (f" ({rate})" if rate else "")
+        + "; it pauses a campaign that keeps bouncing. Check the leads' addresses and the mailbox."
+    )
+    return _on_campaign(event.campaign_id, "BOUNCE_BREACH", detail, event.event_time or now)
+
+
+def _on_campaign(campaign_id: int | None, status: str, detail: str, when: datetime) -> Verdict:
+    if campaign_id is None:
+        return Outcome.UNMATCHED, "The payload has no campaign id."
+    sequence = Sequence.objects.filter(smartlead_campaign_id=str(campaign_id)).only("pk").first()
+    if sequence is None:
+        return Outcome.UNMATCHED, f"No sequence has campaign {campaign_id}."
+    CampaignProvisioning.objects.update_or_create(
+        sequence_id=sequence.pk,
+        defaults={
+            "smartlead_status": status,
+            "smartlead_status_detail": detail,
+            "smartlead_status_at": when,
+        },
+        # A campaign set up before this backend (no record yet) is adopted, as provisioning does.
+        create_defaults={
+            "state": ProvisioningState.READY,
+            "campaign_id": campaign_id,
+            "completed_stages": ["adopted"],
+            "smartlead_status": status,
+            "smartlead_status_detail": detail,
+            "smartlead_status_at": when,
+        },
+    )
+    return Outcome.APPLIED, detail
+
+
+def mailbox_disconnected(event: WebhookEvent, payload: dict[str, Any], now: datetime) -> Verdict:
+    mailbox = campaign_id_of(payload.get("accountId", payload.get("email_account_id")))
+    if mailbox is None:
+        return Outcome.UNMATCHED, "The payload has no accountId."
+    sdrs = Profile.objects.filter(smartlead_email_account_id=str(mailbox))
+    detail = (
+        f"Smartlead reports email account {mailbox} disconnected: reconnect it in Smartlead, then "
+        "verify the SDR's credentials again."
+    )
+    return _flag(sdrs, detail, f"No SDR sends from email account {mailbox}.")
+
+
+def flag_mailboxes(sequence_ids: Iterable[UUID], reasons: Iterable[str]) -> None:
+    """Sender-originated bounces: the SDRs whose campaigns they came from stop sending."""
+    why = "; ".join(sorted(set(reasons))) or "no reason given"
+    detail = (
+        f"Smartlead reports a bounce caused by the SDR's own mailbox ({why}), not by the lead: "
+        "fix the mailbox in Smartlead, then verify the SDR's credentials again."
+    )
+    sdrs = Profile.objects.filter(
+        pk__in=Sequence.objects.filter(pk__in=list(sequence_ids)).values("created_by_id")
+    )
+    _flag(sdrs, detail, "")
+
+
+def _flag(sdrs: Iterable[Profile], detail: str, nobody: str) -> Verdict:
+    flagged = 0
+    for profile in sdrs:
+        CredentialCheck.objects.record(
+            profile=profile, status=SmartleadStatus.NO_EMAIL_ACCOUNT, detail=detail
+        )
+        flagged += 1
+    if not flagged:
+        return Outcome.UNMATCHED, nobody
+    return Outcome.APPLIED, detail
+
+
+NOTICES: dict[str, Callable[[WebhookEvent, dict[str, Any], datetime], Verdict]] = {
+    events.CAMPAIGN_STATUS_CHANGED: campaign_status_changed,
+    events.CAMPAIGN_BOUNCE_BREACH: bounce_breach,
+    events.EMAIL_ACCOUNT_DISCONNECTED: mailbox_disconnected,
+}
