@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.db.models import Count, Min, Q
@@ -20,6 +19,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
+from outboundhq.links import changelist
 from profiles.models import SQL_STATUSES, Profile, SmartleadStatus
 from sequences.models import Enrollment, ExecutorRun
 from smartlead.models import Outcome, WebhookEvent
@@ -48,11 +48,6 @@ def scaled(bars: list[Bar]) -> list[Bar]:
     for bar in bars:
         bar.width = round(100 * bar.value / top, 1)
     return bars
-
-
-def changelist(model: str, **filters: Any) -> str:
-    url = reverse(f"admin:{model}_changelist")
-    return f"{url}?{urlencode(filters)}" if filters else url
 
 
 def run_figures(since: Any) -> list[dict[str, Any]]:
