@@ -5,8 +5,9 @@ row count. The figures are cached for a minute (`FIGURES_SECONDS`): at 200,000 e
 week of webhooks the aggregates scan most of two tables (100-250 ms on a busy 2-core machine,
 docs/PERFORMANCE.md), the tables are Supabase's or append-only logs where an index would not
 narrow a week-long count, and a glance page a minute old answers the same question.
-`?refresh=1` recomputes them now. The aggregates live here rather than on the models' QuerySets because those modules
-are being restructured; each is a plain function of a queryset, easy to move onto a manager.
+`?refresh=1` recomputes them now. The aggregates live here rather than on the models' QuerySets
+because those modules are being restructured; each is a plain function of a queryset, easy to
+move onto a manager.
 """
 
 from __future__ import annotations
