@@ -74,14 +74,27 @@ def run_figures(since: Any) -> list[dict[str, Any]]:
                 "run": run,
                 "href": reverse("admin:sequences_executorrun_change", args=[run.pk]),
                 "skipped": skipped,
-                "parts": [
-                    ("pushed", run.pushed, 100 * run.pushed / top),
-                    ("skipped", sum(skipped.values()), 100 * sum(skipped.values()) / top),
-                    ("failed", run.failed, 100 * run.failed / top),
-                ],
+                "parts": stacked(
+                    [
+                        ("pushed", run.pushed),
+                        ("skipped", sum(skipped.values())),
+                        ("failed", run.failed),
+                    ],
+                    top,
+                ),
             }
         )
     return rows
+
+
+def stacked(parts: list[tuple[str, int]], top: int) -> list[tuple[str, int, float, float]]:
+    """(name, count, width %, x %) of each part of one stacked bar, side by side."""
+    out, x = [], 0.0
+    for name, n in parts:
+        width = 100 * n / top
+        out.append((name, n, round(width, 1), round(x, 1)))
+        x += width
+    return out
 
 
 def skipped_by_reason(run: ExecutorRun) -> dict[str, int]:

@@ -180,3 +180,13 @@ def test_a_load_within_the_minute_costs_only_the_session_and_user(
     admin_client.get(URL)
     with django_assert_max_num_queries(2):
         assert admin_client.get(URL).status_code == 200
+
+
+def test_it_draws_pushed_skipped_and_failed_side_by_side_in_each_run_bar(admin_client):
+    ExecutorRun.objects.create(
+        trigger=RunTrigger.SCHEDULE, pushed=50, skipped_no_credentials=25, failed=25
+    )
+    page = admin_client.get(URL).content.decode()
+    assert '<rect class="ohq-pushed" x="0.0%" y="0" width="50.0%"' in page
+    assert '<rect class="ohq-skipped" x="50.0%" y="0" width="25.0%"' in page
+    assert '<rect class="ohq-failed" x="75.0%" y="0" width="25.0%"' in page
