@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from django.test import override_settings
+from django.urls import reverse
 from django.utils import timezone
 
 from profiles.models import CredentialCheck, Profile, SmartleadStatus
@@ -130,7 +131,7 @@ def checked(driver: Any) -> str:
 def log_in(driver: Any, live_server: Any, next_url: str) -> None:
     from selenium.webdriver.common.by import By
 
-    open_page(driver, f"{live_server.url}/admin/login/?next={next_url}")
+    open_page(driver, f"{live_server.url}{reverse('admin:login')}?next={next_url}")
     driver.find_element(By.ID, "id_username").send_keys("ops")
     driver.find_element(By.ID, "id_password").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
@@ -193,14 +194,14 @@ def test_it_logs_in_opens_the_dashboard_and_a_list_without_errors(browser, live_
     from selenium.webdriver.common.by import By
 
     demo_week()
-    log_in(browser, live_server, "/admin/dashboard/")
+    log_in(browser, live_server, reverse("ops-dashboard"))
     page = checked(browser)
-    assert browser.current_url == f"{live_server.url}/admin/dashboard/"
+    assert browser.current_url == f"{live_server.url}{reverse('ops-dashboard')}"
     assert "Ops dashboard" in page and "due now" in page
     screenshot(browser, "dashboard.png")
     browser.find_element(By.LINK_TEXT, "Webhook events").click()  # the figure's heading
     listing = checked(browser)
-    assert "/admin/smartlead/webhookevent/" in browser.current_url
+    assert reverse("admin:smartlead_webhookevent_changelist") in browser.current_url
     assert "EMAIL_REPLY" in listing
 
 
@@ -209,7 +210,7 @@ def test_it_opens_the_linked_lists_of_a_record(browser, live_server, staff):
 
     sequence = make_sequence(creator=make_profile())
     make_enrollment(sequence=sequence)
-    log_in(browser, live_server, "/admin/sequences/sequence/")
+    log_in(browser, live_server, reverse("admin:sequences_sequence_changelist"))
     checked(browser)
     browser.find_element(By.CSS_SELECTOR, "#result_list a[href*='sequence__id__exact=']").click()
     checked(browser)
@@ -218,7 +219,7 @@ def test_it_opens_the_linked_lists_of_a_record(browser, live_server, staff):
 
 
 def test_it_notices_a_javascript_error(browser, live_server, staff):
-    log_in(browser, live_server, "/admin/")
+    log_in(browser, live_server, reverse("admin:index"))
     checked(browser)
     browser.execute_script("setTimeout(() => { throw new Error('deliberate') }, 0)")
     browser.execute_script("return 1")  # let the timeout run
