@@ -101,6 +101,8 @@ TEMPLATES = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Date-times in the admin carry their time zone (outboundhq/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["outboundhq.formats"]
 USE_I18N = True
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

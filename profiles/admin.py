@@ -13,6 +13,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
+from outboundhq.links import changelist, links
 from profiles.forms import EmailAccountForm, SmartleadKeyForm
 from profiles.models import SQL_STATUSES, Profile, SmartleadStatus, refusal_status
 from profiles.serializers import smartlead_failure
@@ -79,6 +80,7 @@ class ProfileAdmin(admin.ModelAdmin):
         "api_key",
         "email_account",
         "last_checked",
+        "records",
     ]
     list_filter = [SmartleadStatusFilter, "role"]
     list_select_related = ["credential_check"]
@@ -97,6 +99,7 @@ class ProfileAdmin(admin.ModelAdmin):
         "smartlead",
         "check_detail",
         "connect",
+        "records",
         "created_at",
         "updated_at",
     ]
@@ -106,6 +109,7 @@ class ProfileAdmin(admin.ModelAdmin):
         "smartlead",
         "check_detail",
         "connect",
+        "records",
         "created_at",
         "updated_at",
     ]
@@ -143,6 +147,15 @@ class ProfileAdmin(admin.ModelAdmin):
             '<a href="{}">Connect a Smartlead key</a> · <a href="{}">Choose the email account</a>',
             reverse("admin:profiles_profile_smartlead_connect", args=[obj.pk]),
             reverse("admin:profiles_profile_smartlead_account", args=[obj.pk]),
+        )
+
+    @admin.display(description="Records")
+    def records(self, obj: Profile) -> str:
+        if obj.pk is None:
+            return "—"
+        return links(
+            ("Sequences", changelist("sequences_sequence", created_by__id__exact=obj.pk)),
+            ("Pushes", changelist("sequences_push", profile_id=obj.pk)),
         )
 
     # --- The action ---------------------------------------------------------------------

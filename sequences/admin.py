@@ -3,7 +3,9 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.safestring import SafeString
 
+from outboundhq.links import change, changelist, link, links
 from sequences import explain, provisioning
 from sequences.models import (
     CallTask,
@@ -34,14 +36,41 @@ class SequenceStepInline(admin.TabularInline):
     ]
 
 
+def webhook_events(campaign_id: int | None, email: str | None = None) -> tuple[str, str] | None:
+    """The webhook log of a campaign (and lead): the log stores emails lowercased."""
+    if campaign_id is None and not email:
+        return None
+    filters: dict[str, object] = {"campaign_id": campaign_id} if campaign_id is not None else {}
+    if email:
+        filters["lead_email"] = email.lower()
+    return ("Webhook events", changelist("smartlead_webhookevent", **filters))
+
+
 @admin.register(Sequence)
 class SequenceAdmin(admin.ModelAdmin):
-    list_display = ["name", "status", "created_by", "smartlead_campaign_id", "updated_at"]
+    list_display = ["name", "status", "sdr", "smartlead_campaign_id", "updated_at", "records"]
     list_filter = ["status"]
     list_select_related = ["created_by"]
     search_fields = ["name", "created_by__email", "smartlead_campaign_id"]
     raw_id_fields = ["created_by"]
+    readonly_fields = ["records"]
     inlines = [SequenceStepInline]
+
+    @admin.display(description="SDR", ordering="created_by__email")
+    def sdr(self, obj: Sequence) -> SafeString | str:
+        if obj.created_by_id is None:
+            return "—"
+        return link(change("profiles_profile", obj.created_by_id), obj.created_by)
+
+    @admin.display(description="Records")
+    def records(self, obj: Sequence) -> SafeString:
+        if obj.pk is None:
+            return SafeString("—")
+        return links(
+            ("Enrollments", changelist("sequences_enrollment", sequence__id__exact=obj.pk)),
+            ("Pushes", changelist("sequences_push", sequence_id=obj.pk)),
+            webhook_events(obj.campaign),
+        )
 
 
 @admin.register(Enrollment)
@@ -54,12 +83,13 @@ class EnrollmentAdmin(admin.ModelAdmin):
         "next_send_at",
         "why_not_sent",
         "enrolled_at",
+        "records",
     ]
     list_filter = ["status", "sequence"]
     list_select_related = ["contact", "sequence"]
     search_fields = ["contact__email"]
     raw_id_fields = ["sequence", "contact", "enrolled_by"]
-    readonly_fields = ["why_not_sent"]
+    readonly_fields = ["why_not_sent", "records"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Enrollment]:
         # Everything the why-not-sent column reads, in a fixed number of queries per page. The
@@ -70,6 +100,20 @@ class EnrollmentAdmin(admin.ModelAdmin):
     @admin.display(description="Why not sent")
     def why_not_sent(self, obj: Enrollment) -> str:
         return explain.explain(obj)
+
+    @admin.display(description="Records")
+    def records(self, obj: Enrollment) -> SafeString:
+        if obj.pk is None:
+            return SafeString("—")
+        sequence = obj.sequence if obj.sequence_id else None
+        return links(
+            ("Sequence", change("sequences_sequence", obj.sequence_id)) if sequence else None,
+            ("Pushes", changelist("sequences_push", enrollment_id=obj.pk)),
+            webhook_events(
+                sequence.campaign if sequence else None,
+                obj.contact.email if obj.contact_id else None,
+            ),
+        )
 
 
 @admin.register(Contact)
@@ -131,9 +175,15 @@ class ExecutorRunAdmin(ReadOnlyAdmin):
         "deferred",
         "error_count",
         "duration",
+        "records",
     ]
     list_filter = ["trigger"]
     date_hierarchy = "started_at"
+    readonly_fields = ["records"]
+
+    @admin.display(description="Records")
+    def records(self, obj: ExecutorRun) -> SafeString:
+        return links(("Pushes", changelist("sequences_push", run_id=obj.pk)))
 
     @admin.display(description="Errors")
     def error_count(self, obj: ExecutorRun) -> int:
@@ -156,9 +206,21 @@ class PushAdmin(ReadOnlyAdmin):
         "attempts",
         "created_at",
         "pushed_at",
+        "records",
     ]
     list_filter = ["state", "outcome"]
     search_fields = ["email", "=campaign_id", "=enrollment_id"]
+    readonly_fields = ["records"]
+
+    @admin.display(description="Records")
+    def records(self, obj: Push) -> SafeString:
+        return links(
+            ("Enrollment", change("sequences_enrollment", obj.enrollment_id)),
+            ("Sequence", change("sequences_sequence", obj.sequence_id)),
+            ("SDR", change("profiles_profile", obj.profile_id)),
+            ("Run", change("sequences_executorrun", obj.run_id)) if obj.run_id else None,
+            webhook_events(obj.campaign_id, obj.email),
+        )
 
 
 @admin.register(CampaignProvisioning)

@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -88,13 +89,15 @@ class Scope:
 
 @dataclass
 class Run:
-    """What the workers of one run share: its record, its start, its deadline and the
-    `--limit` quota."""
+    """What the workers of one run share: its record, its start, its deadline, the
+    `--limit` quota, and who is told of progress (SDRs done, SDRs in all, leads pushed)."""
 
     record: ExecutorRun
     started: datetime
     deadline: float
     quota: int | None
+    progress: Callable[[int, int, int], None] | None = None
+    sdrs_done: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -118,6 +121,16 @@ class Run:
         if self.quota is not None and unused:
             with self.lock:
                 self.quota += unused
+
+    def sdr_finished(self, tallies: list[Tally], todo: queue.SimpleQueue[Sdr]) -> None:
+        """Reports progress after each SDR. Every SDR taken has a tally, so those plus the
+        queue are all of them; pushes of a batch still in flight show in the next report."""
+        if self.progress is None:
+            return
+        with self.lock:
+            self.sdrs_done += 1
+            total = len(tallies) + todo.qsize()
+            self.progress(self.sdrs_done, total, sum(t.pushed for t in tallies))
 
 
 @dataclass
@@ -147,15 +160,17 @@ def execute(
     sequence_id: uuid.UUID | None = None,
     limit: int | None = None,
     time_budget: float | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> ExecutorRun:
-    """Runs the executor once and returns its run record (unsaved for a dry run)."""
+    """Runs the executor once and returns its run record (unsaved for a dry run). `progress`,
+    if given, is called after each SDR with (SDRs done, SDRs in all, leads pushed so far)."""
     scope = Scope(user_id=user_id, sequence_id=sequence_id)
     if dry_run:
         waiting = waiting_for_credentials(scope)
         return rehearsal.dry_run(trigger=trigger, waiting=waiting, sdrs=plan(scope), limit=limit)
     budget = time_budget or settings.EXECUTOR_TIME_BUDGET_SECONDS
     record = ExecutorRun.objects.create(trigger=trigger)
-    run = Run(record, timezone.now(), time.monotonic() + budget, limit)
+    run = Run(record, timezone.now(), time.monotonic() + budget, limit, progress)
     token = logs.run_id.set(str(record.id))
     tallies: list[Tally] = []
     try:
@@ -258,6 +273,7 @@ def work_through(run: Run, todo: queue.SimpleQueue[Sdr], tallies: list[Tally]) -
             except Exception as exc:  # noqa: BLE001 - one SDR's failure must not stop the others
                 failed(sdr, tally, exc)
                 settle_safely(sender)
+            run.sdr_finished(tallies, todo)
         settle_safely(sender)
 
 

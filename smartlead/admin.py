@@ -4,7 +4,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
+from outboundhq.links import changelist, links
 from smartlead import applying, tokens, webhooks
 from smartlead.models import IDENTITY_FIELDS, WebhookEvent
 
@@ -23,6 +25,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "sequence_number",
         "deliveries",
         "short_detail",
+        "records",
     ]
     list_filter = ["outcome", "event_type", "campaign_id"]
     search_fields = ["=lead_email", "=stats_id", "=dedupe_key", "=source"]
@@ -40,6 +43,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
         "source",
         "attempts",
         "processed_at",
+        "records",
         "headers",
         "body",
     ]
@@ -61,6 +65,21 @@ class WebhookEventAdmin(admin.ModelAdmin):
     @admin.display(description="Detail")
     def short_detail(self, obj: WebhookEvent) -> str:
         return obj.detail[:80] + ("…" if len(obj.detail) > 80 else "")
+
+    @admin.display(description="Records")
+    def records(self, obj: WebhookEvent) -> SafeString:
+        """Back to the campaign's sequence and the lead's pushes and enrollments. Enrollments are
+        found by the lead's email (their search): the admin filters only their own columns."""
+        campaign, email = obj.campaign_id, obj.lead_email
+        return links(
+            ("Sequence", changelist("sequences_sequence", smartlead_campaign_id=campaign))
+            if campaign is not None
+            else None,
+            ("Pushes", changelist("sequences_push", campaign_id=campaign, email__iexact=email))
+            if campaign is not None and email
+            else None,
+            ("Enrollments", changelist("sequences_enrollment", q=email)) if email else None,
+        )
 
     @admin.display(description="Body")
     def body(self, obj: WebhookEvent) -> str:

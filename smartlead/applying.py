@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -305,8 +306,10 @@ def apply(
     limit: int | None = None,
     time_budget: float | None = None,
     exclusive: bool = False,
+    progress: Callable[[Counter[str]], None] | None = None,
 ) -> Counter[str]:
-    """Claim and apply these events in batches until none is left, `limit` or the budget.
+    """Claim and apply these events in batches until none is left, `limit` or the budget;
+    `progress`, if given, hears the counts so far after each batch.
 
     With `exclusive`, each batch first takes the applier's turn and raises Busy if another
     process has it. Correctness never depends on that (the claim's row locks do); it makes the
@@ -319,6 +322,8 @@ def apply(
         size = batch_size if remaining is None else min(batch_size, remaining)
         ids, done = _apply_batch(events, after=after, size=size, exclusive=exclusive)
         counts += done
+        if progress is not None:
+            progress(counts)
         # A short batch means nothing older is waiting; what arrived since is newer than our
         # read (its own request nudges an applier). Events another process holds are skipped
         # (it applies them), and `limit` counts them as seen.

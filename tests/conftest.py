@@ -105,6 +105,14 @@ def smartlead_sandbox(settings):  # noqa: ANN001, ANN201 - pytest-django's fixtu
 
 
 @pytest.fixture(autouse=True)
+def _empty_cache() -> None:
+    """The dashboard keeps its figures for a minute: each test starts with none kept."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _no_https_redirect(settings) -> None:  # noqa: ANN001 - pytest-django's fixture
     """Production redirects plain HTTP to HTTPS; the test client speaks plain HTTP."""
     settings.SECURE_SSL_REDIRECT = False

@@ -157,3 +157,36 @@ def test_it_costs_a_fixed_number_of_queries_whatever_the_row_count(
     with django_assert_max_num_queries(6):
         response = admin_client.get(URL)
     assert response.status_code == 200
+
+
+def test_it_keeps_its_figures_for_a_minute_and_refreshes_on_request(admin_client):
+    admin_client.get(URL)
+    ExecutorRun.objects.create(trigger=RunTrigger.SCHEDULE, pushed=7)
+    assert admin_client.get(URL).context["runs"] == []
+    assert len(admin_client.get(URL + "?refresh=1").context["runs"]) == 1
+    assert len(admin_client.get(URL).context["runs"]) == 1  # the refreshed figures are kept
+
+
+def test_it_says_how_old_its_figures_are_and_links_a_refresh(admin_client):
+    page = admin_client.get(URL).content.decode()
+    assert "figures as of" in page and "kept up to 60 s" in page
+    assert 'href="?refresh=1"' in page
+
+
+def test_a_load_within_the_minute_costs_only_the_session_and_user(
+    admin_client, django_assert_max_num_queries
+):
+    populate(10)
+    admin_client.get(URL)
+    with django_assert_max_num_queries(2):
+        assert admin_client.get(URL).status_code == 200
+
+
+def test_it_draws_pushed_skipped_and_failed_side_by_side_in_each_run_bar(admin_client):
+    ExecutorRun.objects.create(
+        trigger=RunTrigger.SCHEDULE, pushed=50, skipped_no_credentials=25, failed=25
+    )
+    page = admin_client.get(URL).content.decode()
+    assert '<rect class="ohq-pushed" x="0.0%" y="0" width="50.0%"' in page
+    assert '<rect class="ohq-skipped" x="50.0%" y="0" width="25.0%"' in page
+    assert '<rect class="ohq-failed" x="75.0%" y="0" width="25.0%"' in page

@@ -14,6 +14,7 @@ from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from outboundhq.progress import Progress, wanted
 from sequences.executor import as_dict, execute, summary
 from sequences.models import ExecutorRun, RunTrigger
 
@@ -33,14 +34,22 @@ class Command(BaseCommand):
         parser.add_argument("--sequence", type=uuid.UUID, help="Only this sequence (id).")
         parser.add_argument("--limit", type=int, help="At most this many enrollments.")
         parser.add_argument("--json", action="store_true", help="Print the run record as JSON.")
+        parser.add_argument(
+            "--progress",
+            action="store_true",
+            help="Progress on stderr even when it is not a terminal (never with --json).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["limit"] is not None and options["limit"] < 1:
             raise CommandError("--limit must be a positive number of enrollments.")
-        record = self.run(options)
+        progress = Progress(self.stderr) if wanted(self.stderr, options) else None
+        record = self.run(options, progress)
+        if progress is not None and not record.dry_run:
+            progress.sdrs_finished(record.pushed)
         self.report(record, as_json=options["json"])
 
-    def run(self, options: dict[str, Any]) -> ExecutorRun:
+    def run(self, options: dict[str, Any], progress: Progress | None) -> ExecutorRun:
         try:
             return execute(
                 trigger=RunTrigger.COMMAND,
@@ -48,6 +57,7 @@ class Command(BaseCommand):
                 user_id=options["user"],
                 sequence_id=options["sequence"],
                 limit=options["limit"],
+                progress=progress.sdrs if progress else None,
             )
         except DatabaseError as exc:
             raise CommandError(

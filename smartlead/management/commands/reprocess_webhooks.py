@@ -14,6 +14,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from outboundhq.progress import Progress, wanted
 from smartlead import applying
 from smartlead.models import WebhookEvent, WebhookEventQuerySet
 
@@ -39,17 +40,24 @@ class Command(BaseCommand):
         )
         parser.add_argument("--since", type=since, help="Only events received since this time.")
         parser.add_argument("--limit", type=int, help="At most this many events.")
+        parser.add_argument(
+            "--progress",
+            action="store_true",
+            help="Progress on stderr even when it is not a terminal.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["limit"] is not None and options["limit"] < 1:
             raise CommandError("--limit must be a positive number of events.")
         events = self.select(options)
         selected = events.count()
+        total = min(selected, options["limit"] or selected)
+        progress = Progress(self.stderr).events(total) if wanted(self.stderr, options) else None
         try:
-            counts = applying.apply(events, limit=options["limit"])
+            counts = applying.apply(events, limit=options["limit"], progress=progress)
         except DatabaseError as exc:
             raise CommandError(f"The database is unreachable ({exc}).") from None
-        skipped = min(selected, options["limit"] or selected) - sum(counts.values())
+        skipped = total - sum(counts.values())
         self.stdout.write(applying.summary(counts, skipped))
 
     def select(self, options: dict[str, Any]) -> WebhookEventQuerySet:
