@@ -65,7 +65,7 @@ def report(verdicts: Counter[str], skipped: Counter[str]) -> str:
     return ". ".join(parts) + "."
 
 
-def smartlead_message(exc: SmartleadError) -> str:
+def refusal_in_words(exc: SmartleadError) -> str:
     """The same words the web app shows for this Smartlead error."""
     return str(smartlead_failure(exc).detail["error"])
 
@@ -201,7 +201,7 @@ class ProfileAdmin(admin.ModelAdmin):
             try:
                 accounts = profile.connect_smartlead(form.cleaned_data["api_key"])
             except SmartleadError as exc:
-                form.add_error("api_key", smartlead_message(exc))
+                form.add_error("api_key", refusal_in_words(exc))
             else:
                 self.log_change(request, profile, f"Connected Smartlead key {profile.api_key_hint}")
                 self.message_user(
@@ -221,7 +221,7 @@ class ProfileAdmin(admin.ModelAdmin):
         try:
             accounts = profile.check_smartlead()
         except SmartleadError as exc:
-            self.message_user(request, smartlead_message(exc), messages.ERROR)
+            self.message_user(request, refusal_in_words(exc), messages.ERROR)
             return self.redirect("change", profile)
         initial = {"email_account_id": profile.smartlead_email_account_id}
         form = EmailAccountForm(request.POST or None, accounts=accounts, initial=initial)
@@ -233,7 +233,7 @@ class ProfileAdmin(admin.ModelAdmin):
         try:
             account = profile.choose_smartlead_email_account(account_id)
         except SmartleadError as exc:
-            self.message_user(request, smartlead_message(exc), messages.ERROR)
+            self.message_user(request, refusal_in_words(exc), messages.ERROR)
             return self.redirect("smartlead_account", profile)
         if account is None:
             self.message_user(request, "That account is no longer in Smartlead.", messages.ERROR)

@@ -35,10 +35,10 @@ class EmailAccountForm(forms.Form):
 
     def __init__(self, *args: Any, accounts: list[EmailAccount], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["email_account_id"].choices = [(a.id, describe(a)) for a in accounts]
+        self.fields["email_account_id"].choices = [(a.id, account_label(a)) for a in accounts]
 
 
-def describe(account: EmailAccount) -> str:
+def account_label(account: EmailAccount) -> str:
     details = [
         f"#{account.id}",
         account.type,

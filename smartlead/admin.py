@@ -94,4 +94,4 @@ class WebhookEventAdmin(admin.ModelAdmin):
         counts = applying.apply(WebhookEvent.objects.filter(pk__in=queryset.values("pk")))
         level = messages.WARNING if counts.get("failed") else messages.SUCCESS
         skipped = selected - sum(counts.values())
-        self.message_user(request, applying.summary(counts, skipped), level)
+        self.message_user(request, applying.reprocess_summary(counts, skipped), level)

@@ -394,7 +394,7 @@ def apply_pending(*, time_budget: float = 2.0) -> Counter[str]:
     return apply(WebhookEvent.objects.pending(), time_budget=time_budget)
 
 
-def summary(counts: Counter[str], skipped: int) -> str:
+def reprocess_summary(counts: Counter[str], skipped: int) -> str:
     """One line for people: how many events ended how."""
     done = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items())) or "nothing"
     text = f"Reprocessed {sum(counts.values())} event(s): {done}."

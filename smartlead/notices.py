@@ -25,7 +25,7 @@ from smartlead.webhooks import campaign_id_of, clean
 Verdict = tuple[str, str]  # (outcome, detail) for the event row
 
 
-def _text(payload: dict[str, Any], *names: str) -> str:
+def _word(payload: dict[str, Any], *names: str) -> str:
     for name in names:
         value = payload.get(name)
         if isinstance(value, str | int | float) and not isinstance(value, bool) and str(value):
@@ -34,8 +34,8 @@ def _text(payload: dict[str, Any], *names: str) -> str:
 
 
 def campaign_status_changed(event: WebhookEvent, payload: dict[str, Any], now: datetime) -> Verdict:
-    current = _text(payload, "current_status", "new_status", "campaign_status").upper()
-    previous = _text(payload, "previous_status", "old_status").upper()
+    current = _word(payload, "current_status", "new_status", "campaign_status").upper()
+    previous = _word(payload, "previous_status", "old_status").upper()
     if not current:
         return Outcome.UNMATCHED, "The payload has no current_status."
     was = f" (was {previous})" if previous else ""
@@ -44,7 +44,7 @@ def campaign_status_changed(event: WebhookEvent, payload: dict[str, Any], now: d
 
 
 def bounce_breach(event: WebhookEvent, payload: dict[str, Any], now: datetime) -> Verdict:
-    rate = _text(payload, "bounceRate", "bounce_rate")
+    rate = _word(payload, "bounceRate", "bounce_rate")
     detail = (
         "Smartlead flagged the campaign for its bounce rate"
         + (f" ({rate})" if rate else "")

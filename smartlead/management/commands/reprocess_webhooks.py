@@ -58,7 +58,7 @@ class Command(BaseCommand):
         except DatabaseError as exc:
             raise CommandError(f"The database is unreachable ({exc}).") from None
         skipped = total - sum(counts.values())
-        self.stdout.write(applying.summary(counts, skipped))
+        self.stdout.write(applying.reprocess_summary(counts, skipped))
 
     def select(self, options: dict[str, Any]) -> WebhookEventQuerySet:
         chosen = options["failed"] or options["unmatched"]
