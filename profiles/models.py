@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import models
 from django.db.models import Case, Exists, OuterRef, Q, Value, When
+from django.dispatch import Signal
 from django.utils import timezone
 
 from outboundhq.logs import mask
@@ -101,6 +102,11 @@ SENDING = (SmartleadStatus.CONNECTED, SmartleadStatus.UNCHECKED)
 # \A and \Z (not ^ and $) mean the same on Postgres and in Python (SQLite's REGEXP), with no
 # "123\n" slipping through.
 MAILBOX_ID = r"\A[0-9]{1,18}\Z"
+
+
+# Sent by Profile.disconnect_smartlead before the key is forgotten (profile=, api_key=). A
+# signal, so that profiles does not import the sequences app that depends on it.
+disconnecting = Signal()
 
 
 class ProfileQuerySet(models.QuerySet["Profile"]):
@@ -327,6 +333,11 @@ class Profile(models.Model):
         return account
 
     def disconnect_smartlead(self) -> None:
+        """Forgets the key and the mailbox. First, while the key still works, `disconnecting`
+        lets the sequences app pause the SDR's campaigns with it (sequences/sync.py)."""
+        api_key = self.smartlead_key(write_back=False) if self.key_is_readable() else None
+        if api_key:
+            disconnecting.send(sender=Profile, profile=self, api_key=api_key)
         self.set_smartlead_credentials(api_key=None, email_account_id=None)
 
     def record_smartlead_refusal(self, exc: SmartleadError) -> None:

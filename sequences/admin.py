@@ -18,6 +18,7 @@ from sequences.models import (
     Push,
     Sequence,
     SequenceStep,
+    SyncChange,
 )
 
 
@@ -269,3 +270,22 @@ class CampaignProvisioningAdmin(ReadOnlyAdmin):
     @admin.display(description="Stages done")
     def stages(self, obj: CampaignProvisioning) -> str:
         return ", ".join(obj.completed_stages or []) or "—"
+
+
+@admin.register(SyncChange)
+class SyncChangeAdmin(ReadOnlyAdmin):
+    """The outbox: what the app changed and Smartlead must learn. Pending rows are retried every
+    run; failed ones say why (e.g. a campaign not paused before its SDR disconnected)."""
+
+    list_display = [
+        "action",
+        "state",
+        "email",
+        "campaign_id",
+        "attempts",
+        "last_error",
+        "created_at",
+        "done_at",
+    ]
+    list_filter = ["state", "action"]
+    search_fields = ["email", "=campaign_id", "=enrollment_id", "=sequence_id", "=profile_id"]

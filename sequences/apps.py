@@ -9,7 +9,10 @@ class SequencesConfig(AppConfig):
     verbose_name = "Sequences"
 
     def ready(self) -> None:
+        from profiles.models import disconnecting
+        from sequences.sync import on_disconnect
         from sequences.tasks import ensure_schedule
 
         # Setup, not domain logic: the schedule is defined here in code and synced on migrate.
         post_migrate.connect(ensure_schedule, sender=self, dispatch_uid="sequences-schedule")
+        disconnecting.connect(on_disconnect, dispatch_uid="sequences-pause-on-disconnect")

@@ -2,6 +2,9 @@
 
 One run (`execute`) is these steps, each a function below, in this order:
 
+0. `propagate`: what changed in the app and Smartlead has not learnt (unsubscribes, paused or
+   removed enrollments, paused sequences, a new mailbox) goes through the outbox to each SDR's
+   campaigns (sequences/sync.py).
 1. `skip_unconnected`: SDRs who are not connected (`Profile.objects.connected()`) are logged
    once each ("User <id> has not connected their Smartlead account") and counted; their
    enrollments stay as they are.
@@ -42,7 +45,7 @@ from django.utils import timezone
 from outboundhq import logs
 from profiles.models import Profile, SmartleadCredentials, refusal_status
 from sequences import dry_run as rehearsal
-from sequences import pushing
+from sequences import pushing, sync
 from sequences.models import (
     Enrollment,
     ExecutorRun,
@@ -174,6 +177,7 @@ def execute(
     token = logs.run_id.set(str(record.id))
     tallies: list[Tally] = []
     try:
+        propagate(run, scope)  # 0
         skip_unconnected(run, scope)  # 1
         sdrs = plan(scope, skipped=run.record.errors)  # 2
         in_workers(run, sdrs, tallies)  # 3
@@ -184,6 +188,15 @@ def execute(
         finish(run, tallies)  # 4
         logs.run_id.reset(token)
     return record
+
+
+def propagate(run: Run, scope: Scope) -> None:
+    """Step 0: the outbox, before any new lead goes out (a paused lead is paused first)."""
+    done, errors = sync.propagate(
+        deadline=run.deadline, user_id=scope.user_id, sequence_id=scope.sequence_id
+    )
+    run.record.propagated += done
+    run.record.errors.extend(errors[:50])
 
 
 def skip_unconnected(run: Run, scope: Scope) -> None:
@@ -380,12 +393,21 @@ def summary(record: ExecutorRun) -> str:
             else ""
         )
         + ", "
-        f"{record.campaigns_provisioned} campaigns provisioned, {len(record.errors)} errors"
+        f"{record.campaigns_provisioned} campaigns provisioned, "
+        f"{record.propagated} changes propagated, {len(record.errors)} errors"
     )
 
 
 def as_dict(record: ExecutorRun) -> dict[str, Any]:
-    fields = ["trigger", "dry_run", *Tally.COUNTERS, "skipped_no_credentials", "skipped", "errors"]
+    fields = [
+        "trigger",
+        "dry_run",
+        *Tally.COUNTERS,
+        "skipped_no_credentials",
+        "skipped",
+        "propagated",
+        "errors",
+    ]
     data = {name: getattr(record, name) for name in fields}
     data["id"] = str(record.id)
     data["started_at"] = record.started_at.isoformat() if record.started_at else None

@@ -21,6 +21,7 @@ from sequences.managers import (
     EnrollmentQuerySet,
     PushQuerySet,
 )
+from sequences.outbox import SyncChangeQuerySet
 
 # Smartlead campaign ids are integers; the hosted column is text anyone could have typed into.
 CAMPAIGN_ID = re.compile(r"[0-9]{1,18}")
@@ -313,6 +314,9 @@ class CampaignProvisioning(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     # What Smartlead last said about the campaign itself (CAMPAIGN_STATUS_CHANGED, or a bounce
     # breach): e.g. it paused the campaign for bounces. Shown to ops; sending is Smartlead's.
+    mailbox_id = models.BigIntegerField(
+        null=True, blank=True, help_text="The SDR's email account the campaign sends from."
+    )
     smartlead_status = models.CharField(max_length=32, blank=True)
     smartlead_status_detail = models.TextField(blank=True)
     smartlead_status_at = models.DateTimeField(null=True, blank=True)
@@ -423,6 +427,9 @@ class ExecutorRun(models.Model):
         "unsubscribed, invalid).",
     )
     errors = models.JSONField(default=list, blank=True)
+    propagated = models.PositiveIntegerField(
+        default=0, help_text="Changes made in the app that reached Smartlead (the outbox)."
+    )
 
     class Meta:
         db_table = "outboundhq_executor_run"
@@ -430,3 +437,56 @@ class ExecutorRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.trigger} run {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SyncAction(models.TextChoices):
+    """What a change made in the app does at Smartlead (sequences/sync.py)."""
+
+    PAUSE_LEAD = "pause_lead", "Pause the lead"
+    RESUME_LEAD = "resume_lead", "Resume the lead"
+    UNSUBSCRIBE_LEAD = "unsubscribe_lead", "Unsubscribe the lead"
+    REMOVE_LEAD = "remove_lead", "Remove the lead"
+    PAUSE_CAMPAIGN = "pause_campaign", "Pause the campaign"
+    RESUME_CAMPAIGN = "resume_campaign", "Resume the campaign"
+    MOVE_MAILBOX = "move_mailbox", "Move the campaign to the SDR's new mailbox"
+
+
+class SyncState(models.TextChoices):
+    PENDING = "pending", "Pending (retried every run)"
+    DONE = "done", "Done"
+    SUPERSEDED = "superseded", "Superseded by a later change"
+    FAILED = "failed", "Failed for good"
+
+
+class SyncChange(models.Model):
+    """The outbox: one change made in the app that Smartlead must learn, applied idempotently.
+
+    A row is written before Smartlead is called, so a process killed mid-way leaves it pending
+    and the next run applies it. Project-owned table.
+    """
+
+    action = models.CharField(max_length=24, choices=SyncAction.choices)
+    state = models.CharField(max_length=16, choices=SyncState.choices, default=SyncState.PENDING)
+    sequence_id = models.UUIDField()
+    enrollment_id = models.UUIDField(null=True, blank=True)
+    profile_id = models.UUIDField(help_text="The SDR whose key applies it.")
+    campaign_id = models.BigIntegerField()
+    email = models.TextField(blank=True, help_text="The lead, for lead actions.")
+    mailbox_id = models.BigIntegerField(null=True, blank=True, help_text="For a mailbox move.")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SyncChangeQuerySet.as_manager()
+
+    class Meta:
+        db_table = "outboundhq_sync_change"
+        indexes = [
+            models.Index(fields=["state", "profile_id"], name="sync_change_pending"),
+            models.Index(fields=["enrollment_id", "campaign_id"], name="sync_change_lead"),
+        ]
+
+    def __str__(self) -> str:
+        target = self.email or f"campaign {self.campaign_id}"
+        return f"{self.get_action_display()}: {target} ({self.state})"

@@ -33,6 +33,7 @@ from sequences.models import (
     Push,
     PushState,
     Sequence,
+    SequenceStatus,
     SequenceStep,
     StepType,
     lease_length,
@@ -229,7 +230,7 @@ def _finish(record: CampaignProvisioning, state: str, reason: str) -> None:
 def _stage_done(record: CampaignProvisioning, stage: str) -> None:
     if stage not in record.completed_stages:
         record.completed_stages = [*record.completed_stages, stage]
-    record.save(update_fields=["completed_stages", "campaign_id", "updated_at"])
+    record.save(update_fields=["completed_stages", "campaign_id", "mailbox_id", "updated_at"])
 
 
 def _run_stages(
@@ -242,9 +243,7 @@ def _run_stages(
     actions: dict[str, Callable[[], object]] = {
         "created": lambda: _create_or_find(record, sequence, client),
         "sequences": lambda: client.save_sequences(record.campaign_id, smartlead_steps(steps)),
-        "email_accounts": lambda: client.add_email_accounts(
-            record.campaign_id, [credentials.email_account_id]
-        ),
+        "email_accounts": lambda: _attach_mailbox(record, client, credentials.email_account_id),
         "schedule": lambda: client.set_schedule(
             record.campaign_id,
             timezone=settings.SMARTLEAD_SCHEDULE_TIMEZONE,
@@ -256,12 +255,33 @@ def _run_stages(
             record.campaign_id, stop_lead_settings="REPLY_TO_AN_EMAIL", track_settings=[]
         ),
         "webhook": lambda: _register_webhook(record, sequence, client),
-        "started": lambda: client.set_status(record.campaign_id, "START"),
+        "started": lambda: _start_unless_paused(record, sequence, client),
     }
     for stage in STAGES:
         # A skipped webhook (no public URL yet) stays undone: ensure_webhook adds it later.
         if stage not in record.completed_stages and actions[stage]() is not False:
             _stage_done(record, stage)
+
+
+def _attach_mailbox(record: CampaignProvisioning, client: SmartleadClient, mailbox: int) -> None:
+    client.add_email_accounts(record.campaign_id, [mailbox])
+    record.mailbox_id = mailbox  # saved with the stage; the outbox moves it when the SDR changes
+
+
+def _start_unless_paused(
+    record: CampaignProvisioning, sequence: Sequence, client: SmartleadClient
+) -> bool:
+    """The last stage starts the campaign unless the sequence was paused meanwhile: a pause that
+    arrived while provisioning ran is not undone. The stage then stays undone, and the outbox
+    starts the campaign when the sequence is active again."""
+    status = Sequence.objects.filter(pk=sequence.pk).values_list("status", flat=True).first()
+    if status in (SequenceStatus.PAUSED, SequenceStatus.ARCHIVED):  # draft: being activated
+        log.info(
+            "Campaign %s is not started: sequence %s is %s", record.campaign_id, sequence.pk, status
+        )
+        return False
+    client.set_status(record.campaign_id, "START")
+    return True
 
 
 def _create_or_find(
@@ -341,20 +361,6 @@ def ensure_webhook(sequence: Sequence, client: SmartleadClient, *, resave: bool 
     if done:
         _stage_done(record, "webhook")
     return done or "skipped"
-
-
-def set_campaign_status(
-    sequence: Sequence,
-    credentials: SmartleadCredentials,
-    status: str,
-    *,
-    client_factory: ClientFactory = SmartleadClient,
-) -> None:
-    """Pauses or resumes (START) the sequence's existing campaign; no-op without one."""
-    if not sequence.has_campaign:
-        return
-    with client_factory(credentials.api_key) as client:
-        client.set_status(sequence.campaign, status)
 
 
 def campaign_gone(client: SmartleadClient, campaign_id: int, mailbox_id: int) -> str | None:

@@ -25,6 +25,7 @@ from profiles.serializers import (
     smartlead_failure,
     unreadable_key,
 )
+from sequences import sync
 from sequences.executor import as_dict, execute
 from sequences.models import RunTrigger, Sequence, SequenceStatus
 from sequences.provisioning import (
@@ -34,7 +35,6 @@ from sequences.provisioning import (
     campaign_gone,
     needs_attention,
     provision,
-    set_campaign_status,
     unsupported_reason,
 )
 from smartlead.client import NotFound, SmartleadError
@@ -98,10 +98,11 @@ def pause(request: Request, id: uuid.UUID) -> Response:
         warning = "The Smartlead campaign was not paused: connect Smartlead, then pause again."
         return Response(state(sequence) | {"warning": warning})
     try:
-        set_campaign_status(sequence, credentials, "PAUSED", client_factory=interactive_client)
+        sync.change_campaign_now(sequence, credentials, "pause_campaign")
     except SmartleadError as exc:
         request.user.record_smartlead_refusal(exc)
-        raise smartlead_failure(exc, prefix="Paused here, but not in Smartlead. ") from None
+        prefix = "Paused here, but not in Smartlead yet (retried every executor run). "
+        raise smartlead_failure(exc, prefix=prefix) from None
     return Response(state(sequence))
 
 
@@ -144,7 +145,7 @@ def start_campaign(sequence: Sequence, credentials: SmartleadCredentials) -> Non
     if not existed:
         return
     try:
-        set_campaign_status(sequence, credentials, "START", client_factory=interactive_client)
+        sync.change_campaign_now(sequence, credentials, "resume_campaign")
     except NotFound:
         with interactive_client(credentials.api_key) as client:
             reason = campaign_gone(client, sequence.campaign, credentials.email_account_id)

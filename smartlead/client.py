@@ -233,6 +233,16 @@ class SmartleadClient:
         ids = [int(account_id) for account_id in account_ids]
         self._campaign_post(campaign_id, "email-accounts", {"email_account_ids": ids})
 
+    def remove_email_accounts(self, campaign_id: int, account_ids: Sequence[int]) -> None:
+        if not account_ids:
+            raise ValueError("Name at least one email account to remove.")
+        ids = [int(account_id) for account_id in account_ids]
+        path = f"/campaigns/{campaign_id}/email-accounts"
+        answer = self._call(
+            "DELETE", path, body={"email_account_ids": ids}, what=f"campaign {campaign_id}"
+        )
+        _check_reply(answer, "DELETE", path)
+
     def set_schedule(
         self,
         campaign_id: int,
@@ -299,6 +309,23 @@ class SmartleadClient:
         answer = self._call("GET", "/leads/", params={"email": email}, what="lead with that email")
         return _found_lead(_object(answer))
 
+    # Per-lead actions in one campaign. `lead_id` is Smartlead's lead id (`FoundLead.id`), not
+    # the campaign-lead map id. Each answers {ok: true}; a refusal in the reply raises.
+    def pause_lead(self, campaign_id: int, lead_id: int) -> None:
+        self._campaign_post(campaign_id, f"leads/{int(lead_id)}/pause", {})
+
+    def resume_lead(self, campaign_id: int, lead_id: int) -> None:
+        """Resumes where the lead stopped (Smartlead refuses it after the last email)."""
+        self._campaign_post(campaign_id, f"leads/{int(lead_id)}/resume", {})
+
+    def unsubscribe_lead(self, campaign_id: int, lead_id: int) -> None:
+        """Unsubscribes within the campaign; Smartlead has no undo."""
+        self._campaign_post(campaign_id, f"leads/{int(lead_id)}/unsubscribe", {})
+
+    def remove_lead(self, campaign_id: int, lead_id: int) -> None:
+        path = f"/campaigns/{campaign_id}/leads/{int(lead_id)}"
+        _check_reply(self._call("DELETE", path, what=f"campaign {campaign_id}"), "DELETE", path)
+
     # --- Webhooks ---
     def list_campaign_webhooks(self, campaign_id: int) -> list[Webhook]:
         what = f"campaign {campaign_id}"
@@ -337,10 +364,7 @@ class SmartleadClient:
         answer = self._call(
             "POST", path, body=body, what=f"campaign {campaign_id}", repeatable=repeatable
         )
-        # A setup call is done only if the reply says so: Smartlead answers some refusals 200.
-        refusal = refused_in_body(answer, "POST", path)
-        if refusal is not None:
-            raise refusal
+        _check_reply(answer, "POST", path)
 
     def _call(
         self,
@@ -433,3 +457,10 @@ class SmartleadClient:
         if self.deadline is not None and now + delay > self.deadline:
             return None
         return delay
+
+
+def _check_reply(answer: Any, method: str, path: str) -> None:
+    """A write is done only if the reply says so: Smartlead answers some refusals with 200."""
+    refusal = refused_in_body(answer, method, path)
+    if refusal is not None:
+        raise refusal

@@ -83,6 +83,9 @@ class CampaignState:
     schedule: dict | None = None
     settings: dict = field(default_factory=dict)
     leads: dict[str, int] = field(default_factory=dict)  # lowercased email -> lead id
+    # The lead's status in this campaign (STARTED when added; PAUSED, INPROGRESS after a
+    # resume, COMPLETED, STOPPED once unsubscribed), by lead id.
+    lead_status: dict[int, str] = field(default_factory=dict)
     webhooks: dict[int, dict] = field(default_factory=dict)
 
 
@@ -317,5 +320,8 @@ def snapshot(account: Account, campaign: CampaignState) -> dict:
         "schedule": dict(campaign.schedule) if campaign.schedule else None,
         "settings": dict(campaign.settings),
         "webhooks": [dict(hook) for hook in campaign.webhooks.values()],
-        "leads": [dict(account.leads[address]) for address in campaign.leads],
+        "leads": [
+            dict(account.leads[address]) | {"status": campaign.lead_status.get(lead_id)}
+            for address, lead_id in campaign.leads.items()
+        ],
     }

@@ -177,6 +177,17 @@ class SandboxState:
             campaign.email_account_ids = sorted(set(campaign.email_account_ids) | set(ids))
         return {"ok": True}
 
+    def detach_mailboxes(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
+        campaign = self._campaign(account, campaign_id)
+        ids = require_object(body).get("email_account_ids")
+        if not isinstance(ids, list) or not ids:
+            raise joi('"email_account_ids" is required')
+        with account.lock:
+            kept = [i for i in campaign.email_account_ids if i not in ids]
+            removed = len(campaign.email_account_ids) - len(kept)
+            campaign.email_account_ids = kept
+        return {"ok": True, "result": removed}
+
     def set_schedule(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
         campaign = self._campaign(account, campaign_id)
         schedule = validated_schedule(require_object(body))
@@ -268,6 +279,51 @@ class SandboxState:
             ]
         unsubscribed = address in account.unsubscribed
         return lead | {"is_unsubscribed": unsubscribed, "lead_campaign_data": data}
+
+    def _campaign_lead(self, account: Account, campaign_id: str, lead_id: str) -> CampaignState:
+        campaign = self._campaign(account, campaign_id)
+        if not lead_id.isdigit() or int(lead_id) not in campaign.lead_status:
+            raise legacy("Lead not found in this campaign.", 404)
+        return campaign
+
+    def pause_lead(
+        self, account: Account, query: dict, body: Any, campaign_id: str, lead_id: str
+    ) -> dict:
+        campaign = self._campaign_lead(account, campaign_id, lead_id)
+        with account.lock:
+            if campaign.lead_status[int(lead_id)] in ("COMPLETED", "STOPPED"):
+                raise legacy("Lead is already completed or stopped; it cannot be paused.")
+            campaign.lead_status[int(lead_id)] = "PAUSED"
+        return {"ok": True, "data": "success"}
+
+    def resume_lead(
+        self, account: Account, query: dict, body: Any, campaign_id: str, lead_id: str
+    ) -> dict:
+        campaign = self._campaign_lead(account, campaign_id, lead_id)
+        with account.lock:
+            current = campaign.lead_status[int(lead_id)]
+            if current in ("COMPLETED", "STOPPED"):
+                raise legacy("This is the last sequence. You cannot resume this lead.")
+            campaign.lead_status[int(lead_id)] = "INPROGRESS"  # where it stopped, not email 1
+        return {"ok": True, "data": "success"}
+
+    def unsubscribe_lead(
+        self, account: Account, query: dict, body: Any, campaign_id: str, lead_id: str
+    ) -> dict:
+        campaign = self._campaign_lead(account, campaign_id, lead_id)
+        with account.lock:
+            campaign.lead_status[int(lead_id)] = "STOPPED"
+        return {"ok": True}
+
+    def delete_lead(
+        self, account: Account, query: dict, body: Any, campaign_id: str, lead_id: str
+    ) -> dict:
+        campaign = self._campaign_lead(account, campaign_id, lead_id)
+        with account.lock:
+            del campaign.lead_status[int(lead_id)]
+            address = next(a for a, i in campaign.leads.items() if i == int(lead_id))
+            del campaign.leads[address]
+        return {"ok": True, "message": "success"}
 
     # --- Webhooks ---
     def list_webhooks(self, account: Account, query: dict, body: Any, campaign_id: str) -> list:
@@ -393,6 +449,7 @@ def _place(
         record = account.leads[address] = {"id": next(lead_ids), "created_at": timestamp()}
     record.update(_lead_fields(lead))
     campaign.leads[address] = record["id"]
+    campaign.lead_status[record["id"]] = "STARTED"
     return "added"
 
 

@@ -18,7 +18,7 @@ from django.test import Client
 from responses import matchers
 
 from profiles.models import CredentialCheck, Profile, SmartleadStatus
-from sequences.models import CampaignProvisioning, Sequence
+from sequences.models import CampaignProvisioning, Sequence, SyncChange
 from smartlead.sandbox import SandboxServer, load_accounts
 from tests.factories import make_profile, make_sequence
 from tests.fake_smartlead import BASE, FakeSmartlead
@@ -554,8 +554,12 @@ def test_pausing_when_smartlead_is_down_pauses_here_and_says_so(api, owner, smar
     smartlead.fail("status", 503, times=10)
     response = pause(api, sequence)
     assert response.status_code == 502
-    assert response.json()["error"].startswith("Paused here, but not in Smartlead.")
+    assert response.json()["error"].startswith("Paused here, but not in Smartlead yet")
     assert Sequence.objects.get(pk=sequence.pk).status == "paused"
+    # Issue 12: the pause waits in the outbox, retried by every executor run until it holds.
+    (change,) = SyncChange.objects.filter(sequence_id=sequence.pk)
+    assert (change.action, change.state, change.campaign_id) == ("pause_campaign", "pending", 777)
+    assert "503" in change.last_error
 
 
 def test_pausing_after_disconnecting_pauses_here_with_a_warning(api, sdr, smartlead):

@@ -1,0 +1,230 @@
+"""App → Smartlead: changes made in the app reach the SDR's campaigns, through the outbox.
+
+Every run of the executor (step 0, `propagate`) finds what Smartlead has not learnt yet
+(sequences/outbox.py), writes each change as a pending `SyncChange` row, then applies the
+pending rows with each SDR's own key. A change is applied idempotently (pausing a paused lead,
+or removing a lead already gone, is done), so a process killed between Smartlead's answer and
+our write only repeats a harmless call. A change Smartlead does not take stays pending, with
+its error, and is tried again every run until it holds; one it refuses for good (a lead past its
+last email cannot be resumed) is `failed` with Smartlead's words. The activate and pause API
+apply their campaign change right away (`change_campaign_now`), and disconnecting pauses the
+SDR's campaigns with the old key while it still works (`pause_before_disconnect`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from outboundhq import logs
+from profiles.models import Profile, SmartleadCredentials, interactive_client
+from sequences import outbox
+from sequences.models import CampaignProvisioning, Sequence, SyncChange, SyncState
+from smartlead.client import NotFound, SmartleadClient, SmartleadError, ValidationFailed
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR = 1000
+
+
+def propagate(
+    *, deadline: float, user_id: Any = None, sequence_id: Any = None
+) -> tuple[int, list[str]]:
+    """Step 0 of a run: what changed in the app, written to the outbox and applied. Returns
+    how many changes Smartlead took, and the errors in words."""
+    scope = Q()
+    if user_id:
+        scope &= Q(profile_id=user_id)
+    if sequence_id:
+        scope &= Q(sequence_id=sequence_id)
+    campaign_scope = Q()
+    if user_id:
+        campaign_scope &= Q(sequence__created_by_id=user_id)
+    if sequence_id:
+        campaign_scope &= Q(sequence_id=sequence_id)
+    for change in outbox.lead_changes_due(scope) + outbox.campaign_changes_due(campaign_scope):
+        SyncChange.objects.request(**change)
+    return apply_pending(SyncChange.objects.open().filter(scope), deadline=deadline)
+
+
+def apply_pending(changes: Any, *, deadline: float) -> tuple[int, list[str]]:
+    """The pending changes, one SDR's at a time with their key, oldest first."""
+    by_sdr: dict[Any, list[SyncChange]] = defaultdict(list)
+    for change in changes.order_by("id"):
+        by_sdr[change.profile_id].append(change)
+    done, errors = 0, []
+    profiles = Profile.objects.with_smartlead_status().in_bulk(list(by_sdr))
+    for profile_id, pending in by_sdr.items():
+        profile = profiles.get(profile_id)
+        credentials = profile.smartlead_credentials() if profile else None
+        if credentials is None:
+            waiting = f"{len(pending)} changes wait: the SDR {profile_id} is not connected."
+            SyncChange.objects.filter(pk__in=[c.pk for c in pending]).update(last_error=waiting)
+            errors.append(waiting)
+            continue
+        with SmartleadClient(credentials.api_key, deadline=deadline) as client:
+            for change in pending:
+                if time.monotonic() >= deadline:
+                    return done, [*errors, "The time budget is spent; the outbox waits."]
+                error = apply_change(change, client, credentials)
+                done += error is None
+                if error:
+                    errors.append(error)
+    return done, errors
+
+
+def apply_change(
+    change: SyncChange, client: SmartleadClient, credentials: SmartleadCredentials
+) -> str | None:
+    """Applies one change; returns None when it holds, else the error (also on the row)."""
+    change.attempts += 1
+    try:
+        note = ACTIONS[change.action](change, client, credentials)
+    except NotFound as exc:
+        # The lead or the campaign is not there: there is nothing left to pause or remove.
+        _finish(change, SyncState.DONE, f"Nothing to do at Smartlead: {exc}")
+        return None
+    except ValidationFailed as exc:
+        _finish(change, SyncState.FAILED, str(exc))
+        return f"{change}: Smartlead refused it: {exc}"
+    except SmartleadError as exc:
+        change.last_error = logs.redact(str(exc))[:MAX_ERROR]
+        change.save(update_fields=["attempts", "last_error"])
+        return f"{change}: {exc} (retried next run)"
+    _finish(change, SyncState.DONE, note or "")
+    return None
+
+
+def _finish(change: SyncChange, state: str, note: str) -> None:
+    change.state = state
+    change.last_error = logs.redact(note)[:MAX_ERROR]
+    change.done_at = timezone.now()
+    change.save(update_fields=["state", "attempts", "last_error", "done_at"])
+
+
+def _lead_id(change: SyncChange, client: SmartleadClient) -> int:
+    lead = client.find_lead(change.email)
+    if lead is None or change.campaign_id not in lead.campaign_ids:
+        raise NotFound(f"lead {change.email} is not in campaign {change.campaign_id}")
+    return lead.id
+
+
+def _pause_lead(change: SyncChange, client: SmartleadClient, _: SmartleadCredentials) -> None:
+    client.pause_lead(change.campaign_id, _lead_id(change, client))
+
+
+def _resume_lead(change: SyncChange, client: SmartleadClient, _: SmartleadCredentials) -> None:
+    client.resume_lead(change.campaign_id, _lead_id(change, client))
+
+
+def _unsubscribe_lead(change: SyncChange, client: SmartleadClient, _: Any) -> None:
+    client.unsubscribe_lead(change.campaign_id, _lead_id(change, client))
+
+
+def _remove_lead(change: SyncChange, client: SmartleadClient, _: SmartleadCredentials) -> None:
+    client.remove_lead(change.campaign_id, _lead_id(change, client))
+
+
+def _pause_campaign(change: SyncChange, client: SmartleadClient, _: Any) -> None:
+    client.set_status(change.campaign_id, "PAUSED")
+
+
+def _resume_campaign(change: SyncChange, client: SmartleadClient, _: Any) -> None:
+    client.set_status(change.campaign_id, "START")  # Smartlead resumes each lead where it was
+
+
+def _move_mailbox(change: SyncChange, client: SmartleadClient, _: Any) -> str:
+    """The new mailbox is attached before the old one is detached: never a campaign with none."""
+    record = CampaignProvisioning.objects.get(sequence_id=change.sequence_id)
+    old = record.mailbox_id
+    client.add_email_accounts(change.campaign_id, [change.mailbox_id])
+    if old and old != change.mailbox_id:
+        client.remove_email_accounts(change.campaign_id, [old])
+    CampaignProvisioning.objects.filter(pk=record.pk).update(mailbox_id=change.mailbox_id)
+    return f"Moved from email account {old} to {change.mailbox_id}."
+
+
+ACTIONS = {
+    "pause_lead": _pause_lead,
+    "resume_lead": _resume_lead,
+    "unsubscribe_lead": _unsubscribe_lead,
+    "remove_lead": _remove_lead,
+    "pause_campaign": _pause_campaign,
+    "resume_campaign": _resume_campaign,
+    "move_mailbox": _move_mailbox,
+}
+
+
+def change_campaign_now(
+    sequence: Sequence, credentials: SmartleadCredentials, action: str
+) -> SyncChange:
+    """The activate/pause API: the campaign change is written to the outbox and applied now.
+    Raises the SmartleadError when Smartlead does not take it; the row stays pending (or
+    failed) either way, so the next run retries a pending one."""
+    change = SyncChange.objects.request(
+        action,
+        sequence_id=sequence.pk,
+        profile_id=sequence.created_by_id,
+        campaign_id=sequence.campaign,
+    )
+    with interactive_client(credentials.api_key) as client:
+        change.attempts += 1
+        try:
+            ACTIONS[action](change, client, credentials)
+        except ValidationFailed as exc:
+            _finish(change, SyncState.FAILED, str(exc))
+            raise
+        except SmartleadError as exc:
+            change.last_error = logs.redact(str(exc))[:MAX_ERROR]
+            change.save(update_fields=["attempts", "last_error"])
+            raise
+    _finish(change, SyncState.DONE, "")
+    return change
+
+
+def pause_before_disconnect(profile: Profile, api_key: str) -> list[str]:
+    """Pauses every running campaign of the SDR with the key they are removing (it will not be
+    there to retry with): each is a `SyncChange`, `failed` with the reason when Smartlead did
+    not take it, so the admin says which campaigns are still sending."""
+    records = CampaignProvisioning.objects.filter(
+        sequence__created_by=profile, state="ready", campaign_id__isnull=False
+    ).select_related("sequence")
+    known = SyncChange.objects.known_campaign_states({r.campaign_id for r in records})
+    failed = []
+    with interactive_client(api_key) as client:
+        for record in records:
+            started = "active" if "started" in record.completed_stages else "not started"
+            if known.get(record.campaign_id, started) != "active":
+                continue
+            change = SyncChange.objects.request(
+                "pause_campaign",
+                sequence_id=record.sequence_id,
+                profile_id=profile.pk,
+                campaign_id=record.campaign_id,
+            )
+            change.attempts += 1
+            try:
+                client.set_status(record.campaign_id, "PAUSED")
+            except SmartleadError as exc:
+                why = f"Not paused before the SDR disconnected (no key to retry with): {exc}"
+                _finish(change, SyncState.FAILED, why)
+                failed.append(f"campaign {record.campaign_id}: {exc}")
+                continue
+            _finish(change, SyncState.DONE, "Paused as the SDR disconnected.")
+    return failed
+
+
+def on_disconnect(sender: object, *, profile: Profile, api_key: str, **_: object) -> None:
+    """The `disconnecting` signal: never stops the disconnect itself (the SDR asked for it)."""
+    try:
+        failed = pause_before_disconnect(profile, api_key)
+    except Exception:  # noqa: BLE001 - the key is forgotten whatever Smartlead does
+        log.exception("Pausing user %s's campaigns before they disconnected failed", profile.pk)
+        return
+    for failure in failed:
+        log.warning("User %s disconnected; %s was not paused", profile.pk, failure)
