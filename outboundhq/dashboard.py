@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from outboundhq.links import changelist
 from profiles.models import SQL_STATUSES, Profile, SmartleadStatus
-from sequences.models import Enrollment, ExecutorRun
+from sequences.models import CampaignProvisioning, Enrollment, ExecutorRun, SyncChange
 from smartlead.models import Outcome, WebhookEvent
 
 WINDOW = timedelta(days=7)
@@ -167,6 +167,22 @@ def waiting_figures(now: Any) -> dict[str, Any]:
     }
 
 
+def outbox_figures() -> dict[str, Any]:
+    """Changes made in the app that Smartlead has not taken yet, and campaigns needing ops."""
+    totals = SyncChange.objects.aggregate(
+        pending=Count("id", filter=Q(state="pending")),
+        failed=Count("id", filter=Q(state="failed")),
+        oldest=Min("created_at", filter=Q(state="pending")),
+    )
+    lost = CampaignProvisioning.objects.filter(state="needs_attention").count()
+    return totals | {
+        "lost": lost,
+        "pending_href": changelist("sequences_syncchange", state="pending"),
+        "failed_href": changelist("sequences_syncchange", state="failed"),
+        "lost_href": changelist("sequences_campaignprovisioning", state="needs_attention"),
+    }
+
+
 def figures() -> dict[str, Any]:
     """Every figure, as of now: one query each."""
     now = timezone.now()
@@ -182,6 +198,7 @@ def figures() -> dict[str, Any]:
         "any_sdr": any(b.value for b in credentials),
         "any_connected": connected > 0,
         "waiting": waiting_figures(now),
+        "outbox": outbox_figures(),
     }
 
 

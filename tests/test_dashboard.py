@@ -11,7 +11,7 @@ from django.utils import timezone
 
 import outboundhq.urls  # noqa: F401 - discovers the admin pages, as serving a request would
 from profiles.models import Profile
-from sequences.models import Enrollment, ExecutorRun, RunTrigger
+from sequences.models import CampaignProvisioning, Enrollment, ExecutorRun, RunTrigger, SyncChange
 from smartlead.models import WebhookEvent
 from tests.factories import make_contact, make_profile, make_sequence
 
@@ -153,8 +153,9 @@ def test_it_costs_a_fixed_number_of_queries_whatever_the_row_count(
     admin_client, django_assert_max_num_queries, rows
 ):
     populate(rows)
-    # Session, user, and one query per figure (runs, webhooks, credentials, waiting).
-    with django_assert_max_num_queries(6):
+    # Session, user, and one query per figure (runs, webhooks, credentials, waiting, and the
+    # outbox's two: its changes, and campaigns needing attention).
+    with django_assert_max_num_queries(8):
         response = admin_client.get(URL)
     assert response.status_code == 200
 
@@ -190,3 +191,19 @@ def test_it_draws_pushed_skipped_and_failed_side_by_side_in_each_run_bar(admin_c
     assert '<rect class="ohq-pushed" x="0.0%" y="0" width="50.0%"' in page
     assert '<rect class="ohq-skipped" x="50.0%" y="0" width="25.0%"' in page
     assert '<rect class="ohq-failed" x="75.0%" y="0" width="25.0%"' in page
+
+
+def test_it_shows_the_outbox_backlog_and_links_each_part(admin_client):
+    assert "every pause, resume, unsubscribe" in admin_client.get(URL).content.decode()
+    sequence = make_sequence(creator=make_profile())
+    base = {"sequence_id": sequence.pk, "profile_id": sequence.created_by_id, "campaign_id": 7}
+    for state in ("pending", "pending", "failed", "done"):
+        SyncChange.objects.create(action="pause_campaign", state=state, **base)
+    CampaignProvisioning.objects.create(sequence=sequence, state="needs_attention", campaign_id=7)
+
+    page = admin_client.get(URL + "?refresh=1").content.decode()
+
+    assert "2 changes waiting for Smartlead" in page
+    assert "1 failed for good" in page and "1 campaigns need attention" in page
+    assert reverse("admin:sequences_syncchange_changelist") + "?state=pending" in page
+    assert "?state=needs_attention" in page
