@@ -130,11 +130,17 @@ def checked(driver: Any) -> str:
 
 def log_in(driver: Any, live_server: Any, next_url: str) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     open_page(driver, f"{live_server.url}{reverse('admin:login')}?next={next_url}")
     driver.find_element(By.ID, "id_username").send_keys("ops")
     driver.find_element(By.ID, "id_password").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    # On a loaded machine the URL changes before the new page is in: wait for the page itself.
+    WebDriverWait(driver, 30).until(
+        lambda d: not d.title.startswith("Log in")
+        and d.execute_script("return document.readyState") == "complete"
+    )
 
 
 def demo_week() -> None:
