@@ -138,8 +138,10 @@ def log_in(driver: Any, live_server: Any, next_url: str) -> None:
     driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     # On a loaded machine the URL changes before the new page is in: wait for the page itself.
     WebDriverWait(driver, 30).until(
-        lambda d: not d.title.startswith("Log in")
-        and d.execute_script("return document.readyState") == "complete"
+        lambda d: (
+            not d.title.startswith("Log in")
+            and d.execute_script("return document.readyState") == "complete"
+        )
     )
 
 

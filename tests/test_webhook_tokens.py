@@ -267,3 +267,22 @@ def test_view_only_staff_see_no_secret_in_the_admin_not_even_in_old_rows(client)
         for secret in (tokens.token_for(9181, SECRET), SMARTLEAD_SECRET_KEY, SECRET):
             assert secret not in shown
     assert "[redacted]" in shown
+
+
+def test_scrubbing_removes_secrets_from_bodies_stored_before_redaction_once(client):
+    raw = json.dumps(body_with_secrets(url_of(9181)) | {"note": f"secret={SECRET}"})
+    old = WebhookEvent.objects.create(dedupe_key="old", event_type="EMAIL_REPLY", raw_body=raw)
+    clean = WebhookEvent.objects.create(dedupe_key="new", event_type="EMAIL_OPEN", raw_body="{}")
+    out = StringIO()
+
+    call_command("scrub_webhook_bodies", "--batch", "1", stdout=out)
+
+    old.refresh_from_db()
+    assert SECRET not in old.raw_body and SMARTLEAD_SECRET_KEY not in old.raw_body
+    assert tokens.current_token(9181) not in old.raw_body
+    assert json.loads(old.raw_body)["note"] == "secret=[redacted]"  # still valid JSON
+    assert "1 scrubbed" in out.getvalue() and SECRET not in out.getvalue()
+    assert WebhookEvent.objects.get(pk=clean.pk).raw_body == "{}"
+    again = StringIO()
+    call_command("scrub_webhook_bodies", stdout=again)
+    assert "0 scrubbed" in again.getvalue()
