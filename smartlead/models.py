@@ -169,7 +169,10 @@ class WebhookEvent(models.Model):
     dedupe_key = models.CharField(
         max_length=255,
         unique=True,
-        help_text="stats:<stats_id>:<event_type>, or hash: of type, campaign, lead, step, time.",
+        help_text=(
+            "stats:<campaign_id>:<stats_id>:<event_type>, or hash: of type, campaign, lead, "
+            "step, time."
+        ),
     )
     event_type = models.CharField(
         max_length=64, blank=True, help_text="Smartlead's event_type, e.g. EMAIL_REPLY."

@@ -201,7 +201,9 @@ def identify(payload: dict[str, Any], raw: str) -> Identity:
     raw_time = _first(payload, TIME_FIELDS)
     event_time = _as_time(raw_time)
     if stats_id:
-        key = f"stats:{stats_id}:{event_type}"
+        # Scoped by campaign: a caller holding one campaign's token must not be able to
+        # pre-empt (as a "duplicate") a real event of another campaign by quoting its stats_id.
+        key = f"stats:{campaign_id or ''}:{stats_id}:{event_type}"
     else:
         # No stats_id: hash what identifies the event. Without any time either, the body
         # itself is part of the hash, so two different time-less events never collapse.

@@ -79,6 +79,20 @@ def test_a_token_for_campaign_a_is_refused_for_campaign_b_and_kept_as_rejected(c
     assert event.dedupe_key.startswith("rejected:")  # the real event's key is not taken
 
 
+def test_a_stats_id_quoted_from_another_campaign_does_not_pre_empt_its_real_event(client):
+    lead = make_lead(campaign_id="9181")
+    # Campaign 777's own SDR posts, with their valid token, a fake event carrying the stats_id
+    # of a reply in campaign 9181: stored for 777, it must not make the real one a duplicate.
+    fake = fixture("email_reply", campaign_id=777)
+    assert deliver(client, fake, url_of(777)).status_code == 200
+    real = deliver(client, fixture("email_reply"), url_of(9181))
+    assert real.status_code == 200 and real.json().get("duplicate") is not True
+    applied = WebhookEvent.objects.get(campaign_id=9181)
+    assert applied.outcome == Outcome.APPLIED
+    lead.enrollment.refresh_from_db()
+    assert lead.enrollment.status == "replied"
+
+
 def test_a_token_is_refused_for_a_payload_without_a_campaign(client):
     body = {k: v for k, v in fixture("email_open").items() if k != "campaign_id"}
     assert deliver(client, body, url_of(9181)).status_code == 401

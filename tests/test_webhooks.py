@@ -209,7 +209,7 @@ def test_it_stores_the_raw_body_and_the_parsed_identity(client):
     assert event.sequence_number == 1
     assert event.stats_id == "b7d21c90-3f4e-4a6b-9c8d-1e2f3a4b5c6d"
     assert event.event_time.isoformat() == "2025-03-28T09:35:01+00:00"
-    assert event.dedupe_key == "stats:b7d21c90-3f4e-4a6b-9c8d-1e2f3a4b5c6d:EMAIL_REPLY"
+    assert event.dedupe_key == "stats:9181:b7d21c90-3f4e-4a6b-9c8d-1e2f3a4b5c6d:EMAIL_REPLY"
     assert event.headers["x-request-id"] == "req-42"
     assert event.deliveries == 1
 
