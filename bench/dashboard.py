@@ -29,6 +29,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import keys  # noqa: E402
 from bench.executor import drop_database, scratch_database, seed  # noqa: E402
 
 NAME = "outboundhq_bench_dashboard"
@@ -79,7 +80,8 @@ def prepare(sdrs: int, per_sdr: int, events: int) -> str:
     database_url = scratch_database(NAME)
     os.environ.update(
         DATABASE_URL=database_url,
-        DJANGO_SECRET_KEY="bench-only-secret-key-" + "x" * 40,
+        DJANGO_SECRET_KEY=keys.DJANGO_SECRET_KEY,
+        SMARTLEAD_KEY_ENCRYPTION_KEYS=keys.SMARTLEAD_KEY_ENCRYPTION_KEYS,
         DJANGO_DEBUG="false",
         DJANGO_ALLOWED_HOSTS="testserver",
         DJANGO_SECURE_SSL_REDIRECT="false",

@@ -44,7 +44,7 @@ from typing import Any
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench import versions  # noqa: E402
+from bench import keys, versions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "smartlead"
@@ -843,7 +843,8 @@ def run_once(args: argparse.Namespace, proposed_indexes: bool, code: Path) -> di
     env = os.environ | {
         "DATABASE_URL": url,
         "DJANGO_DEBUG": "false",
-        "DJANGO_SECRET_KEY": "bench-only-" + uuid.uuid4().hex * 2,
+        "DJANGO_SECRET_KEY": keys.DJANGO_SECRET_KEY,
+        "SMARTLEAD_KEY_ENCRYPTION_KEYS": keys.SMARTLEAD_KEY_ENCRYPTION_KEYS,
         "SMARTLEAD_WEBHOOK_SECRET": SECRET,
         "SMARTLEAD_WEBHOOK_SIGNING_SECRET": "",
         "LOG_LEVEL": "WARNING",
