@@ -93,8 +93,8 @@ def prepare(sdrs: int, per_sdr: int, events: int) -> str:
 
     django.setup()
     call_command("migrate", "--no-input", verbosity=0)
-    keys = [f"bench-key-{n:05d}-abcdef" for n in range(sdrs)]
-    seed(database_url, keys, [900_000 + n for n in range(sdrs)], per_sdr)
+    api_keys = [f"bench-key-{n:05d}-abcdef" for n in range(sdrs)]
+    seed(database_url, api_keys, [900_000 + n for n in range(sdrs)], per_sdr)
     seed_week(database_url, events)
     return database_url
 
