@@ -317,8 +317,9 @@ class CampaignProvisioning(models.Model):
     mailbox_id = models.BigIntegerField(
         null=True, blank=True, help_text="The SDR's email account the campaign sends from."
     )
-    smartlead_status = models.CharField(max_length=32, blank=True)
-    smartlead_status_detail = models.TextField(blank=True)
+    # db_default: a version still running during a deploy inserts rows without these columns.
+    smartlead_status = models.CharField(max_length=32, blank=True, db_default="")
+    smartlead_status_detail = models.TextField(blank=True, db_default="")
     smartlead_status_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -428,7 +429,9 @@ class ExecutorRun(models.Model):
     )
     errors = models.JSONField(default=list, blank=True)
     propagated = models.PositiveIntegerField(
-        default=0, help_text="Changes made in the app that reached Smartlead (the outbox)."
+        default=0,
+        db_default=0,  # a version still running during a deploy inserts runs without it
+        help_text="Changes made in the app that reached Smartlead (the outbox).",
     )
 
     class Meta:
