@@ -213,6 +213,8 @@ class WebhookEvent(models.Model):
     source = models.CharField(
         max_length=40,
         blank=True,
+        # The previous version, still answering during a deploy, stores rows without it.
+        db_default="",
         help_text="What the URL authenticated with: token:<campaign id>, or secret (the legacy "
         "global secret; none of these left means it can be turned off).",
     )

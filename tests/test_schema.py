@@ -12,6 +12,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.conf import settings
+from django.utils import timezone
+
+from sequences.models import ExecutorRun
+from smartlead.models import WebhookEvent
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTED_TABLES = (
@@ -162,3 +166,28 @@ def test_the_test_database_itself_was_built_by_the_real_sql():
         )
         checks = " ".join(row[0] for row in cursor.fetchall())
     assert "'archived'::text" in checks
+
+
+@pytest.mark.django_db
+def test_rows_written_by_the_previous_version_during_a_deploy_still_insert():
+    """The previous version keeps answering while a deploy rolls out, and its raw INSERTs do
+    not name the columns added since; each new NOT NULL column has a database default."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO smartlead_webhook_event (received_at, last_received_at, deliveries, "
+            "dedupe_key, event_type, lead_email, stats_id, outcome, detail, attempts, headers, "
+            "raw_body) VALUES (%s, %s, 1, 'old-version', 'EMAIL_OPEN', '', '', 'received', '', "
+            "0, '{}', '{}')",
+            [timezone.now(), timezone.now()],
+        )
+        cursor.execute(
+            "INSERT INTO outboundhq_executor_run (id, trigger, dry_run, started_at, due, pushed, "
+            "skipped_no_credentials, failed, call_tasks, completed, advanced, deferred, "
+            "campaigns_provisioned, smartlead_requests, skipped, errors) VALUES (%s, 'schedule', "
+            "false, %s, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '{}', '[]')",
+            [uuid.uuid4().hex if connection.vendor == "sqlite" else uuid.uuid4(), timezone.now()],
+        )
+    assert WebhookEvent.objects.get(dedupe_key="old-version").source == ""
+    assert ExecutorRun.objects.get().propagated == 0
