@@ -21,6 +21,7 @@ import responses
 from smartlead import client as client_module
 from smartlead import errors as errors_module
 from smartlead import limits as limits_module
+from smartlead import transport
 from smartlead.client import (
     InvalidApiKey,
     Lead,
@@ -586,7 +587,7 @@ def test_it_waits_at_least_retry_after_before_retrying_a_429(
 
     assert client.list_campaigns() == []
     [slept] = smartlead_clock.sleeps
-    assert wait <= slept <= wait + client_module.RETRY_AFTER_JITTER
+    assert wait <= slept <= wait + transport.RETRY_AFTER_JITTER
 
 
 def test_it_reads_an_http_date_retry_after(
