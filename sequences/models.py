@@ -1,7 +1,8 @@
 """The hosted Supabase tables of sequences, contacts and their activity (unmanaged models).
 
 Field names and status values match ../shared/docs/supabase-schema.md exactly. The backend's own
-bookkeeping tables (push ledger, runs, provisioning state) are managed models further down.
+records (provisioning, the push ledger, runs, the outbox) are managed models in
+sequences/records.py, imported at the end of this module.
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ from sequences.managers import (
     CallTaskQuerySet,
     EngagementQuerySet,
     EnrollmentQuerySet,
-    PushQuerySet,
 )
-from sequences.outbox import SyncChangeQuerySet
 
 # Smartlead campaign ids are integers; the hosted column is text anyone could have typed into.
 CAMPAIGN_ID = re.compile(r"[0-9]{1,18}")
@@ -272,224 +271,42 @@ class CallTask(models.Model):
         return f"call {self.id}"
 
 
-# --- The backend's own bookkeeping (managed tables beside the hosted ones) -----------------
-# None of these has a database foreign key to a hosted table: deleting a user, contact or
-# sequence in the web app must never be blocked by the backend's records.
+# The backend's own records, registered with this app and importable from here like the rest.
+from sequences.records import (  # noqa: E402
+    CampaignProvisioning,
+    ExecutorRun,
+    ProvisioningState,
+    Push,
+    PushState,
+    RunTrigger,
+    StepRecord,
+    SyncAction,
+    SyncChange,
+    SyncState,
+)
 
-
-class ProvisioningState(models.TextChoices):
-    PENDING = "pending", "Pending"
-    IN_PROGRESS = "in_progress", "In progress"
-    READY = "ready", "Ready"
-    FAILED = "failed", "Failed (retried next run)"
-    UNSUPPORTED = "unsupported", "Cannot be expressed in Smartlead"
-    # Smartlead no longer has the campaign for the SDR's key: nothing is sent until ops
-    # re-provision it knowingly (admin), so no lead is started over in a new campaign.
-    NEEDS_ATTENTION = "needs_attention", "Needs attention: campaign gone from Smartlead"
-
-
-class CampaignProvisioning(models.Model):
-    """How far the Smartlead campaign of one sequence has been set up, so a half-done setup
-    is resumed by the next run instead of creating a second campaign."""
-
-    sequence = models.OneToOneField(
-        Sequence,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        primary_key=True,
-        related_name="provisioning",
-    )
-    state = models.CharField(
-        max_length=16, choices=ProvisioningState.choices, default=ProvisioningState.PENDING
-    )
-    campaign_id = models.BigIntegerField(null=True, blank=True)
-    completed_stages = models.JSONField(
-        default=list, blank=True, help_text="Setup stages Smartlead has accepted, in order."
-    )
-    reason = models.TextField(blank=True, help_text="Why the last attempt failed or cannot work.")
-    lease_until = models.DateTimeField(
-        null=True, blank=True, help_text="Another executor is provisioning until then."
-    )
-    attempts = models.PositiveIntegerField(default=0)
-    updated_at = models.DateTimeField(auto_now=True)
-    # What Smartlead last said about the campaign itself (CAMPAIGN_STATUS_CHANGED, or a bounce
-    # breach): e.g. it paused the campaign for bounces. Shown to ops; sending is Smartlead's.
-    mailbox_id = models.BigIntegerField(
-        null=True, blank=True, help_text="The SDR's email account the campaign sends from."
-    )
-    # db_default: a version still running during a deploy inserts rows without these columns.
-    smartlead_status = models.CharField(max_length=32, blank=True, db_default="")
-    smartlead_status_detail = models.TextField(blank=True, db_default="")
-    smartlead_status_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        db_table = "outboundhq_campaign_provisioning"
-
-    def __str__(self) -> str:
-        return f"{self.sequence_id}: {self.state}"
-
-
-class PushState(models.TextChoices):
-    PENDING = "pending", "Sending (or interrupted: re-sent next run)"
-    PUSHED = "pushed", "Pushed"
-    REJECTED = "rejected", "Rejected by Smartlead"
-
-
-class Push(models.Model):
-    """The ledger: one row per enrollment pushed to a campaign. Written as `pending` before the
-    request and `pushed` after it, so a crash in between re-sends (Smartlead de-duplicates) and
-    nothing is ever pushed twice by design."""
-
-    enrollment_id = models.UUIDField()
-    campaign_id = models.BigIntegerField()
-    sequence_id = models.UUIDField()
-    profile_id = models.UUIDField(help_text="The SDR whose key pushed it.")
-    email = models.TextField()
-    state = models.CharField(max_length=16, choices=PushState.choices, default=PushState.PENDING)
-    outcome = models.CharField(max_length=32, blank=True)
-    counts = models.JSONField(
-        default=dict, blank=True, help_text="Smartlead's counts for the batch."
-    )
-    attempts = models.PositiveIntegerField(default=1)
-    run_id = models.UUIDField(null=True, blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    pushed_at = models.DateTimeField(null=True, blank=True)
-
-    objects = PushQuerySet.as_manager()
-    State = PushState
-    # A row in these states is sent again: interrupted before, or rejected and fixed since.
-    RESENDABLE = (PushState.PENDING, PushState.REJECTED)
-
-    class Meta:
-        db_table = "outboundhq_push"
-        constraints = [
-            models.UniqueConstraint(
-                fields=["enrollment_id", "campaign_id"], name="outboundhq_push_once_per_campaign"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.email} → campaign {self.campaign_id} ({self.state})"
-
-
-class StepRecord(models.Model):
-    """Steps the executor has carried out per enrollment, so a call task is created once."""
-
-    enrollment_id = models.UUIDField()
-    step_number = models.IntegerField()
-    action = models.CharField(max_length=16)
-    detail = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        db_table = "outboundhq_step_record"
-        constraints = [
-            models.UniqueConstraint(
-                fields=["enrollment_id", "step_number"], name="outboundhq_step_once"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.enrollment_id} step {self.step_number}: {self.action}"
-
-
-class RunTrigger(models.TextChoices):
-    SCHEDULE = "schedule", "Schedule"
-    COMMAND = "command", "Command"
-    CRON = "cron", "Cron endpoint"
-
-
-class ExecutorRun(models.Model):
-    """One executor run and what it did: the record ops read in the admin."""
-
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    trigger = models.CharField(max_length=16, choices=RunTrigger.choices)
-    dry_run = models.BooleanField(default=False)
-    started_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    due = models.PositiveIntegerField(default=0)
-    pushed = models.PositiveIntegerField(default=0)
-    skipped_no_credentials = models.PositiveIntegerField(default=0)
-    failed = models.PositiveIntegerField(default=0)
-    call_tasks = models.PositiveIntegerField(default=0)
-    completed = models.PositiveIntegerField(default=0)
-    advanced = models.PositiveIntegerField(default=0)
-    deferred = models.PositiveIntegerField(
-        default=0, help_text="Claimed but left for the next run (Smartlead errors, time budget)."
-    )
-    campaigns_provisioned = models.PositiveIntegerField(default=0)
-    smartlead_requests = models.PositiveIntegerField(
-        default=0, help_text="Add-leads requests sent to Smartlead by this run."
-    )
-    skipped = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text="Leads Smartlead turned away, by reason (blocked, bounced, in another campaign, "
-        "unsubscribed, invalid).",
-    )
-    errors = models.JSONField(default=list, blank=True)
-    propagated = models.PositiveIntegerField(
-        default=0,
-        db_default=0,  # a version still running during a deploy inserts runs without it
-        help_text="Changes made in the app that reached Smartlead (the outbox).",
-    )
-
-    class Meta:
-        db_table = "outboundhq_executor_run"
-        ordering = ["-started_at"]
-
-    def __str__(self) -> str:
-        return f"{self.trigger} run {self.started_at:%Y-%m-%d %H:%M:%S}"
-
-
-class SyncAction(models.TextChoices):
-    """What a change made in the app does at Smartlead (sequences/sync.py)."""
-
-    PAUSE_LEAD = "pause_lead", "Pause the lead"
-    RESUME_LEAD = "resume_lead", "Resume the lead"
-    UNSUBSCRIBE_LEAD = "unsubscribe_lead", "Unsubscribe the lead"
-    REMOVE_LEAD = "remove_lead", "Remove the lead"
-    PAUSE_CAMPAIGN = "pause_campaign", "Pause the campaign"
-    RESUME_CAMPAIGN = "resume_campaign", "Resume the campaign"
-    MOVE_MAILBOX = "move_mailbox", "Move the campaign to the SDR's new mailbox"
-
-
-class SyncState(models.TextChoices):
-    PENDING = "pending", "Pending (retried every run)"
-    DONE = "done", "Done"
-    SUPERSEDED = "superseded", "Superseded by a later change"
-    FAILED = "failed", "Failed for good"
-
-
-class SyncChange(models.Model):
-    """The outbox: one change made in the app that Smartlead must learn, applied idempotently.
-
-    A row is written before Smartlead is called, so a process killed mid-way leaves it pending
-    and the next run applies it. Project-owned table.
-    """
-
-    action = models.CharField(max_length=24, choices=SyncAction.choices)
-    state = models.CharField(max_length=16, choices=SyncState.choices, default=SyncState.PENDING)
-    sequence_id = models.UUIDField()
-    enrollment_id = models.UUIDField(null=True, blank=True)
-    profile_id = models.UUIDField(help_text="The SDR whose key applies it.")
-    campaign_id = models.BigIntegerField()
-    email = models.TextField(blank=True, help_text="The lead, for lead actions.")
-    mailbox_id = models.BigIntegerField(null=True, blank=True, help_text="For a mailbox move.")
-    attempts = models.PositiveIntegerField(default=0)
-    last_error = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    done_at = models.DateTimeField(null=True, blank=True)
-
-    objects = SyncChangeQuerySet.as_manager()
-
-    class Meta:
-        db_table = "outboundhq_sync_change"
-        indexes = [
-            models.Index(fields=["state", "profile_id"], name="sync_change_pending"),
-            models.Index(fields=["enrollment_id", "campaign_id"], name="sync_change_lead"),
-        ]
-
-    def __str__(self) -> str:
-        target = self.email or f"campaign {self.campaign_id}"
-        return f"{self.get_action_display()}: {target} ({self.state})"
+__all__ = [
+    "CAMPAIGN_ID",
+    "CallStatus",
+    "CallTask",
+    "CampaignProvisioning",
+    "Contact",
+    "Engagement",
+    "EngagementType",
+    "Enrollment",
+    "EnrollmentStatus",
+    "ExecutorRun",
+    "ProvisioningState",
+    "Push",
+    "PushState",
+    "RunTrigger",
+    "Sequence",
+    "SequenceStatus",
+    "SequenceStep",
+    "StepRecord",
+    "StepType",
+    "SyncAction",
+    "SyncChange",
+    "SyncState",
+    "lease_length",
+]
