@@ -168,6 +168,28 @@ class EnrollmentQuerySet(models.QuerySet):
         self.filter(id__in=ids, status=self.model.Status.ACTIVE).update(next_send_at=at)
 
 
+class CampaignProvisioningQuerySet(models.QuerySet):
+    def owners(self, campaign_ids: set[int]) -> dict[int, uuid.UUID]:
+        """Which sequence each Smartlead campaign belongs to, by the link the backend wrote when
+        it provisioned the campaign, never by `sequences.smartlead_campaign_id` alone, which the
+        browser can change. A sequence without our record (a campaign set up before this backend,
+        adopted) is found by that column, only if no record claims the campaign."""
+        owned = dict(
+            self.filter(campaign_id__in=campaign_ids).values_list("campaign_id", "sequence_id")
+        )
+        rest = [str(c) for c in campaign_ids if c not in owned]
+        if rest:
+            adopted = (
+                _model("Sequence")
+                .objects.filter(smartlead_campaign_id__in=rest)
+                .exclude(pk__in=self.model.objects.values("sequence_id"))
+                .order_by(F("created_at").asc(nulls_first=True))  # the newest wins
+                .values_list("smartlead_campaign_id", "id")
+            )
+            owned |= {int(campaign): pk for campaign, pk in adopted if campaign.isdigit()}
+        return owned
+
+
 class PushQuerySet(models.QuerySet):
     def reserve(
         self,

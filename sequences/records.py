@@ -13,7 +13,7 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from sequences.managers import PushQuerySet
+from sequences.managers import CampaignProvisioningQuerySet, PushQuerySet
 from sequences.outbox import SyncChangeQuerySet
 
 
@@ -61,6 +61,8 @@ class CampaignProvisioning(models.Model):
     smartlead_status = models.CharField(max_length=32, blank=True, db_default="")
     smartlead_status_detail = models.TextField(blank=True, db_default="")
     smartlead_status_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CampaignProvisioningQuerySet.as_manager()
 
     class Meta:
         db_table = "outboundhq_campaign_provisioning"

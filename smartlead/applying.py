@@ -24,12 +24,12 @@ from django.db.models.lookups import Exact
 from django.utils import timezone
 
 from sequences.models import (
+    CampaignProvisioning,
     Contact,
     Engagement,
     EngagementType,
     Enrollment,
     EnrollmentStatus,
-    Sequence,
 )
 from smartlead import events, notices
 from smartlead.models import Outcome, WebhookEvent, WebhookEventQuerySet
@@ -159,53 +159,36 @@ def _contacts_by_email(emails: list[str]) -> Any:
 
 
 def resolve(keys: set[tuple[str, str]]) -> dict[tuple[str, str], Target | str]:
-    """(campaign id, lead email) → the enrollment, else the contact, else why not.
+    """(campaign id, lead email) → the enrollment of that lead in the sequence that owns the
+    campaign, else why not.
 
-    One query through the hosted indexes (sequences.smartlead_campaign_id, enrollments by
-    sequence) finds enrolled leads; contacts may be duplicated, so an enrolled one is preferred,
-    and the most recent enrollment. Only keys left over cost two more queries.
+    Tenant scoping: the campaign's owner is the sequence the backend provisioned it for
+    (`CampaignProvisioning.objects.owners`), and only that sequence's enrollments are looked at.
+    An address not enrolled there stays unmatched: it is never attached to another contact with
+    the same email, which may be another SDR's. Contacts may be duplicated, so of several
+    enrollments of the same address the most recent wins.
     """
-    found: dict[tuple[str, str], Target | str] = {}
+    owners = CampaignProvisioning.objects.owners({int(c) for c, _ in keys})
     enrolled = (
-        Enrollment.objects.annotate(
-            _campaign=F("sequence__smartlead_campaign_id"), _email=Lower("contact__email")
-        )
-        .filter(_campaign__in={c for c, _ in keys}, _email__in={e for _, e in keys})
+        Enrollment.objects.annotate(_email=Lower("contact__email"))
+        .filter(sequence_id__in=set(owners.values()), _email__in={e for _, e in keys})
         .order_by(F("enrolled_at").desc(nulls_last=True))
-        .values_list("_campaign", "_email", "sequence_id", "contact_id", "id")
+        .values_list("sequence_id", "_email", "contact_id", "id")
     )
-    for campaign, email, sequence_id, contact_id, enrollment_id in enrolled:
-        if (campaign, email) in keys:
-            found.setdefault((campaign, email), Target(sequence_id, contact_id, enrollment_id))
-    missing = keys - found.keys()
-    if missing:
-        found |= _resolve_unenrolled(missing)
-    return found
-
-
-def _resolve_unenrolled(keys: set[tuple[str, str]]) -> dict[tuple[str, str], Target | str]:
-    # Should two sequences share a campaign, the newest wins (later rows overwrite).
-    sequences = dict(
-        Sequence.objects.filter(smartlead_campaign_id__in={c for c, _ in keys})
-        .order_by(F("created_at").asc(nulls_first=True))
-        .values_list("smartlead_campaign_id", "id")
-    )
-    contacts: dict[str, UUID] = {}
-    wanted = [e for c, e in keys if c in sequences]
-    for email, pk in _contacts_by_email(wanted).order_by("created_at").values_list("_email", "pk"):
-        contacts.setdefault(email, pk)
-    result: dict[tuple[str, str], Target | str] = {}
+    targets: dict[tuple[UUID, str], Target] = {}
+    for sequence_id, email, contact_id, enrollment_id in enrolled:
+        targets.setdefault((sequence_id, email), Target(sequence_id, contact_id, enrollment_id))
+    found: dict[tuple[str, str], Target | str] = {}
     for campaign, email in keys:
-        if campaign not in sequences:
-            result[campaign, email] = f"No sequence has smartlead_campaign_id {campaign}."
-        elif email not in contacts:
-            result[campaign, email] = f"No contact has the email {email}."
+        owner = owners.get(int(campaign))
+        if owner is None:
+            found[campaign, email] = f"No sequence of ours owns campaign {campaign}."
         else:
-            result[campaign, email] = Target(sequences[campaign], contacts[email], None)
-    return result
-
-
-NOT_ENROLLED = "The contact is not enrolled in the sequence; no enrollment status changed."
+            found[campaign, email] = targets.get((owner, email)) or (
+                f"{email} is not enrolled in the sequence that owns campaign {campaign}; the "
+                "event is kept, and not attached to any other contact."
+            )
+    return found
 
 
 def targets_for(events: list[WebhookEvent]) -> dict[tuple[str, str], Target | str]:
@@ -260,7 +243,7 @@ def apply_events(
             sender_bounces[target.sequence_id].append(_bounce_reason(event))
             outcomes[Outcome.APPLIED, SENDER_BOUNCE_DETAIL].append(event.pk)
             continue
-        outcomes[Outcome.APPLIED, "" if target.enrollment_id else NOT_ENROLLED].append(event.pk)
+        outcomes[Outcome.APPLIED, ""].append(event.pk)
     changes.write(now)
     if sender_bounces:
         notices.flag_mailboxes(sender_bounces, [r for rs in sender_bounces.values() for r in rs])

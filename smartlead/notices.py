@@ -56,11 +56,11 @@ def bounce_breach(event: WebhookEvent, payload: dict[str, Any], now: datetime) -
 def _on_campaign(campaign_id: int | None, status: str, detail: str, when: datetime) -> Verdict:
     if campaign_id is None:
         return Outcome.UNMATCHED, "The payload has no campaign id."
-    sequence = Sequence.objects.filter(smartlead_campaign_id=str(campaign_id)).only("pk").first()
-    if sequence is None:
-        return Outcome.UNMATCHED, f"No sequence has campaign {campaign_id}."
+    owner = CampaignProvisioning.objects.owners({campaign_id}).get(campaign_id)
+    if owner is None:
+        return Outcome.UNMATCHED, f"No sequence of ours owns campaign {campaign_id}."
     CampaignProvisioning.objects.update_or_create(
-        sequence_id=sequence.pk,
+        sequence_id=owner,
         defaults={
             "smartlead_status": status,
             "smartlead_status_detail": detail,

@@ -91,7 +91,10 @@ def test_campaign_status_changed_is_subscribed_and_shows_on_the_sequence(client)
 
 def test_a_campaign_status_change_for_no_sequence_of_ours_is_unmatched(client):
     event = replay(client, "campaign_status_changed", campaign_id=424242)
-    assert event.outcome == Outcome.UNMATCHED and "No sequence has campaign 424242" in event.detail
+    assert (
+        event.outcome == Outcome.UNMATCHED
+        and "No sequence of ours owns campaign 424242" in event.detail
+    )
 
 
 def test_a_bounce_breach_notification_keyed_eventtype_is_stored_and_applied(client):

@@ -17,7 +17,7 @@ from smartlead import applier as background
 from smartlead import applying
 from smartlead.models import Outcome, WebhookEvent
 from tests.factories import make_contact, make_enrollment
-from tests.test_webhooks import CAMPAIGN, LEAD_EMAIL, configure, fixture, make_lead, post
+from tests.test_webhooks import CAMPAIGN, LEAD_EMAIL, Lead, configure, fixture, make_lead, post
 
 pytestmark = pytest.mark.django_db
 
@@ -155,7 +155,10 @@ def test_an_earlier_unsubscribe_time_is_kept(client):
 
 
 def test_unsubscribes_in_one_batch_keep_each_their_own_time(client, hold_applying):
-    first, second = make_lead(), make_lead(email="second@prospect.test")
+    first = make_lead()
+    # Both in the campaign's one sequence (issue 12: a campaign's events go to its owner only).
+    person = make_contact(email="second@prospect.test", engagement_score=0)
+    second = Lead(first.sequence, person, make_enrollment(sequence=first.sequence, contact=person))
     post(client, fixture("lead_unsubscribed", event_timestamp="2025-03-01T10:00:00+00:00"))
     later = {"lead_email": "second@prospect.test", "event_timestamp": "2025-03-02T10:00:00+00:00"}
     post(client, fixture("lead_unsubscribed", **later))
@@ -289,22 +292,23 @@ def test_the_most_recent_of_several_enrollments_is_used(client):
     assert status(lead.enrollment) == EnrollmentStatus.ACTIVE
 
 
-def test_a_contact_outside_the_sequence_still_gets_the_engagement(client):
-    lead = make_lead()
+def test_an_address_not_enrolled_in_the_campaigns_sequence_stays_unmatched(client):
+    """Issue 12 (tenant scoping) changes this: such an event used to be attached to any contact
+    with the address, which could be another SDR's; now it is kept, unmatched, with the reason."""
+    make_lead()
     outsider = make_contact(email="outsider@prospect.test", engagement_score=0)
     event = replay(client, "email_open", sl_lead_email="outsider@prospect.test")
-    assert event.outcome == Outcome.APPLIED
-    assert "not enrolled" in event.detail
-    engagement = only_engagement(outsider)
-    assert engagement.sequence_id == lead.sequence.pk and engagement.enrollment_id is None
-    assert score(outsider) == 10
+    assert event.outcome == Outcome.UNMATCHED
+    assert "not enrolled in the sequence that owns campaign 9181" in event.detail
+    assert not Engagement.objects.filter(contact=outsider).exists()
+    assert score(outsider) == 0
 
 
 def test_an_unknown_campaign_is_unmatched_with_the_reason(client):
     lead = make_lead()
     event = replay(client, "email_reply", campaign_id=424242)
     assert event.outcome == Outcome.UNMATCHED
-    assert event.detail == "No sequence has smartlead_campaign_id 424242."
+    assert event.detail == "No sequence of ours owns campaign 424242."
     assert not Engagement.objects.exists()
     assert status(lead.enrollment) == EnrollmentStatus.ACTIVE
 
@@ -313,7 +317,7 @@ def test_an_unknown_lead_is_unmatched_with_the_reason(client):
     make_lead()
     event = replay(client, "email_reply", sl_lead_email="nobody@nowhere.test")
     assert event.outcome == Outcome.UNMATCHED
-    assert event.detail == "No contact has the email nobody@nowhere.test."
+    assert event.detail.startswith("nobody@nowhere.test is not enrolled in the sequence")
 
 
 def test_an_event_without_campaign_or_lead_is_unmatched(client):
