@@ -252,6 +252,8 @@ CRON_SECRET = _read("CRON_SECRET", str, "")
 CRON_TIME_BUDGET_SECONDS = _read("CRON_TIME_BUDGET_SECONDS", int, 45)
 EXECUTOR_CONCURRENCY = _read("EXECUTOR_CONCURRENCY", int, 8)
 EXECUTOR_TIME_BUDGET_SECONDS = _read("EXECUTOR_TIME_BUDGET_SECONDS", int, 600)
+# The hourly reconcile pass (smartlead/reconcile.py) stops reading Smartlead after this.
+RECONCILE_TIME_BUDGET_SECONDS = _read("RECONCILE_TIME_BUDGET_SECONDS", int, 300)
 EXECUTOR_CHUNK_SIZE = _read("EXECUTOR_CHUNK_SIZE", int, 2000)
 
 # django-q2: the ORM broker needs no extra server; REDIS_URL switches to Redis.

@@ -8,7 +8,7 @@ from django.utils.safestring import SafeString
 
 from outboundhq.links import changelist, links
 from smartlead import applying, tokens, webhooks
-from smartlead.models import IDENTITY_FIELDS, WebhookEvent
+from smartlead.models import IDENTITY_FIELDS, ReconcileRun, WebhookEvent
 
 
 @admin.register(WebhookEvent)
@@ -95,3 +95,20 @@ class WebhookEventAdmin(admin.ModelAdmin):
         level = messages.WARNING if counts.get("failed") else messages.SUCCESS
         skipped = selected - sum(counts.values())
         self.message_user(request, applying.reprocess_summary(counts, skipped), level)
+
+
+@admin.register(ReconcileRun)
+class ReconcileRunAdmin(admin.ModelAdmin):
+    """Read-only: what each reconcile pass found that no webhook had brought."""
+
+    list_display = ["started_at", "trigger", "campaigns", "repaired", "completed", "finished_at"]
+    list_filter = ["trigger"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

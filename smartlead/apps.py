@@ -1,8 +1,15 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class SmartleadConfig(AppConfig):
     name = "smartlead"
     verbose_name = "Smartlead"
+
+    def ready(self) -> None:
+        from smartlead.tasks import ensure_schedule
+
+        # The reconcile pass's hourly schedule, defined in code and synced on migrate.
+        post_migrate.connect(ensure_schedule, sender=self, dispatch_uid="smartlead-reconcile")

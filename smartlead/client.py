@@ -25,8 +25,10 @@ from smartlead.limits import RateLimiter, limiter_for, reset_rate_limiters  # no
 from smartlead.results import (  # noqa: F401 - the results are part of the client's API
     AddLeadsResult,
     Campaign,
+    CampaignLead,
     EmailAccount,
     FoundLead,
+    HistoryMessage,
     Lead,
     LeadOutcome,
     LeadVerdict,
@@ -34,9 +36,11 @@ from smartlead.results import (  # noqa: F401 - the results are part of the clie
     Webhook,
     _add_leads_result,
     _campaign,
+    _campaign_lead,
     _email_account,
     _emails,
     _found_lead,
+    _history_message,
     _int,
     _object,
     _rows,
@@ -216,6 +220,32 @@ class SmartleadClient(Transport):
     def find_lead(self, email: str) -> FoundLead | None:
         answer = self._call("GET", "/leads/", params={"email": email}, what="lead with that email")
         return _found_lead(_object(answer))
+
+    def campaign_leads(
+        self, campaign_id: int, *, email_status: str | None = None
+    ) -> list[CampaignLead]:
+        """The campaign's leads with their status (paged by 100), optionally only those with an
+        `emailStatus` such as is_replied, is_bounced or is_unsubscribed."""
+        leads = []
+        what = f"campaign {campaign_id}"
+        for offset in range(0, MAX_PAGES * PAGE_SIZE, PAGE_SIZE):
+            page: dict[str, Any] = {"offset": offset, "limit": PAGE_SIZE}
+            if email_status:
+                page["emailStatus"] = email_status
+            rows = _rows(
+                self._call("GET", f"/campaigns/{campaign_id}/leads", params=page, what=what)
+            )
+            leads.extend(lead for lead in map(_campaign_lead, rows) if lead is not None)
+            if len(rows) < PAGE_SIZE:
+                break
+        return leads
+
+    def message_history(self, campaign_id: int, lead_id: int) -> list[HistoryMessage]:
+        path = f"/campaigns/{campaign_id}/leads/{int(lead_id)}/message-history"
+        answer = self._call("GET", path, what=f"campaign {campaign_id}")
+        if isinstance(answer, dict) and isinstance(answer.get("history"), list):
+            answer = answer["history"]
+        return [_history_message(row) for row in _rows(answer)]
 
     # Per-lead actions in one campaign. `lead_id` is Smartlead's lead id (`FoundLead.id`), not
     # the campaign-lead map id. Each answers {ok: true}; a refusal in the reply raises.

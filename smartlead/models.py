@@ -237,3 +237,29 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event_type or 'event'} #{self.pk} ({self.outcome})"
+
+
+class ReconcileRun(models.Model):
+    """One reconcile pass (smartlead/reconcile.py): what Smartlead knew that the app had missed."""
+
+    trigger = models.CharField(max_length=16)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    campaigns = models.PositiveIntegerField(default=0, help_text="Campaigns read.")
+    smartlead_requests = models.PositiveIntegerField(default=0)
+    repaired = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Events found and applied that no webhook brought, by type.",
+    )
+    completed = models.PositiveIntegerField(
+        default=0, help_text="Enrollments completed because Smartlead finished their emails."
+    )
+    errors = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        db_table = "smartlead_reconcile_run"
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"reconcile {self.started_at:%Y-%m-%d %H:%M} ({self.trigger})"

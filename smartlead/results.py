@@ -419,3 +419,50 @@ def _found_lead(body: dict) -> FoundLead | None:
         is_unsubscribed=_bool(body.get("is_unsubscribed")),
         campaign_ids=tuple(cid for cid in campaign_ids if cid is not None),
     )
+
+
+@dataclass(frozen=True)
+class CampaignLead:
+    """One row of a campaign's lead list: Smartlead's lead id and its status in the campaign."""
+
+    id: int
+    email: str
+    status: str  # STARTED, INPROGRESS, COMPLETED, PAUSED, STOPPED, BLOCKED
+    is_unsubscribed: bool = False
+
+
+@dataclass(frozen=True)
+class HistoryMessage:
+    """One message of a lead's history in a campaign (`type` SENT or REPLY)."""
+
+    type: str
+    stats_id: str
+    message_id: str
+    subject: str
+    body: str
+    time: str
+    sequence_number: int | None = None
+
+
+def _campaign_lead(row: dict) -> CampaignLead | None:
+    lead = row.get("lead") if isinstance(row.get("lead"), dict) else {}
+    lead_id = _int(lead.get("id"))  # the nested lead id, not campaign_lead_map_id
+    email = _str(lead.get("email"))
+    if lead_id is None or not email:
+        return None
+    status = _str(row.get("status")) or _str(row.get("lead_status")) or ""
+    return CampaignLead(
+        lead_id, email.strip().lower(), status.upper(), _bool(lead.get("is_unsubscribed"))
+    )
+
+
+def _history_message(row: dict) -> HistoryMessage:
+    return HistoryMessage(
+        type=(_str(row.get("type")) or "").upper(),
+        stats_id=_str(row.get("stats_id")) or "",
+        message_id=_str(row.get("message_id")) or "",
+        subject=_str(row.get("subject")) or "",
+        body=_str(row.get("email_body")) or "",
+        time=_str(row.get("time")) or "",
+        sequence_number=_int(row.get("seq_number") or row.get("sequence_number")),
+    )

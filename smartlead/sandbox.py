@@ -65,6 +65,8 @@ ROUTES = (
     _route("POST", "/campaigns/{campaign_id}/status", "set_status"),
     _route("POST", "/campaigns/{campaign_id}/leads", "add_leads"),
     _route("GET", "/leads", "find_lead"),
+    _route("GET", "/campaigns/{campaign_id}/leads", "campaign_leads"),
+    _route("GET", "/campaigns/{campaign_id}/leads/{lead_id}/message-history", "message_history"),
     _route("POST", "/campaigns/{campaign_id}/leads/{lead_id}/pause", "pause_lead"),
     _route("POST", "/campaigns/{campaign_id}/leads/{lead_id}/resume", "resume_lead"),
     _route("POST", "/campaigns/{campaign_id}/leads/{lead_id}/unsubscribe", "unsubscribe_lead"),
@@ -208,6 +210,22 @@ class SandboxServer:
         """`api_key` now opens the account of `other_api_key`: as when an SDR's saved key is
         replaced by one of another Smartlead account (or the account is re-created)."""
         self.state.accounts[api_key] = self.state.accounts[other_api_key]
+
+    # What leads did, as Smartlead records it (its webhooks are not sent by the sandbox).
+    def lead_sent(self, api_key: str, campaign_id: int, email: str, sequence_number: int) -> str:
+        """Email `sequence_number` went to the lead; returns its stats_id."""
+        return self.state.record(api_key, campaign_id, email, "SENT", sequence_number, "")
+
+    def lead_replied(self, api_key: str, campaign_id: int, email: str, text: str) -> str:
+        """The lead replied to its last email: a REPLY row (with that email's stats_id, as
+        Smartlead's reply webhook carries it), emailStatus is_replied, the lead STOPPED."""
+        return self.state.record(api_key, campaign_id, email, "REPLY", None, text)
+
+    def lead_bounced(self, api_key: str, campaign_id: int, email: str) -> str:
+        return self.state.record(api_key, campaign_id, email, "BOUNCE", None, "")
+
+    def lead_unsubscribed(self, api_key: str, campaign_id: int, email: str) -> str:
+        return self.state.record(api_key, campaign_id, email, "UNSUBSCRIBE", None, "")
 
     def fail_next(self, count: int = 1, status: int = 503) -> None:
         """Answer the next `count` authenticated requests with `status`."""

@@ -86,6 +86,9 @@ class CampaignState:
     # The lead's status in this campaign (STARTED when added; PAUSED, INPROGRESS after a
     # resume, COMPLETED, STOPPED once unsubscribed), by lead id.
     lead_status: dict[int, str] = field(default_factory=dict)
+    # What happened to each lead's emails (message-history rows), and its emailStatus flags.
+    history: dict[int, list[dict]] = field(default_factory=dict)
+    flags: dict[int, set[str]] = field(default_factory=dict)
     webhooks: dict[int, dict] = field(default_factory=dict)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -111,10 +112,8 @@ class SandboxState:
 
     # --- Email accounts ---
     def list_mailboxes(self, account: Account, query: dict, body: Any) -> list[dict]:
-        offset, limit = int_param(query, "offset", 0), int_param(query, "limit", 100)
-        if limit > 100:
-            raise legacy("limit must be less than or equal to 100", 422)
-        ids = sorted(account.mailboxes)[max(0, offset) : max(0, offset) + max(0, limit)]
+        offset, limit = _paging(query)
+        ids = sorted(account.mailboxes)[offset : offset + limit]
         return [mailbox_json(account.mailboxes[i], encoded=True) for i in ids]
 
     def get_mailbox(self, account: Account, query: dict, body: Any, mailbox_id: str) -> dict:
@@ -325,6 +324,71 @@ class SandboxState:
             del campaign.leads[address]
         return {"ok": True, "message": "success"}
 
+    def campaign_leads(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
+        campaign = self._campaign(account, campaign_id)
+        offset, limit = _paging(query)
+        wanted = query.get("emailStatus")
+        with account.lock:
+            rows = [
+                {
+                    "campaign_lead_map_id": lead_id + campaign.id,
+                    "lead_category_id": None,
+                    "status": campaign.lead_status.get(lead_id, "STARTED"),
+                    "created_at": account.leads[address].get("created_at"),
+                    "lead": {
+                        "id": lead_id,
+                        "email": address,
+                        "is_unsubscribed": address in account.unsubscribed,
+                    },
+                }
+                for address, lead_id in campaign.leads.items()
+                if not wanted or wanted in campaign.flags.get(lead_id, set())
+            ]
+        page = rows[offset : offset + limit]
+        # total_leads is a string in the live API.
+        return {"total_leads": str(len(rows)), "offset": offset, "limit": limit, "data": page}
+
+    def message_history(
+        self, account: Account, query: dict, body: Any, campaign_id: str, lead_id: str
+    ) -> dict:
+        campaign = self._campaign_lead(account, campaign_id, lead_id)
+        with account.lock:
+            return {"history": [dict(row) for row in campaign.history.get(int(lead_id), [])]}
+
+    def record(
+        self, api_key: str, campaign_id: int, email: str, kind: str, step: int | None, text: str
+    ) -> str:
+        """What a lead did (sandbox.py's lead_* helpers): history, flags and status; returns the
+        stats_id involved (a new one for a sent email, the last sent one otherwise)."""
+        account = self.accounts[api_key]
+        campaign = account.campaigns[int(campaign_id)]
+        address = email.strip().lower()
+        with account.lock:
+            lead_id = campaign.leads[address]
+            history = campaign.history.setdefault(lead_id, [])
+            flags = campaign.flags.setdefault(lead_id, set())
+            sent = [row for row in history if row["type"] == "SENT"]
+            if kind == "SENT" or not sent:
+                stats_id = str(uuid.uuid4())
+                history.append(_history_row("SENT", stats_id, step or 1, "Hello", timestamp()))
+                campaign.lead_status[lead_id] = "INPROGRESS"
+                if kind == "SENT":
+                    return stats_id
+                sent = [history[-1]]
+            stats_id = sent[-1]["stats_id"]
+            if kind == "REPLY":
+                history.append(_history_row("REPLY", stats_id, None, text, timestamp()))
+                flags.add("is_replied")
+                campaign.lead_status[lead_id] = "STOPPED"  # stop_lead_settings: on reply
+            elif kind == "BOUNCE":
+                flags.add("is_bounced")
+                campaign.lead_status[lead_id] = "BLOCKED"
+            elif kind == "UNSUBSCRIBE":
+                flags.add("is_unsubscribed")
+                account.unsubscribed.add(address)
+                campaign.lead_status[lead_id] = "STOPPED"
+            return stats_id
+
     # --- Webhooks ---
     def list_webhooks(self, account: Account, query: dict, body: Any, campaign_id: str) -> list:
         campaign = self._campaign(account, campaign_id)
@@ -457,3 +521,23 @@ def _lead_fields(lead: dict) -> dict:
     fields = {key: value for key, value in lead.items() if key in LEAD_FIELDS}
     fields["custom_fields"] = dict(lead.get("custom_fields") or {})
     return fields
+
+
+def _history_row(kind: str, stats_id: str, step: int | None, text: str, when: str) -> dict:
+    return {
+        "type": kind,
+        "stats_id": stats_id,
+        "message_id": f"<{uuid.uuid4().hex}@sandbox.smartlead.test>",
+        "subject": "Hello" if kind == "SENT" else "Re: Hello",
+        "email_body": f"<p>{text}</p>",
+        "time": when,
+        "seq_number": step,
+    }
+
+
+def _paging(query: dict) -> tuple[int, int]:
+    """offset/limit as the live API takes them: limit at most 100 (422 above)."""
+    offset, limit = int_param(query, "offset", 0), int_param(query, "limit", 100)
+    if limit > 100:
+        raise legacy("limit must be less than or equal to 100", 422)
+    return max(0, offset), max(0, limit)

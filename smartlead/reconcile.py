@@ -1,0 +1,218 @@
+"""Smartlead → app without webhooks: the reconcile pass repairs what lost deliveries missed.
+
+A delivery can be lost (a deploy, an outage past Smartlead's 3 retries); then the app never
+learns of a reply and would go on to create a call task for someone who answered. Hourly (a
+django-q2 schedule, also `manage.py reconcile_smartlead`), for each provisioned campaign of a
+connected SDR, with that SDR's key, within its rate limit and a time budget:
+
+1. the campaign's leads Smartlead marks replied, bounced or unsubscribed (`emailStatus`), only
+   those whose enrollment here is still active or paused (nothing to repair otherwise);
+2. for each, its message history, turned into the event the webhook would have carried, with the
+   same identity (`webhooks.identify`: campaign + stats_id + type), stored like a delivery
+   (source `reconcile`): a webhook that arrives before or after is a duplicate, applied once;
+3. the new events applied by the webhook path (`applying.apply`, tenant scoping included);
+4. leads Smartlead has COMPLETED whose remaining steps here are all emails: their enrollment
+   completes (a call step still ahead is ours to do, so that one is left to the executor).
+
+What it found is on a `ReconcileRun` (admin).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter, defaultdict
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from outboundhq import logs
+from profiles.models import Profile
+from sequences.models import (
+    CampaignProvisioning,
+    Enrollment,
+    EnrollmentStatus,
+    Push,
+    SequenceStatus,
+    StepType,
+)
+from smartlead import applying, events, webhooks
+from smartlead.client import CampaignLead, HistoryMessage, SmartleadClient, SmartleadError
+from smartlead.models import ReconcileRun, WebhookEvent
+
+log = logging.getLogger(__name__)
+
+# emailStatus filter → the event a webhook would have brought.
+MISSED = {
+    "is_replied": events.EMAIL_REPLY,
+    "is_bounced": events.EMAIL_BOUNCE,
+    "is_unsubscribed": events.LEAD_UNSUBSCRIBED,
+}
+STILL_OPEN = (EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)
+
+
+def reconcile(
+    *,
+    trigger: str,
+    user_id: Any = None,
+    sequence_id: Any = None,
+    since: datetime | None = None,
+    time_budget: float | None = None,
+) -> ReconcileRun:
+    run = ReconcileRun.objects.create(trigger=trigger)
+    deadline = time.monotonic() + (time_budget or settings.RECONCILE_TIME_BUDGET_SECONDS)
+    records = CampaignProvisioning.objects.filter(
+        state="ready",
+        campaign_id__isnull=False,
+        sequence__status__in=[SequenceStatus.ACTIVE, SequenceStatus.PAUSED],
+    ).select_related("sequence")
+    if user_id:
+        records = records.filter(sequence__created_by_id=user_id)
+    if sequence_id:
+        records = records.filter(sequence_id=sequence_id)
+    by_sdr: dict[Any, list[CampaignProvisioning]] = defaultdict(list)
+    for record in records:
+        by_sdr[record.sequence.created_by_id].append(record)
+    stored: list[int] = []
+    profiles = Profile.objects.with_smartlead_status().in_bulk(list(by_sdr))
+    for profile_id, campaigns in by_sdr.items():
+        profile = profiles.get(profile_id)
+        credentials = profile.smartlead_credentials() if profile else None
+        if credentials is None:
+            run.errors.append(
+                f"User {profile_id} is not connected: {len(campaigns)} campaigns wait."
+            )
+            continue
+        with SmartleadClient(credentials.api_key, deadline=deadline) as client:
+            for record in campaigns:
+                if time.monotonic() >= deadline:
+                    run.errors.append("The time budget is spent; the rest waits for the next pass.")
+                    break
+                try:
+                    stored += repair(run, client, record, since)
+                except SmartleadError as exc:
+                    run.errors.append(logs.redact(f"Campaign {record.campaign_id}: {exc}"))
+                run.campaigns += 1
+    if stored:
+        applying.apply(WebhookEvent.objects.filter(pk__in=stored))
+        applied = WebhookEvent.objects.filter(pk__in=stored, outcome="applied")
+        run.repaired = dict(Counter(applied.values_list("event_type", flat=True)))
+    run.finished_at = timezone.now()
+    run.save()
+    log.info("Reconcile run %s: %s", run.pk, summary(run))
+    return run
+
+
+def repair(
+    run: ReconcileRun, client: SmartleadClient, record: CampaignProvisioning, since: Any
+) -> list[int]:
+    """One campaign: the events its open leads are missing, stored; returns their ids."""
+    campaign_id = record.campaign_id
+    ledger = dict(
+        Push.objects.filter(campaign_id=campaign_id, state="pushed").values_list(
+            "email", "enrollment_id"
+        )
+    )
+    open_ids = set(
+        Enrollment.objects.filter(pk__in=ledger.values(), status__in=STILL_OPEN).values_list(
+            "pk", flat=True
+        )
+    )
+    stored: list[int] = []
+    for flag, event_type in MISSED.items():
+        run.smartlead_requests += 1
+        for lead in client.campaign_leads(campaign_id, email_status=flag):
+            if ledger.get(lead.email) not in open_ids:
+                continue
+            run.smartlead_requests += 1
+            history = client.message_history(campaign_id, lead.id)
+            for payload in missed_events(event_type, campaign_id, lead, history, since):
+                stored += _store(payload)
+    run.smartlead_requests += 1
+    finished = [lead for lead in client.campaign_leads(campaign_id) if lead.status == "COMPLETED"]
+    run.completed += complete(
+        record, [ledger[lead.email] for lead in finished if lead.email in ledger]
+    )
+    return stored
+
+
+def missed_events(
+    event_type: str,
+    campaign_id: int,
+    lead: CampaignLead,
+    history: list[HistoryMessage],
+    since: datetime | None,
+) -> list[dict[str, Any]]:
+    """The payloads Smartlead's webhook would have sent, in its flat shape."""
+    sent = [m for m in history if m.type == "SENT"]
+    base = {
+        "event_type": event_type,
+        "campaign_id": campaign_id,
+        "sl_lead_email": lead.email,
+        "to_email": lead.email,
+        "sl_email_lead_id": lead.id,
+        "description": "Found by the reconcile pass (no webhook delivery arrived).",
+    }
+    if event_type == events.EMAIL_REPLY:
+        replies = [m for m in history if m.type == "REPLY" and _after(m.time, since)]
+        return [
+            base
+            | {
+                "stats_id": reply.stats_id,
+                "event_timestamp": reply.time,
+                "subject": reply.subject,
+                "reply_message": {
+                    "message_id": reply.message_id,
+                    "text": reply.body,
+                    "time": reply.time,
+                },
+            }
+            for reply in replies
+        ]
+    last = sent[-1] if sent else None
+    if last is None or not _after(last.time, since):
+        return [base] if event_type == events.LEAD_UNSUBSCRIBED and last is None else []
+    extra = {"stats_id": last.stats_id} if event_type == events.EMAIL_BOUNCE else {}
+    return [base | extra | {"event_timestamp": last.time, "sequence_number": last.sequence_number}]
+
+
+def _after(moment: str, since: datetime | None) -> bool:
+    when = parse_datetime(moment) if moment else None
+    return since is None or when is None or when >= since
+
+
+def _store(payload: dict[str, Any]) -> list[int]:
+    raw = json.dumps(payload)
+    identity = webhooks.identify(payload, raw)
+    stored = WebhookEvent.objects.store(
+        **identity.fields(), source="reconcile", raw_body=raw, headers={}
+    )
+    return [stored.id] if stored.created else []
+
+
+def complete(record: CampaignProvisioning, enrollment_ids: list[Any]) -> int:
+    """Enrollments whose emails Smartlead has all sent, and whose remaining steps are emails."""
+    steps = sorted(record.sequence.steps.all(), key=lambda s: s.step_number)
+    candidates = Enrollment.objects.filter(
+        pk__in=enrollment_ids, status=EnrollmentStatus.ACTIVE
+    ).values_list("pk", "current_step")
+    done = [
+        pk
+        for pk, current in candidates
+        if all(s.step_type == StepType.EMAIL for s in steps if s.step_number >= current)
+    ]
+    if not done:
+        return 0
+    return Enrollment.objects.finish(done, EnrollmentStatus.COMPLETED, timezone.now())
+
+
+def summary(run: ReconcileRun) -> str:
+    repaired = ", ".join(f"{n} {kind}" for kind, n in sorted(run.repaired.items())) or "nothing"
+    return (
+        f"{run.campaigns} campaigns read, repaired: {repaired}, {run.completed} completed, "
+        f"{run.smartlead_requests} Smartlead requests, {len(run.errors)} errors"
+    )

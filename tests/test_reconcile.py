@@ -1,0 +1,161 @@
+"""Smartlead → app without webhooks (issue 12): deliveries lost at the receiver are repaired by
+the reconcile pass, against the sandbox over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from sequences.executor import execute
+from sequences.models import CallTask, Engagement, Enrollment
+from smartlead import client as smartlead_client
+from smartlead.models import WebhookEvent
+from smartlead.reconcile import reconcile
+from smartlead.sandbox import SandboxServer
+from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
+from tests.test_webhooks import configure, fixture, post
+
+pytestmark = pytest.mark.django_db
+KEY = "sandbox-reconcile-key-0123456789"
+EMAIL_THEN_CALL_NOW = [
+    {"step_type": "email", "subject": "Hi"},
+    {"step_type": "call", "call_objective": "Book a meeting"},  # due right after email 1
+]
+LEADS = ["ann@acme.test", "bob@acme.test", "cid@acme.test", "dee@acme.test"]
+
+
+@pytest.fixture
+def sandbox(settings: Any):  # noqa: ANN201
+    settings.EXECUTOR_CONCURRENCY = 1  # workers' own connections can't see the test's rows
+    configure(settings)
+    smartlead_client.reset_rate_limiters()
+    accounts = [{"api_key": KEY, "plan": "pro", "email_accounts": [{"id": 3501}]}]
+    with SandboxServer(accounts, requests_per_minute=600, burst=100) as server:
+        settings.SMARTLEAD_BASE_URL = server.base_url
+        yield server
+
+
+@pytest.fixture
+def pushed(sandbox: SandboxServer) -> tuple[int, dict[str, Enrollment]]:
+    sdr = make_profile(smartlead_api_key=KEY, smartlead_email_account_id="3501")
+    sequence = make_sequence(creator=sdr, steps=EMAIL_THEN_CALL_NOW)
+    enrollments = {
+        a: make_enrollment(sequence=sequence, contact=make_contact(email=a)) for a in LEADS
+    }
+    assert execute(trigger="command").pushed == len(LEADS)
+    sequence.refresh_from_db()
+    for address in LEADS:
+        sandbox.lead_sent(KEY, sequence.campaign, address, 1)
+    return sequence.campaign, enrollments
+
+
+def status(enrollment: Enrollment) -> str:
+    return Enrollment.objects.get(pk=enrollment.pk).status
+
+
+def test_it_repairs_lost_replies_bounces_and_unsubscribes_and_no_call_follows_a_reply(
+    sandbox, pushed, client
+):
+    campaign, enrollments = pushed
+    # Smartlead records these; their webhook deliveries never reach us (dropped).
+    reply_stats = sandbox.lead_replied(KEY, campaign, "ann@acme.test", "Yes, call me Thursday")
+    sandbox.lead_bounced(KEY, campaign, "bob@acme.test")
+    sandbox.lead_unsubscribed(KEY, campaign, "cid@acme.test")
+    assert not WebhookEvent.objects.exists()
+
+    run = reconcile(trigger="command")
+
+    assert run.repaired == {"EMAIL_REPLY": 1, "EMAIL_BOUNCE": 1, "LEAD_UNSUBSCRIBED": 1}, run.errors
+    assert [status(enrollments[a]) for a in LEADS] == [
+        "replied",
+        "bounced",
+        "unsubscribed",
+        "active",
+    ]
+    reply = Engagement.objects.get(enrollment_id=enrollments["ann@acme.test"].pk)
+    assert reply.metadata["stats_id"] == reply_stats
+    assert "Thursday" in reply.metadata["reply_preview"]
+
+    execute(trigger="command")  # the call step is due now for whoever is still active
+
+    calls = set(CallTask.objects.values_list("enrollment_id", flat=True))
+    assert calls == {enrollments["dee@acme.test"].pk}  # none for the lead who replied
+
+    # The webhook arrives late after all: the same event, applied once.
+    late = fixture(
+        "email_reply",
+        campaign_id=campaign,
+        stats_id=reply_stats,
+        sl_lead_email="ann@acme.test",
+        to_email="ann@acme.test",
+    )
+    assert post(client, late).json()["status"] == "duplicate"
+    assert WebhookEvent.objects.filter(event_type="EMAIL_REPLY").get().deliveries == 2
+    assert Engagement.objects.filter(engagement_type="email_replied").count() == 1
+
+    again = reconcile(trigger="command")
+    assert again.repaired == {} and again.errors == []
+
+
+def test_a_webhook_that_came_first_makes_the_reconciled_event_a_duplicate(sandbox, pushed, client):
+    campaign, enrollments = pushed
+    stats = sandbox.lead_replied(KEY, campaign, "ann@acme.test", "Interested")
+    delivered = fixture(
+        "email_reply",
+        campaign_id=campaign,
+        stats_id=stats,
+        sl_lead_email="ann@acme.test",
+        to_email="ann@acme.test",
+    )
+    assert post(client, delivered).status_code == 200
+    assert status(enrollments["ann@acme.test"]) == "replied"
+
+    run = reconcile(trigger="command")
+
+    assert run.repaired == {}
+    assert WebhookEvent.objects.filter(event_type="EMAIL_REPLY").count() == 1
+
+
+def test_a_lead_smartlead_completed_completes_only_when_no_step_of_ours_is_left(sandbox, settings):
+    sdr = make_profile(smartlead_api_key=KEY, smartlead_email_account_id="3501")
+    emails = make_sequence(creator=sdr, steps=[{"step_type": "email", "subject": "Hi"}] * 2)
+    with_call = make_sequence(creator=sdr, steps=EMAIL_THEN_CALL_NOW)
+    a = make_enrollment(sequence=emails, contact=make_contact(email="ann@acme.test"))
+    b = make_enrollment(sequence=with_call, contact=make_contact(email="bob@acme.test"))
+    execute(trigger="command")
+    for sequence, address in ((emails, "ann@acme.test"), (with_call, "bob@acme.test")):
+        sequence.refresh_from_db()
+        account = sandbox.state.accounts[KEY]
+        campaign = account.campaigns[sequence.campaign]
+        campaign.lead_status[campaign.leads[address]] = "COMPLETED"
+
+    run = reconcile(trigger="command")
+
+    assert run.completed == 1
+    assert status(a) == "completed" and status(b) == "active"
+
+
+def test_the_command_reports_what_it_repaired_as_json_and_refuses_a_bad_since(sandbox, pushed):
+    campaign, _ = pushed
+    sandbox.lead_replied(KEY, campaign, "ann@acme.test", "Yes")
+    out = StringIO()
+    call_command("reconcile_smartlead", "--json", stdout=out)
+    assert json.loads(out.getvalue())["repaired"] == {"EMAIL_REPLY": 1}
+    with pytest.raises(Exception, match="not an ISO date"):
+        call_command("reconcile_smartlead", "--since", "yesterday-ish")
+
+
+def test_the_hourly_schedule_runs_the_reconcile_pass():
+    from django_q.models import Schedule
+
+    from smartlead import tasks
+
+    tasks.ensure_schedule()
+    tasks.ensure_schedule()  # idempotent: never a second copy
+    (schedule,) = Schedule.objects.filter(name=tasks.SCHEDULE_NAME)
+    assert (schedule.func, schedule.minutes) == ("smartlead.tasks.run_scheduled", 60)
+    assert tasks.run_scheduled()["repaired"] == {}
