@@ -7,6 +7,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from outboundhq.links import changelist, links
+from sequences.admin import ReadOnlyAdmin
 from smartlead import applying, tokens, webhooks
 from smartlead.models import IDENTITY_FIELDS, ReconcileRun, WebhookEvent
 
@@ -98,17 +99,8 @@ class WebhookEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(ReconcileRun)
-class ReconcileRunAdmin(admin.ModelAdmin):
-    """Read-only: what each reconcile pass found that no webhook had brought."""
+class ReconcileRunAdmin(ReadOnlyAdmin):
+    """What each reconcile pass found that no webhook had brought."""
 
     list_display = ["started_at", "trigger", "campaigns", "repaired", "completed", "finished_at"]
     list_filter = ["trigger"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
