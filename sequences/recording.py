@@ -23,6 +23,7 @@ from sequences.models import Enrollment, EnrollmentStatus, Push, PushState
 from sequences.provisioning import campaign_gone, needs_attention
 from sequences.steps import Claimed
 from sequences.work import Answer, SequenceWork, ask, start_sending
+from smartlead.add_leads import IN_CAMPAIGN, REASONS, LeadOutcome, LeadVerdict
 from smartlead.client import (
     AddLeadsResult,
     FoundLead,
@@ -30,7 +31,6 @@ from smartlead.client import (
     SmartleadError,
     ValidationFailed,
 )
-from smartlead.results import IN_CAMPAIGN, REASONS, LeadOutcome, LeadVerdict
 
 UNCONFIRMED = LeadOutcome.UNCONFIRMED
 # Lead-by-email lookups per batch for leads a reply did not prove (each costs a request).

@@ -12,6 +12,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from outboundhq.logs import mask
+from smartlead.add_leads import (  # noqa: F401 - part of the client's API
+    AddLeadsResult,
+    LeadOutcome,
+    LeadVerdict,
+    _add_leads_result,
+)
 from smartlead.errors import (  # noqa: F401 - the errors are part of the client's API
     InvalidApiKey,
     NoApiAccess,
@@ -23,22 +29,17 @@ from smartlead.errors import (  # noqa: F401 - the errors are part of the client
 )
 from smartlead.limits import RateLimiter, limiter_for, reset_rate_limiters  # noqa: F401
 from smartlead.results import (  # noqa: F401 - the results are part of the client's API
-    AddLeadsResult,
     Campaign,
     CampaignLead,
     EmailAccount,
     FoundLead,
     HistoryMessage,
     Lead,
-    LeadOutcome,
-    LeadVerdict,
     SequenceStepSpec,
     Webhook,
-    _add_leads_result,
     _campaign,
     _campaign_lead,
     _email_account,
-    _emails,
     _found_lead,
     _history_message,
     _int,
