@@ -46,6 +46,10 @@ class Progress:
         its last SDR is reported."""
         self.line(f"Finished: {self.done}/{self.total} SDRs done, {pushed} leads pushed")
 
+    def campaigns(self, done: int, total: int, repaired: int) -> None:
+        """For the reconcile pass: `4/12 campaigns read, 3 events repaired`."""
+        self.line(f"{done}/{total} campaigns read, {repaired} events found")
+
     def events(self, total: int) -> Callable[[Counter[str]], None]:
         """For `applying.apply`: `200/1500 events done (190 applied, 10 unmatched)`."""
 

@@ -23,6 +23,7 @@ import json
 import logging
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -62,7 +63,10 @@ def reconcile(
     sequence_id: Any = None,
     since: datetime | None = None,
     time_budget: float | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> ReconcileRun:
+    """One pass; `progress(campaigns done, campaigns in all, events found)` after each campaign
+    (the command's terminal output)."""
     run = ReconcileRun.objects.create(trigger=trigger)
     deadline = time.monotonic() + (time_budget or settings.RECONCILE_TIME_BUDGET_SECONDS)
     records = CampaignProvisioning.objects.filter(
@@ -78,6 +82,7 @@ def reconcile(
     for record in records:
         by_sdr[record.sequence.created_by_id].append(record)
     stored: list[int] = []
+    total = sum(len(campaigns) for campaigns in by_sdr.values())
     profiles = Profile.objects.with_smartlead_status().in_bulk(list(by_sdr))
     for profile_id, campaigns in by_sdr.items():
         profile = profiles.get(profile_id)
@@ -97,6 +102,8 @@ def reconcile(
                 except SmartleadError as exc:
                     run.errors.append(logs.redact(f"Campaign {record.campaign_id}: {exc}"))
                 run.campaigns += 1
+                if progress is not None:
+                    progress(run.campaigns, total, len(stored))
     if stored:
         applying.apply(WebhookEvent.objects.filter(pk__in=stored))
         applied = WebhookEvent.objects.filter(pk__in=stored, outcome="applied")

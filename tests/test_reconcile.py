@@ -159,3 +159,12 @@ def test_the_hourly_schedule_runs_the_reconcile_pass():
     (schedule,) = Schedule.objects.filter(name=tasks.SCHEDULE_NAME)
     assert (schedule.func, schedule.minutes) == ("smartlead.tasks.run_scheduled", 60)
     assert tasks.run_scheduled()["repaired"] == {}
+
+
+def test_the_command_shows_progress_on_request_and_never_with_json(sandbox, pushed):
+    out, err = StringIO(), StringIO()
+    call_command("reconcile_smartlead", "--progress", stdout=out, stderr=err)
+    assert "1/1 campaigns read, 0 events found" in err.getvalue()
+    quiet = StringIO()
+    call_command("reconcile_smartlead", "--json", "--progress", stdout=StringIO(), stderr=quiet)
+    assert quiet.getvalue() == ""

@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from outboundhq.progress import Progress, wanted
 from smartlead.management.commands.reprocess_webhooks import since as parse_since
 from smartlead.reconcile import reconcile, summary
 
@@ -24,6 +25,11 @@ class Command(BaseCommand):
         parser.add_argument("--sequence", type=uuid.UUID, help="Only this sequence's campaign.")
         parser.add_argument("--since", help="Only events from this ISO date or date-time on.")
         parser.add_argument("--json", action="store_true", help="The run record as JSON.")
+        parser.add_argument(
+            "--progress",
+            action="store_true",
+            help="Progress on stderr even when it is not a terminal (never with --json).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         since = None
@@ -41,6 +47,7 @@ class Command(BaseCommand):
                 user_id=options["user"],
                 sequence_id=options["sequence"],
                 since=since,
+                progress=Progress(self.stderr).campaigns if wanted(self.stderr, options) else None,
             )
         except DatabaseError as exc:
             raise CommandError(
