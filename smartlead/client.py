@@ -227,17 +227,20 @@ class SmartleadClient(Transport):
     ) -> list[CampaignLead]:
         """The campaign's leads with their status (paged by 100), optionally only those with an
         `emailStatus` such as is_replied, is_bounced or is_unsubscribed."""
-        leads = []
-        what = f"campaign {campaign_id}"
-        for offset in range(0, MAX_PAGES * PAGE_SIZE, PAGE_SIZE):
+        leads: list[CampaignLead] = []
+        what, offset = f"campaign {campaign_id}", 0
+        for _ in range(MAX_PAGES):
             page: dict[str, Any] = {"offset": offset, "limit": PAGE_SIZE}
             if email_status:
                 page["emailStatus"] = email_status
-            rows = _rows(
-                self._call("GET", f"/campaigns/{campaign_id}/leads", params=page, what=what)
-            )
+            answer = self._call("GET", f"/campaigns/{campaign_id}/leads", params=page, what=what)
+            rows = _rows(answer)
             leads.extend(lead for lead in map(_campaign_lead, rows) if lead is not None)
-            if len(rows) < PAGE_SIZE:
+            offset += len(rows)
+            # `total_leads` (a string) says where the list ends: a page shorter than asked for
+            # is not the end while it says more, or every reply after it would stay unseen.
+            total = _int(answer.get("total_leads")) if isinstance(answer, dict) else None
+            if not rows or (offset >= total if total is not None else len(rows) < PAGE_SIZE):
                 break
         return leads
 

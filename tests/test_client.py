@@ -452,6 +452,107 @@ def test_it_leaves_out_empty_webhook_categories_which_smartlead_rejects(
     }
 
 
+# --- Reads for the reconcile pass (campaign leads, message history) ----------------------
+
+
+def lead_rows(start: int, size: int, **row: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "campaign_lead_map_id": 9000 + n,
+            "status": "INPROGRESS",
+            "lead": {"id": n, "email": f"L{n}@acme.test"},
+        }
+        | row
+        for n in range(start, start + size)
+    ]
+
+
+def test_it_pages_campaign_leads_by_100_until_total_leads_a_string(
+    api: responses.RequestsMock, client: SmartleadClient
+) -> None:
+    for start, size in ((0, 100), (100, 100), (200, 5)):
+        answer = {
+            "total_leads": "205",
+            "offset": start,
+            "limit": 100,
+            "data": lead_rows(start, size),
+        }
+        api.add("GET", BASE + "/campaigns/12/leads", json=answer)
+
+    leads = client.campaign_leads(12, email_status="is_replied")
+
+    assert [lead.id for lead in leads] == list(range(205))  # lead.id, not campaign_lead_map_id
+    assert leads[7] == client_module.CampaignLead(7, "l7@acme.test", "INPROGRESS")
+    queries = [parse_qs(urlsplit(c.request.url).query) for c in api.calls]
+    assert [(q["offset"], q["limit"], q["emailStatus"]) for q in queries] == [
+        (["0"], ["100"], ["is_replied"]),
+        (["100"], ["100"], ["is_replied"]),
+        (["200"], ["100"], ["is_replied"]),
+    ]
+
+
+def test_it_goes_on_after_a_page_shorter_than_asked_while_total_leads_says_more(
+    api: responses.RequestsMock, client: SmartleadClient
+) -> None:
+    # A short page is not the end when the total says otherwise: stopping there would hide the
+    # replies of every lead after it. The next page starts after the rows actually received.
+    for start, size in ((0, 60), (60, 40)):
+        answer = {"total_leads": "100", "data": lead_rows(start, size)}
+        api.add("GET", BASE + "/campaigns/12/leads", json=answer)
+
+    assert len(client.campaign_leads(12)) == 100
+    offsets = [parse_qs(urlsplit(c.request.url).query)["offset"] for c in api.calls]
+    assert offsets == [["0"], ["60"]]
+
+
+def test_it_skips_lead_rows_without_a_lead_id_or_email_and_stops_on_an_empty_page(
+    api: responses.RequestsMock, client: SmartleadClient
+) -> None:
+    rows = [
+        {"status": "COMPLETED", "lead": {"id": "3499513771", "email": "Big@acme.test"}},
+        {"status": "STOPPED", "lead": {"email": "no-id@acme.test"}},
+        {"status": "STOPPED", "lead": None},
+        "not a row",
+    ]
+    api.add("GET", BASE + "/campaigns/12/leads", json={"total_leads": "9", "data": rows})
+    api.add("GET", BASE + "/campaigns/12/leads", json={"total_leads": "9", "data": []})
+
+    leads = client.campaign_leads(12)
+
+    assert leads == [client_module.CampaignLead(3499513771, "big@acme.test", "COMPLETED")]
+    assert len(api.calls) == 2  # the total was wrong, the empty page ended it
+
+
+@pytest.mark.parametrize("wrap", [lambda rows: {"history": rows}, lambda rows: rows])
+def test_it_reads_a_leads_message_history_bare_or_wrapped(
+    api: responses.RequestsMock, client: SmartleadClient, wrap: Any
+) -> None:
+    rows = [
+        {
+            "type": "SENT",
+            "stats_id": "s-1",
+            "message_id": "<m1>",
+            "subject": "Hi",
+            "email_body": "<p>Hello</p>",
+            "time": "2026-12-01T09:00:00+00:00",
+            "seq_number": "1",
+        },
+        {
+            "type": "reply",
+            "stats_id": "s-1",
+            "message_id": "<m2>",
+            "email_body": "Yes",
+            "time": "2026-12-01T10:00:00+00:00",
+        },
+    ]
+    api.add("GET", BASE + "/campaigns/12/leads/3499513771/message-history", json=wrap(rows))
+
+    sent, reply = client.message_history(12, 3499513771)
+
+    assert (sent.type, sent.stats_id, sent.sequence_number) == ("SENT", "s-1", 1)
+    assert (reply.type, reply.stats_id, reply.body, reply.subject) == ("REPLY", "s-1", "Yes", "")
+
+
 # --- Errors ----------------------------------------------------------------------------
 JOI = {
     "statusCode": 400,
