@@ -170,8 +170,8 @@ class WebhookEvent(models.Model):
         max_length=255,
         unique=True,
         help_text=(
-            "stats:<campaign_id>:<stats_id>:<event_type>, or hash: of type, campaign, lead, "
-            "step, time."
+            "stats:<campaign_id>:<stats_id>:<event_type>, lead: (a hash of type, campaign, "
+            "lead) for an unsubscribe, or hash: of type, campaign, lead, step, time."
         ),
     )
     event_type = models.CharField(

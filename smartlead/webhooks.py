@@ -200,7 +200,13 @@ def identify(payload: dict[str, Any], raw: str) -> Identity:
     stats_id = clean(str(stats).strip(), 128) if usable else ""
     raw_time = _first(payload, TIME_FIELDS)
     event_time = _as_time(raw_time)
-    if stats_id:
+    if event_type == events.LEAD_UNSUBSCRIBED and campaign_id is not None and lead_email:
+        # A lead leaves a campaign once (Smartlead has no undo), and its payload carries neither
+        # stats_id nor time; the reconcile pass, which cannot know when it happened, must name
+        # it as the webhook does, or a late delivery would be applied a second time.
+        parts = [event_type, str(campaign_id), lead_email]
+        key = "lead:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+    elif stats_id:
         # Scoped by campaign: a caller holding one campaign's token must not be able to
         # pre-empt (as a "duplicate") a real event of another campaign by quoting its stats_id.
         key = f"stats:{campaign_id or ''}:{stats_id}:{event_type}"

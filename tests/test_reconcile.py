@@ -120,6 +120,19 @@ def test_a_webhook_that_came_first_makes_the_reconciled_event_a_duplicate(sandbo
     assert WebhookEvent.objects.filter(event_type="EMAIL_REPLY").count() == 1
 
 
+def test_a_late_unsubscribe_webhook_after_the_pass_is_a_duplicate(sandbox, pushed, client):
+    """Smartlead's LEAD_UNSUBSCRIBED carries neither stats_id nor time, and the pass cannot know
+    when it happened: the identity of both is the campaign and the lead (there is no undo)."""
+    campaign, enrollments = pushed
+    sandbox.lead_unsubscribed(KEY, campaign, "cid@acme.test")
+    assert reconcile(trigger="command").repaired == {"LEAD_UNSUBSCRIBED": 1}
+
+    late = fixture("lead_unsubscribed", campaign_id=campaign, lead_email="cid@acme.test")
+    assert post(client, late).json()["status"] == "duplicate"
+    assert Engagement.objects.filter(engagement_type="email_unsubscribed").count() == 1
+    assert status(enrollments["cid@acme.test"]) == "unsubscribed"
+
+
 def test_a_lead_smartlead_completed_completes_only_when_no_step_of_ours_is_left(sandbox, settings):
     sdr = make_profile(smartlead_api_key=KEY, smartlead_email_account_id="3501")
     emails = make_sequence(creator=sdr, steps=[{"step_type": "email", "subject": "Hi"}] * 2)

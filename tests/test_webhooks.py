@@ -260,10 +260,25 @@ def test_the_same_stats_id_with_another_event_type_is_another_event(client):
 
 
 def test_time_less_events_are_told_apart_by_their_body(client):
-    post(client, fixture("lead_unsubscribed"))
-    assert post(client, fixture("lead_unsubscribed")).json()["status"] == "duplicate"
-    post(client, fixture("lead_unsubscribed", lead_name="Someone else entirely"))
+    """A category change stripped of its times. This used LEAD_UNSUBSCRIBED, which issue 12 gave
+    an identity of its own (campaign and lead, the next test)."""
+    timeless = fixture("lead_category_updated", event_timestamp=None, created_at=None)
+    post(client, timeless)
+    assert post(client, timeless).json()["status"] == "duplicate"
+    post(client, timeless | {"to_name": "Someone else entirely"})
     assert WebhookEvent.objects.count() == 2
+
+
+def test_an_unsubscribe_is_one_event_per_campaign_and_lead(client):
+    """Issue 12: it has no stats_id, no time and no undo, so another LEAD_UNSUBSCRIBED of that
+    lead in that campaign is a duplicate whatever else its body says (the reconcile pass's too)."""
+    post(client, fixture("lead_unsubscribed"))
+    again = fixture("lead_unsubscribed", lead_name="Someone else entirely")
+    assert post(client, again).json()["status"] == "duplicate"
+    post(client, fixture("lead_unsubscribed", campaign_id=5555))
+    post(client, fixture("lead_unsubscribed", lead_email="other@prospect.test"))
+    assert WebhookEvent.objects.count() == 3
+    assert all(e.dedupe_key.startswith("lead:") for e in WebhookEvent.objects.all())
 
 
 def test_storing_a_delivery_costs_one_statement_before_the_acknowledgement(client, monkeypatch):
