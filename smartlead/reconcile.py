@@ -181,10 +181,14 @@ def missed_events(
             for reply in replies
         ]
     last = sent[-1] if sent else None
+    when = {"event_timestamp": last.time, "sequence_number": last.sequence_number} if last else {}
+    if event_type == events.LEAD_UNSUBSCRIBED:
+        # When it happened is unknown (after the last email, at the earliest), so `since` cannot
+        # rule it out; its identity (campaign and lead) makes one already stored a duplicate.
+        return [base | when]
     if last is None or not _after(last.time, since):
-        return [base] if event_type == events.LEAD_UNSUBSCRIBED and last is None else []
-    extra = {"stats_id": last.stats_id} if event_type == events.EMAIL_BOUNCE else {}
-    return [base | extra | {"event_timestamp": last.time, "sequence_number": last.sequence_number}]
+        return []
+    return [base | {"stats_id": last.stats_id} | when]
 
 
 def _after(moment: str, since: datetime | None) -> bool:

@@ -4,11 +4,13 @@ the reconcile pass, against the sandbox over real HTTP."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from io import StringIO
 from typing import Any
 
 import pytest
 from django.core.management import call_command
+from django.utils import timezone
 
 from sequences.executor import execute
 from sequences.models import CallTask, Engagement, Enrollment
@@ -131,6 +133,19 @@ def test_a_late_unsubscribe_webhook_after_the_pass_is_a_duplicate(sandbox, pushe
     assert post(client, late).json()["status"] == "duplicate"
     assert Engagement.objects.filter(engagement_type="email_unsubscribed").count() == 1
     assert status(enrollments["cid@acme.test"]) == "unsubscribed"
+
+
+def test_since_leaves_out_earlier_replies_and_bounces_but_not_an_unsubscribe(sandbox, pushed):
+    """Smartlead does not say when a lead unsubscribed, so no `since` can rule it out."""
+    campaign, enrollments = pushed
+    sandbox.lead_replied(KEY, campaign, "ann@acme.test", "Yes")
+    sandbox.lead_bounced(KEY, campaign, "bob@acme.test")
+    sandbox.lead_unsubscribed(KEY, campaign, "cid@acme.test")
+
+    run = reconcile(trigger="command", since=timezone.now() + timedelta(hours=1))
+
+    assert run.repaired == {"LEAD_UNSUBSCRIBED": 1}
+    assert [status(enrollments[a]) for a in LEADS] == ["active", "active", "unsubscribed", "active"]
 
 
 def test_a_lead_smartlead_completed_completes_only_when_no_step_of_ours_is_left(sandbox, settings):
