@@ -23,6 +23,7 @@ from tests.test_webhooks import configure, fixture, post
 
 pytestmark = pytest.mark.django_db
 KEY = "sandbox-reconcile-key-0123456789"
+OTHER_KEY = "sandbox-reconcile-other-sdr-key-98765"
 EMAIL_THEN_CALL_NOW = [
     {"step_type": "email", "subject": "Hi"},
     {"step_type": "call", "call_objective": "Book a meeting"},  # due right after email 1
@@ -35,7 +36,10 @@ def sandbox(settings: Any):  # noqa: ANN201
     settings.EXECUTOR_CONCURRENCY = 1  # workers' own connections can't see the test's rows
     configure(settings)
     smartlead_client.reset_rate_limiters()
-    accounts = [{"api_key": KEY, "plan": "pro", "email_accounts": [{"id": 3501}]}]
+    accounts = [
+        {"api_key": KEY, "plan": "pro", "email_accounts": [{"id": 3501}]},
+        {"api_key": OTHER_KEY, "plan": "pro", "email_accounts": [{"id": 3502}]},
+    ]
     with SandboxServer(accounts, requests_per_minute=600, burst=100) as server:
         settings.SMARTLEAD_BASE_URL = server.base_url
         yield server
@@ -146,6 +150,26 @@ def test_since_leaves_out_earlier_replies_and_bounces_but_not_an_unsubscribe(san
 
     assert run.repaired == {"LEAD_UNSUBSCRIBED": 1}
     assert [status(enrollments[a]) for a in LEADS] == ["active", "active", "unsubscribed", "active"]
+
+
+def test_a_reply_in_one_sdrs_campaign_never_reaches_another_sdrs_lead_of_that_address(sandbox):
+    """Tenant scoping on the reconcile path: each SDR's campaign is read with their own key, and
+    what it finds lands only in the sequence that campaign was provisioned for."""
+    two_emails = [{"step_type": "email", "subject": "Hi"}] * 2
+    enrolled = {}
+    for key, mailbox in ((KEY, "3501"), (OTHER_KEY, "3502")):
+        sdr = make_profile(smartlead_api_key=key, smartlead_email_account_id=mailbox)
+        sequence = make_sequence(creator=sdr, steps=two_emails)
+        enrolled[key] = make_enrollment(sequence=sequence, contact=make_contact(email=LEADS[0]))
+    assert execute(trigger="command").pushed == 2
+    mine = Enrollment.objects.get(pk=enrolled[KEY].pk).sequence
+    sandbox.lead_replied(KEY, mine.campaign, LEADS[0], "Yes")
+
+    run = reconcile(trigger="command")
+
+    assert (run.campaigns, run.repaired) == (2, {"EMAIL_REPLY": 1}), run.errors
+    assert status(enrolled[KEY]) == "replied" and status(enrolled[OTHER_KEY]) == "active"
+    assert not Engagement.objects.filter(contact_id=enrolled[OTHER_KEY].contact_id).exists()
 
 
 def test_a_lead_smartlead_completed_completes_only_when_no_step_of_ours_is_left(sandbox, settings):
