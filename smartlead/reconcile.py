@@ -92,6 +92,7 @@ def reconcile(
                 f"User {profile_id} is not connected: {len(campaigns)} campaigns wait."
             )
             continue
+        sent = run.smartlead_requests
         with SmartleadClient(credentials.api_key, deadline=deadline) as client:
             for record in campaigns:
                 if time.monotonic() >= deadline:
@@ -102,6 +103,7 @@ def reconcile(
                 except SmartleadError as exc:
                     run.errors.append(logs.redact(f"Campaign {record.campaign_id}: {exc}"))
                 run.campaigns += 1
+                run.smartlead_requests = sent + client.requests_sent
                 if progress is not None:
                     progress(run.campaigns, total, len(stored))
     if stored:
@@ -131,15 +133,12 @@ def repair(
     )
     stored: list[int] = []
     for flag, event_type in MISSED.items():
-        run.smartlead_requests += 1
         for lead in client.campaign_leads(campaign_id, email_status=flag):
             if ledger.get(lead.email) not in open_ids:
                 continue
-            run.smartlead_requests += 1
             history = client.message_history(campaign_id, lead.id)
             for payload in missed_events(event_type, campaign_id, lead, history, since):
                 stored += _store(payload)
-    run.smartlead_requests += 1
     finished = [lead for lead in client.campaign_leads(campaign_id) if lead.status == "COMPLETED"]
     run.completed += complete(
         record, [ledger[lead.email] for lead in finished if lead.email in ledger]

@@ -115,6 +115,8 @@ class Transport:
         self._limiter = limiter_for(api_key, per_minute)
         self._owns_session = session is None
         self._session = session or new_session()
+        # HTTP exchanges sent, retries included: what a run record reports as its cost.
+        self.requests_sent = 0
 
     def _timeout(self) -> tuple[float, float]:
         """A request started near the deadline may not outlast it by a full read timeout."""
@@ -187,6 +189,7 @@ class Transport:
         them they carry no chained requests exception (whose text holds the full URL)."""
         query = {**(params or {}), "api_key": self._api_key}
         url = self.base_url + path
+        self.requests_sent += 1
         try:
             response = self._session.request(
                 method,

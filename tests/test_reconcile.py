@@ -72,10 +72,13 @@ def test_it_repairs_lost_replies_bounces_and_unsubscribes_and_no_call_follows_a_
     sandbox.lead_bounced(KEY, campaign, "bob@acme.test")
     sandbox.lead_unsubscribed(KEY, campaign, "cid@acme.test")
     assert not WebhookEvent.objects.exists()
+    before = sandbox.request_count(KEY)
 
     run = reconcile(trigger="command")
 
     assert run.repaired == {"EMAIL_REPLY": 1, "EMAIL_BOUNCE": 1, "LEAD_UNSUBSCRIBED": 1}, run.errors
+    # 3 filtered lead lists, 3 histories, the full list for completions; as Smartlead counts it.
+    assert run.smartlead_requests == sandbox.request_count(KEY) - before == 7
     assert [status(enrollments[a]) for a in LEADS] == [
         "replied",
         "bounced",
