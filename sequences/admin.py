@@ -235,6 +235,7 @@ class CampaignProvisioningAdmin(ReadOnlyAdmin):
         "smartlead_status",
         "attempts",
         "updated_at",
+        "reconciled_at",
     ]
     list_filter = ["state", "smartlead_status"]
     list_select_related = ["sequence"]

@@ -61,6 +61,9 @@ class CampaignProvisioning(models.Model):
     smartlead_status = models.CharField(max_length=32, blank=True, db_default="")
     smartlead_status_detail = models.TextField(blank=True, db_default="")
     smartlead_status_at = models.DateTimeField(null=True, blank=True)
+    reconciled_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the reconcile pass last read the campaign's leads."
+    )
 
     objects = CampaignProvisioningQuerySet.as_manager()
 

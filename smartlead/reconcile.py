@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.db.models import F
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -41,7 +41,7 @@ from sequences.models import (
     SequenceStatus,
     StepType,
 )
-from smartlead import applying, events, webhooks
+from smartlead import applying, events, limits, webhooks
 from smartlead.client import CampaignLead, HistoryMessage, SmartleadClient, SmartleadError
 from smartlead.models import ReconcileRun, WebhookEvent
 
@@ -68,21 +68,10 @@ def reconcile(
     """One pass; `progress(campaigns done, campaigns in all, events found)` after each campaign
     (the command's terminal output)."""
     run = ReconcileRun.objects.create(trigger=trigger)
-    deadline = time.monotonic() + (time_budget or settings.RECONCILE_TIME_BUDGET_SECONDS)
-    records = CampaignProvisioning.objects.filter(
-        state="ready",
-        campaign_id__isnull=False,
-        sequence__status__in=[SequenceStatus.ACTIVE, SequenceStatus.PAUSED],
-    ).select_related("sequence")
-    if user_id:
-        records = records.filter(sequence__created_by_id=user_id)
-    if sequence_id:
-        records = records.filter(sequence_id=sequence_id)
-    by_sdr: dict[Any, list[CampaignProvisioning]] = defaultdict(list)
-    for record in records:
-        by_sdr[record.sequence.created_by_id].append(record)
+    deadline = limits.clock() + (time_budget or settings.RECONCILE_TIME_BUDGET_SECONDS)
+    by_sdr = campaigns_to_read(user_id=user_id, sequence_id=sequence_id)
     stored: list[int] = []
-    total = sum(len(campaigns) for campaigns in by_sdr.values())
+    total = waiting = sum(len(campaigns) for campaigns in by_sdr.values())
     profiles = Profile.objects.with_smartlead_status().in_bulk(list(by_sdr))
     for profile_id, campaigns in by_sdr.items():
         profile = profiles.get(profile_id)
@@ -91,21 +80,31 @@ def reconcile(
             run.errors.append(
                 f"User {profile_id} is not connected: {len(campaigns)} campaigns wait."
             )
+            waiting -= len(campaigns)
             continue
         sent = run.smartlead_requests
+        # The client's deadline is on the same clock: a wait in its limiter or a retry that
+        # would pass it raises instead (the campaign's error), so the pass ends on time.
         with SmartleadClient(credentials.api_key, deadline=deadline) as client:
             for record in campaigns:
-                if time.monotonic() >= deadline:
-                    run.errors.append("The time budget is spent; the rest waits for the next pass.")
+                if limits.clock() >= deadline:
                     break
                 try:
                     stored += repair(run, client, record, since)
+                    CampaignProvisioning.objects.filter(pk=record.pk).update(
+                        reconciled_at=timezone.now()
+                    )
                 except SmartleadError as exc:
                     run.errors.append(logs.redact(f"Campaign {record.campaign_id}: {exc}"))
                 run.campaigns += 1
+                waiting -= 1
                 run.smartlead_requests = sent + client.requests_sent
                 if progress is not None:
                     progress(run.campaigns, total, len(stored))
+    if waiting:
+        run.errors.append(
+            f"The time budget is spent: {waiting} campaigns wait, and go first in the next pass."
+        )
     if stored:
         applying.apply(WebhookEvent.objects.filter(pk__in=stored))
         applied = WebhookEvent.objects.filter(pk__in=stored, outcome="applied")
@@ -114,6 +113,31 @@ def reconcile(
     run.save()
     log.info("Reconcile run %s: %s", run.pk, summary(run))
     return run
+
+
+def campaigns_to_read(
+    *, user_id: Any = None, sequence_id: Any = None
+) -> dict[Any, list[CampaignProvisioning]]:
+    """Provisioned campaigns of live sequences by SDR, those read longest ago (or never) first:
+    a pass the time budget cuts short leaves the rest to go first in the next one, so no
+    campaign is starved by those ahead of it."""
+    records = (
+        CampaignProvisioning.objects.filter(
+            state="ready",
+            campaign_id__isnull=False,
+            sequence__status__in=[SequenceStatus.ACTIVE, SequenceStatus.PAUSED],
+        )
+        .select_related("sequence")
+        .order_by(F("reconciled_at").asc(nulls_first=True), "campaign_id")
+    )
+    if user_id:
+        records = records.filter(sequence__created_by_id=user_id)
+    if sequence_id:
+        records = records.filter(sequence_id=sequence_id)
+    by_sdr: dict[Any, list[CampaignProvisioning]] = defaultdict(list)
+    for record in records:
+        by_sdr[record.sequence.created_by_id].append(record)
+    return by_sdr
 
 
 def repair(

@@ -13,8 +13,9 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from sequences.executor import execute
-from sequences.models import CallTask, Engagement, Enrollment
+from sequences.models import CallTask, CampaignProvisioning, Engagement, Enrollment
 from smartlead import client as smartlead_client
+from smartlead import reconcile as reconciling
 from smartlead.models import WebhookEvent
 from smartlead.reconcile import reconcile
 from smartlead.sandbox import SandboxServer
@@ -192,6 +193,33 @@ def test_a_lead_smartlead_completed_completes_only_when_no_step_of_ours_is_left(
 
     assert run.completed == 1
     assert status(a) == "completed" and status(b) == "active"
+
+
+def test_campaigns_a_spent_budget_left_unread_go_first_in_the_next_pass(
+    smartlead_clock, monkeypatch
+):
+    for n in range(3):
+        sdr = make_profile(smartlead_api_key=f"{KEY}-{n}", smartlead_email_account_id="3501")
+        sequence = make_sequence(creator=sdr)
+        CampaignProvisioning.objects.create(sequence=sequence, state="ready", campaign_id=7000 + n)
+    read = []
+
+    def ten_seconds_each(run, client, record, since):  # noqa: ANN001, ANN202
+        read.append(record.campaign_id)
+        smartlead_clock.now += 10
+        return []
+
+    monkeypatch.setattr(reconciling, "repair", ten_seconds_each)
+
+    first = reconcile(trigger="command", time_budget=15)
+    second = reconcile(trigger="command", time_budget=15)
+
+    assert read == [7000, 7001, 7002, 7000]  # the one left unread went first, then the oldest
+    assert first.campaigns == 2
+    assert first.errors == [
+        "The time budget is spent: 1 campaigns wait, and go first in the next pass."
+    ]
+    assert second.campaigns == 2
 
 
 def test_the_command_reports_what_it_repaired_as_json_and_refuses_a_bad_since(sandbox, pushed):
