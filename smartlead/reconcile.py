@@ -6,7 +6,8 @@ django-q2 schedule, also `manage.py reconcile_smartlead`), for each provisioned 
 connected SDR, with that SDR's key, within its rate limit and a time budget:
 
 1. the campaign's leads Smartlead marks replied, bounced or unsubscribed (`emailStatus`), only
-   those whose enrollment here is still active or paused (nothing to repair otherwise);
+   those whose enrollment here is active, paused or completed (a reply to the last email often
+   comes after it; replied, bounced and unsubscribed ones have nothing left to repair);
 2. for each, its message history, turned into the event the webhook would have carried, with the
    same identity (`webhooks.identify`: campaign + stats_id + type), stored like a delivery
    (source `reconcile`): a webhook that arrives before or after is a duplicate, applied once;
@@ -53,7 +54,8 @@ MISSED = {
     "is_bounced": events.EMAIL_BOUNCE,
     "is_unsubscribed": events.LEAD_UNSUBSCRIBED,
 }
-STILL_OPEN = (EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)
+# A completed enrollment still moves up to replied, bounced or unsubscribed, as by a webhook.
+REPAIRABLE = (EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED, EnrollmentStatus.COMPLETED)
 
 
 def reconcile(
@@ -151,7 +153,7 @@ def repair(
         )
     )
     open_ids = set(
-        Enrollment.objects.filter(pk__in=ledger.values(), status__in=STILL_OPEN).values_list(
+        Enrollment.objects.filter(pk__in=ledger.values(), status__in=REPAIRABLE).values_list(
             "pk", flat=True
         )
     )

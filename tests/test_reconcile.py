@@ -222,6 +222,20 @@ def test_campaigns_a_spent_budget_left_unread_go_first_in_the_next_pass(
     assert second.campaigns == 2
 
 
+def test_a_lost_reply_to_the_last_email_is_repaired_after_the_enrollment_completed(sandbox):
+    sdr = make_profile(smartlead_api_key=KEY, smartlead_email_account_id="3501")
+    sequence = make_sequence(creator=sdr, steps=[{"step_type": "email", "subject": "Hi"}])
+    enrollment = make_enrollment(sequence=sequence, contact=make_contact(email=LEADS[0]))
+    execute(trigger="command")
+    Enrollment.objects.filter(pk=enrollment.pk).update(status="completed")  # past its last step
+    sequence.refresh_from_db()
+    sandbox.lead_replied(KEY, sequence.campaign, LEADS[0], "Sorry for the late answer: yes")
+
+    assert reconcile(trigger="command").repaired == {"EMAIL_REPLY": 1}
+    assert status(enrollment) == "replied"
+    assert Engagement.objects.filter(engagement_type="email_replied").count() == 1
+
+
 def test_the_command_reports_what_it_repaired_as_json_and_refuses_a_bad_since(sandbox, pushed):
     campaign, _ = pushed
     sandbox.lead_replied(KEY, campaign, "ann@acme.test", "Yes")
