@@ -169,25 +169,43 @@ class EnrollmentQuerySet(models.QuerySet):
 
 
 class CampaignProvisioningQuerySet(models.QuerySet):
-    def owners(self, campaign_ids: set[int]) -> dict[int, uuid.UUID]:
+    def owners(self, campaign_ids: set[int]) -> dict[int, uuid.UUID | None]:
         """Which sequence each Smartlead campaign belongs to, by the link the backend wrote when
         it provisioned the campaign, never by `sequences.smartlead_campaign_id` alone, which the
         browser can change. A sequence without our record (a campaign set up before this backend,
-        adopted) is found by that column, only if no record claims the campaign."""
-        owned = dict(
-            self.filter(campaign_id__in=campaign_ids).values_list("campaign_id", "sequence_id")
+        adopted) is found by that column, only if no record claims the campaign.
+
+        Of several claims the record of the sequence we created the campaign for wins; claims
+        that are all adopted count only if they are one SDR's (the newest wins), since a
+        campaign id typed into another SDR's sequence must not take their events. A campaign
+        whose owner cannot be told maps to None."""
+        claims: defaultdict[int, list[tuple[uuid.UUID, Any, bool]]] = defaultdict(list)
+        records = (
+            self.filter(campaign_id__in=campaign_ids)
+            .order_by("updated_at")
+            .values_list("campaign_id", "sequence_id", "sequence__created_by", "completed_stages")
         )
-        rest = [str(c) for c in campaign_ids if c not in owned]
+        for campaign, pk, sdr, stages in records:
+            claims[campaign].append((pk, sdr, "created" in (stages or [])))
+        rest = [str(c) for c in campaign_ids if c not in claims]
         if rest:
             adopted = (
                 _model("Sequence")
                 .objects.filter(smartlead_campaign_id__in=rest)
                 .exclude(pk__in=self.model.objects.values("sequence_id"))
-                .order_by(F("created_at").asc(nulls_first=True))  # the newest wins
-                .values_list("smartlead_campaign_id", "id")
+                .order_by(F("created_at").asc(nulls_first=True))
+                .values_list("smartlead_campaign_id", "id", "created_by")
             )
-            owned |= {int(campaign): pk for campaign, pk in adopted if campaign.isdigit()}
-        return owned
+            for campaign, pk, sdr in adopted:
+                if campaign.isdigit():
+                    claims[int(campaign)].append((pk, sdr, False))
+        return {campaign: _sole_owner(found) for campaign, found in claims.items()}
+
+
+def _sole_owner(claims: list[tuple[uuid.UUID, Any, bool]]) -> uuid.UUID | None:
+    """The newest of the claims that count (see `owners`), None when they are several SDRs'."""
+    counted = [claim for claim in claims if claim[2]] or claims
+    return counted[-1][0] if len({sdr for _, sdr, _ in counted}) == 1 else None
 
 
 class PushQuerySet(models.QuerySet):

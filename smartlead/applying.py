@@ -171,7 +171,7 @@ def resolve(keys: set[tuple[str, str]]) -> dict[tuple[str, str], Target | str]:
     owners = CampaignProvisioning.objects.owners({int(c) for c, _ in keys})
     enrolled = (
         Enrollment.objects.annotate(_email=Lower("contact__email"))
-        .filter(sequence_id__in=set(owners.values()), _email__in={e for _, e in keys})
+        .filter(sequence_id__in={o for o in owners.values() if o}, _email__in={e for _, e in keys})
         .order_by(F("enrolled_at").desc(nulls_last=True))
         .values_list("sequence_id", "_email", "contact_id", "id")
     )
@@ -181,7 +181,12 @@ def resolve(keys: set[tuple[str, str]]) -> dict[tuple[str, str], Target | str]:
     found: dict[tuple[str, str], Target | str] = {}
     for campaign, email in keys:
         owner = owners.get(int(campaign))
-        if owner is None:
+        if owner is None and int(campaign) in owners:
+            found[campaign, email] = (
+                f"Sequences of several SDRs name campaign {campaign} and none has our record "
+                "of it (an id set by hand?); the event is kept, and applied to none."
+            )
+        elif owner is None:
             found[campaign, email] = f"No sequence of ours owns campaign {campaign}."
         else:
             found[campaign, email] = targets.get((owner, email)) or (

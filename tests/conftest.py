@@ -74,6 +74,37 @@ class FakeSmartleadClock:
         self.now += max(0.0, seconds)
 
 
+def hosted_models() -> tuple[type, ...]:
+    """The hosted (unmanaged) tables, children first, so rows go without breaking a reference."""
+    from profiles.models import CredentialCheck, Profile
+    from sequences.models import CallTask, Contact, Engagement, Enrollment, Sequence, SequenceStep
+
+    return (
+        Engagement,
+        CallTask,
+        Enrollment,
+        SequenceStep,
+        Sequence,
+        Contact,
+        CredentialCheck,
+        Profile,
+    )
+
+
+@pytest.fixture(autouse=True)
+def _no_hosted_rows_left(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The flush after a transactional test skips the hosted (unmanaged) tables, so their rows
+    would meet the next tests: sequences of other SDRs naming the same campaign, for one."""
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    transactional = marker is not None and marker.kwargs.get("transaction", False)
+    if not (transactional or "transactional_db" in request.fixturenames):
+        return
+    with request.getfixturevalue("django_db_blocker").unblock():
+        for model in hosted_models():
+            model._base_manager.all().delete()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_smartlead_limiters() -> None:
     """The client's per-key limiter is process-wide: start each test with no request history."""

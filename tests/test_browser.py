@@ -21,37 +21,19 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from profiles.models import CredentialCheck, Profile, SmartleadStatus
-from sequences.models import (
-    CallTask,
-    Contact,
-    Engagement,
-    Enrollment,
-    ExecutorRun,
-    RunTrigger,
-    Sequence,
-    SequenceStep,
-)
+from profiles.models import CredentialCheck, SmartleadStatus
+from sequences.models import ExecutorRun, RunTrigger
 from smartlead.models import WebhookEvent
 from tests.conftest import REQUIRE_POSTGRES
 from tests.factories import make_enrollment, make_profile, make_sequence
 
+# The live server needs committed rows (conftest empties the hosted tables after each test).
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WIDTH = 1200
 PASSWORD = "browser-test-password"
-HOSTED = (
-    Engagement,
-    CallTask,
-    Enrollment,
-    SequenceStep,
-    Sequence,
-    Contact,
-    CredentialCheck,
-    Profile,
-)
 
 
 def chromium() -> Any:
@@ -73,15 +55,6 @@ def _plain_http_live_server() -> Iterator[None]:
     starts, before any test's own settings: it must start without the HTTPS redirect."""
     with override_settings(SECURE_SSL_REDIRECT=False):
         yield
-
-
-@pytest.fixture(autouse=True)
-def _no_hosted_rows_left(transactional_db: None) -> Iterator[None]:
-    """The live server needs committed rows, and the flush after a transactional test skips
-    the hosted (unmanaged) tables: this file's rows would meet the next tests."""
-    yield
-    for model in HOSTED:
-        model._base_manager.all().delete()
 
 
 @pytest.fixture

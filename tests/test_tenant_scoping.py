@@ -60,3 +60,59 @@ def test_a_campaign_id_typed_into_a_sequence_by_the_browser_receives_nothing(cli
     assert status(owner) == "replied" and status(intruder) == "active"
     replay(client, "email_open", campaign_id=5555, stats_id="s-5555")
     assert Engagement.objects.filter(enrollment_id=intruder.pk).count() == 1  # its own campaign
+
+
+def test_of_two_records_of_one_campaign_the_one_that_created_it_owns_it(client):
+    owner = provisioned(9181)
+    CampaignProvisioning.objects.filter(sequence=owner.sequence_id).update(
+        completed_stages=["created", "sequences", "started"]
+    )
+    # Another SDR's record adopted the same id (typed in by hand), and was written later.
+    intruder = make_enrollment(
+        sequence=make_sequence(creator=make_profile(), smartlead_campaign_id="9181"),
+        contact=make_contact(email=LEAD_EMAIL),
+    )
+    CampaignProvisioning.objects.create(
+        sequence_id=intruder.sequence_id,
+        state="ready",
+        campaign_id=9181,
+        completed_stages=["adopted"],
+    )
+
+    replay(client, "email_reply")
+
+    assert status(owner) == "replied" and status(intruder) == "active"
+
+
+def test_a_campaign_two_sdrs_sequences_claim_without_a_record_reaches_neither(client):
+    """An adopted campaign (set up before this backend) is known only by the column the browser
+    can change: when sequences of two SDRs both name it, which one it is cannot be told."""
+    first, second = (
+        make_enrollment(
+            sequence=make_sequence(creator=make_profile(), smartlead_campaign_id="9181"),
+            contact=make_contact(email=LEAD_EMAIL),
+        )
+        for _ in range(2)
+    )
+
+    event = replay(client, "email_reply")
+
+    assert event.outcome == Outcome.UNMATCHED and "several SDRs" in event.detail
+    assert status(first) == status(second) == "active" and not Engagement.objects.exists()
+    replay(client, "campaign_status_changed")
+    assert not CampaignProvisioning.objects.exists()  # nor is it adopted for either of them
+
+
+def test_an_adopted_campaign_named_twice_by_one_sdr_goes_to_the_newest_sequence(client):
+    sdr = make_profile()
+    older, newer = (
+        make_enrollment(
+            sequence=make_sequence(creator=sdr, smartlead_campaign_id="9181"),
+            contact=make_contact(email=LEAD_EMAIL),
+        )
+        for _ in range(2)
+    )
+
+    replay(client, "email_reply")
+
+    assert status(older) == "active" and status(newer) == "replied"
