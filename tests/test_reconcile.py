@@ -111,6 +111,33 @@ def test_it_repairs_lost_replies_bounces_and_unsubscribes_and_no_call_follows_a_
     assert again.repaired == {} and again.errors == []
 
 
+def test_a_batch_of_lost_replies_and_bounces_past_the_first_page_is_all_repaired(sandbox):
+    """120 leads: Smartlead's lead list comes in pages of 100, and the last page holds some."""
+    sdr = make_profile(smartlead_api_key=KEY, smartlead_email_account_id="3501")
+    sequence = make_sequence(creator=sdr, steps=[{"step_type": "email", "subject": "Hi"}] * 2)
+    people = [f"lead{n:03d}@acme.test" for n in range(120)]
+    enrollments = [
+        make_enrollment(sequence=sequence, contact=make_contact(email=a)) for a in people
+    ]
+    assert execute(trigger="command").pushed == 120
+    sequence.refresh_from_db()
+    replied, bounced = people[3:6] + people[101:103], people[10:11] + people[115:117]
+    for address in replied:
+        sandbox.lead_replied(KEY, sequence.campaign, address, "Interested")
+    for address in bounced:
+        sandbox.lead_bounced(KEY, sequence.campaign, address)
+
+    run = reconcile(trigger="command")
+
+    assert run.repaired == {"EMAIL_REPLY": 5, "EMAIL_BOUNCE": 3}, run.errors
+    statuses = {a: status(e) for a, e in zip(people, enrollments, strict=True)}
+    assert {a for a, s in statuses.items() if s == "replied"} == set(replied)
+    assert {a for a, s in statuses.items() if s == "bounced"} == set(bounced)
+    assert (
+        sandbox.request_count(KEY, route="GET /campaigns/{campaign_id}/leads") == 5
+    )  # 3 filtered, all in 2
+
+
 def test_a_webhook_that_came_first_makes_the_reconciled_event_a_duplicate(sandbox, pushed, client):
     campaign, enrollments = pushed
     stats = sandbox.lead_replied(KEY, campaign, "ann@acme.test", "Interested")
