@@ -84,23 +84,14 @@ def reconcile(
             )
             waiting -= len(campaigns)
             continue
-        sent = run.smartlead_requests
         # The client's deadline is on the same clock: a wait in its limiter or a retry that
         # would pass it raises instead (the campaign's error), so the pass ends on time.
         with SmartleadClient(credentials.api_key, deadline=deadline) as client:
             for record in campaigns:
                 if limits.clock() >= deadline:
                     break
-                try:
-                    stored += repair(run, client, record, since)
-                    CampaignProvisioning.objects.filter(pk=record.pk).update(
-                        reconciled_at=timezone.now()
-                    )
-                except SmartleadError as exc:
-                    run.errors.append(logs.redact(f"Campaign {record.campaign_id}: {exc}"))
-                run.campaigns += 1
+                stored += read(run, client, record, since)
                 waiting -= 1
-                run.smartlead_requests = sent + client.requests_sent
                 if progress is not None:
                     progress(run.campaigns, total, len(stored))
     if waiting:
@@ -140,6 +131,22 @@ def campaigns_to_read(
     for record in records:
         by_sdr[record.sequence.created_by_id].append(record)
     return by_sdr
+
+
+def read(
+    run: ReconcileRun, client: SmartleadClient, record: CampaignProvisioning, since: Any
+) -> list[int]:
+    """One campaign read and counted on the run; the ids of the events it stored."""
+    before = client.requests_sent
+    stored: list[int] = []
+    try:
+        stored = repair(run, client, record, since)
+        CampaignProvisioning.objects.filter(pk=record.pk).update(reconciled_at=timezone.now())
+    except SmartleadError as exc:
+        run.errors.append(logs.redact(f"Campaign {record.campaign_id}: {exc}"))
+    run.campaigns += 1
+    run.smartlead_requests += client.requests_sent - before
+    return stored
 
 
 def repair(
