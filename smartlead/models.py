@@ -246,7 +246,9 @@ class ReconcileRun(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     campaigns = models.PositiveIntegerField(default=0, help_text="Campaigns read.")
-    smartlead_requests = models.PositiveIntegerField(default=0)
+    smartlead_requests = models.PositiveIntegerField(
+        default=0, help_text="HTTP requests sent to Smartlead, every page and retry counted."
+    )
     repaired = models.JSONField(
         default=dict,
         blank=True,
