@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from outboundhq.schedules import every
 from sequences.executor import as_dict, execute
 from sequences.models import RunTrigger
 
@@ -20,14 +21,4 @@ def run_scheduled() -> dict[str, Any]:
 
 def ensure_schedule(**kwargs: Any) -> None:
     """Creates or updates the one schedule (post_migrate), never a second copy."""
-    from django_q.models import Schedule
-
-    Schedule.objects.update_or_create(
-        name=SCHEDULE_NAME,
-        defaults={
-            "func": SCHEDULE_FUNC,
-            "schedule_type": Schedule.MINUTES,
-            "minutes": EVERY_MINUTES,
-            "repeats": -1,
-        },
-    )
+    every(SCHEDULE_NAME, SCHEDULE_FUNC, EVERY_MINUTES)

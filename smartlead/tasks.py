@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from outboundhq.schedules import every
+
 SCHEDULE_NAME = "reconcile-smartlead"
 SCHEDULE_FUNC = "smartlead.tasks.run_scheduled"
 EVERY_MINUTES = 60
@@ -23,14 +25,5 @@ def run_scheduled() -> dict[str, Any]:
 
 
 def ensure_schedule(**kwargs: Any) -> None:
-    from django_q.models import Schedule
-
-    Schedule.objects.update_or_create(
-        name=SCHEDULE_NAME,
-        defaults={
-            "func": SCHEDULE_FUNC,
-            "schedule_type": Schedule.MINUTES,
-            "minutes": EVERY_MINUTES,
-            "repeats": -1,
-        },
-    )
+    """Creates or updates the one schedule (post_migrate), never a second copy."""
+    every(SCHEDULE_NAME, SCHEDULE_FUNC, EVERY_MINUTES)
