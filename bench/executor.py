@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import keys, versions  # noqa: E402
-from smartlead.client import SmartleadClient  # noqa: E402
+from smartlead.api import SmartleadClient  # noqa: E402
 from smartlead.sandbox import SandboxServer  # noqa: E402
 
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")

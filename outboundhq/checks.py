@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Tags, register, run_checks
 
-from smartlead.client import MAX_LEADS_PER_REQUEST
+from smartlead.api import MAX_LEADS_PER_REQUEST
 
 
 @register(Tags.compatibility, deploy=False)

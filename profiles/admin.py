@@ -17,7 +17,7 @@ from outboundhq.links import changelist, links
 from profiles.forms import EmailAccountForm, SmartleadKeyForm
 from profiles.models import SQL_STATUSES, Profile, SmartleadStatus, refusal_status
 from profiles.serializers import smartlead_failure
-from smartlead.client import SmartleadError
+from smartlead.api import SmartleadError
 
 # The action checks profiles one after another: stop well inside gunicorn's 60 s timeout.
 VERIFY_SECONDS = 40.0

@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 
 from profiles.serializers import api_key_problem
-from smartlead.client import EmailAccount
+from smartlead.api import EmailAccount
 
 
 class SmartleadKeyForm(forms.Form):

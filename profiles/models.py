@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from outboundhq.logs import mask
 from profiles import crypto
-from smartlead.client import (
+from smartlead.api import (
     EmailAccount,
     InvalidApiKey,
     NoApiAccess,

@@ -14,8 +14,8 @@ from rest_framework import exceptions, serializers
 from rest_framework.parsers import JSONParser
 
 from profiles.models import CredentialCheck, Profile, SmartleadStatus
-from smartlead.client import EmailAccount, InvalidApiKey, NoApiAccess, NotFound, SmartleadError
-from smartlead.client import ValidationFailed as SmartleadValidationFailed
+from smartlead.api import EmailAccount, InvalidApiKey, NoApiAccess, NotFound, SmartleadError
+from smartlead.api import ValidationFailed as SmartleadValidationFailed
 
 MAX_BODY_BYTES = 64 * 1024
 

@@ -24,7 +24,7 @@ from profiles.serializers import (
     unreadable_key,
     validated,
 )
-from smartlead.client import SmartleadError
+from smartlead.api import SmartleadError
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 502: ErrorSerializer}
 

@@ -63,7 +63,7 @@ from sequences.provisioning import (
 )
 from sequences.steps import Steps
 from sequences.work import Tally
-from smartlead.client import Session, SmartleadClient, SmartleadError, new_session
+from smartlead.api import Session, SmartleadClient, SmartleadError, new_session
 
 log = logging.getLogger(__name__)
 

@@ -38,8 +38,7 @@ from sequences.models import (
     StepType,
     lease_length,
 )
-from smartlead import events, tokens
-from smartlead.client import NotFound, SequenceStepSpec, SmartleadClient
+from smartlead.api import NotFound, SequenceStepSpec, SmartleadClient, events, tokens
 
 log = logging.getLogger(__name__)
 

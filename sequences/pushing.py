@@ -48,7 +48,7 @@ from sequences.steps import (
     decide,
 )
 from sequences.work import Answer, InFlight, Sender, SequenceWork, Tally, start_sending
-from smartlead.client import AddLeadsResult, ValidationFailed
+from smartlead.api import AddLeadsResult, ValidationFailed
 
 __all__ = ["Sender", "SequenceWork", "Tally", "send_sequence", "settle_last"]
 NONE: frozenset[str] = frozenset()  # no engagement signals

@@ -23,10 +23,13 @@ from sequences.models import Enrollment, EnrollmentStatus, Push, PushState
 from sequences.provisioning import campaign_gone, needs_attention
 from sequences.steps import Claimed
 from sequences.work import Answer, SequenceWork, ask, start_sending
-from smartlead.add_leads import IN_CAMPAIGN, REASONS, LeadOutcome, LeadVerdict
-from smartlead.client import (
+from smartlead.api import (
+    IN_CAMPAIGN,
+    REASONS,
     AddLeadsResult,
     FoundLead,
+    LeadOutcome,
+    LeadVerdict,
     NotFound,
     SmartleadError,
     ValidationFailed,

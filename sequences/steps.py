@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sequences.models import EngagementType, Enrollment, SequenceStep, StepType
-from smartlead.client import Lead
+from smartlead.api import Lead
 
 # Smartlead validates addresses itself and reports the ones it rejects; this catches what people
 # mistype (no @, spaces, no domain) without Django's IDN-aware validator, whose regex costs more

@@ -25,7 +25,7 @@ from outboundhq import logs
 from profiles.models import Profile, SmartleadCredentials, interactive_client
 from sequences import outbox
 from sequences.models import CampaignProvisioning, Sequence, SyncChange, SyncState
-from smartlead.client import NotFound, SmartleadClient, SmartleadError, ValidationFailed
+from smartlead.api import NotFound, SmartleadClient, SmartleadError, ValidationFailed
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from sequences.provisioning import (
     provision,
     unsupported_reason,
 )
-from smartlead.client import NotFound, SmartleadError
+from smartlead.api import NotFound, SmartleadError
 
 SequenceState = inline_serializer(
     "SequenceState",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sequences.models import ExecutorRun
 from sequences.steps import Claimed, Move, Steps
-from smartlead.client import AddLeadsResult, SmartleadClient, SmartleadError
+from smartlead.api import AddLeadsResult, SmartleadClient, SmartleadError
 
 if TYPE_CHECKING:
     from sequences.executor import Run, Sdr

@@ -8,7 +8,8 @@ from django.utils.safestring import SafeString
 
 from outboundhq.links import changelist, links
 from sequences.admin import ReadOnlyAdmin
-from smartlead import applying, tokens, webhooks
+from smartlead import applying, webhooks
+from smartlead.api import tokens
 from smartlead.models import IDENTITY_FIELDS, ReconcileRun, WebhookEvent
 
 

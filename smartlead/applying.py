@@ -31,7 +31,8 @@ from sequences.models import (
     Enrollment,
     EnrollmentStatus,
 )
-from smartlead import events, notices
+from smartlead import notices
+from smartlead.api import events
 from smartlead.models import Outcome, WebhookEvent, WebhookEventQuerySet
 from smartlead.webhooks import clean, metadata, sender_originated
 

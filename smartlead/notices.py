@@ -18,7 +18,7 @@ from uuid import UUID
 
 from profiles.models import CredentialCheck, Profile, SmartleadStatus
 from sequences.models import CampaignProvisioning, ProvisioningState, Sequence
-from smartlead import events
+from smartlead.api import events
 from smartlead.models import Outcome, WebhookEvent
 from smartlead.webhooks import campaign_id_of, clean
 

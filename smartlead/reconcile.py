@@ -42,8 +42,15 @@ from sequences.models import (
     SequenceStatus,
     StepType,
 )
-from smartlead import applying, events, limits, webhooks
-from smartlead.client import CampaignLead, HistoryMessage, SmartleadClient, SmartleadError
+from smartlead import applying, webhooks
+from smartlead.api import (
+    CampaignLead,
+    HistoryMessage,
+    SmartleadClient,
+    SmartleadError,
+    events,
+    limits,
+)
 from smartlead.models import ReconcileRun, WebhookEvent
 
 log = logging.getLogger(__name__)

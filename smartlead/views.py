@@ -21,7 +21,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from outboundhq.db import once_more_if_disconnected
-from smartlead import applier, tokens, webhooks
+from smartlead import applier, webhooks
+from smartlead.api import tokens
 from smartlead.models import REJECTED_KEPT_PER_SOURCE, Outcome, WebhookEvent
 from smartlead.webhooks import MAX_BODY_BYTES, Rejected
 

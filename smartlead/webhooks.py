@@ -22,7 +22,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from smartlead import events
+from smartlead.api import events
 from smartlead.models import IDENTITY_FIELDS, WebhookEvent
 
 log = logging.getLogger(__name__)

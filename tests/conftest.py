@@ -108,7 +108,7 @@ def _no_hosted_rows_left(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _fresh_smartlead_limiters() -> None:
     """The client's per-key limiter is process-wide: start each test with no request history."""
-    from smartlead.client import reset_rate_limiters
+    from smartlead.api import reset_rate_limiters
 
     reset_rate_limiters()
 
@@ -116,7 +116,7 @@ def _fresh_smartlead_limiters() -> None:
 @pytest.fixture
 def smartlead_clock(monkeypatch: pytest.MonkeyPatch) -> FakeSmartleadClock:
     """The client's clock, sleep and jitter, faked: retries and limiter waits cost no real time."""
-    from smartlead import limits
+    from smartlead.api import limits
 
     clock = FakeSmartleadClock()
     monkeypatch.setattr(limits, "_clock", clock.monotonic)
@@ -127,7 +127,7 @@ def smartlead_clock(monkeypatch: pytest.MonkeyPatch) -> FakeSmartleadClock:
 
 @pytest.fixture
 def smartlead_sandbox(settings):  # noqa: ANN001, ANN201 - pytest-django's fixture; a generator
-    """The sandbox serving smartlead/sandbox_demo.json, with SMARTLEAD_BASE_URL pointing at it."""
+    """The sandbox serving smartlead/sandbox/demo.json, with SMARTLEAD_BASE_URL pointing at it."""
     from smartlead.sandbox import SandboxServer, load_accounts
 
     with SandboxServer(load_accounts()) as sandbox:

@@ -13,8 +13,8 @@ from sequences.admin import CampaignProvisioningAdmin
 from sequences.executor import execute
 from sequences.models import CampaignProvisioning, Enrollment, ProvisioningState, Push, Sequence
 from sequences.provisioning import provision
-from smartlead import client as smartlead_client
-from smartlead.client import SmartleadClient, ValidationFailed
+from smartlead import api as smartlead_client
+from smartlead.api import SmartleadClient, ValidationFailed
 from smartlead.sandbox import SandboxServer
 from tests import test_connect_api as connect_api
 from tests.factories import make_contact, make_enrollment, make_profile, make_sequence

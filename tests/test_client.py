@@ -18,24 +18,24 @@ import pytest
 import requests
 import responses
 
-from smartlead import client as client_module
-from smartlead import errors as errors_module
-from smartlead import limits as limits_module
-from smartlead import transport
-from smartlead.client import (
+from smartlead import api as client_module
+from smartlead.api import (
     InvalidApiKey,
     Lead,
     NoApiAccess,
     NotFound,
     RateLimited,
-    RateLimiter,
     SequenceStepSpec,
     SmartleadClient,
     SmartleadError,
     TransientError,
     ValidationFailed,
     Webhook,
+    transport,
 )
+from smartlead.api import errors as errors_module
+from smartlead.api import limits as limits_module
+from smartlead.api.limits import RateLimiter
 
 KEY = "sl-unit-test-key-5f0c1e9a7b3d"
 OTHER_KEY = "sl-unit-test-key-other-84c2aa"

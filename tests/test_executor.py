@@ -31,9 +31,9 @@ from sequences.models import (
     StepRecord,
 )
 from sequences.steps import Steps
-from smartlead import client as smartlead_client
-from smartlead import limits as smartlead_limits
-from smartlead import tokens
+from smartlead import api as smartlead_client
+from smartlead.api import limits as smartlead_limits
+from smartlead.api import tokens
 from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
 from tests.fake_smartlead import BASE, FakeSmartlead
 

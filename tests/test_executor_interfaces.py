@@ -16,7 +16,7 @@ from django_q.models import Schedule
 
 from sequences.models import Enrollment, ExecutorRun, Push
 from sequences.tasks import SCHEDULE_NAME, ensure_schedule, run_scheduled
-from smartlead import client as smartlead_client
+from smartlead import api as smartlead_client
 from smartlead.sandbox import SandboxServer
 from tests.factories import make_enrollment, make_profile, make_sequence
 

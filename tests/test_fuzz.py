@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from smartlead import tokens
+from smartlead.api import tokens
 from smartlead.models import WebhookEvent
 from tests.factories import make_profile, make_sequence
 from tests.fake_smartlead import BASE

@@ -9,7 +9,7 @@ import pytest
 import responses
 
 from outboundhq import logs
-from smartlead.client import SmartleadClient
+from smartlead.api import SmartleadClient
 
 WEBHOOK_SECRET = "whsec-pinned-6b5a4c3d2e1f"
 CRON_SECRET = "cron-pinned-0f1e2d3c4b5a"

@@ -34,7 +34,7 @@ from outboundhq.logs import TextFormatter, redact
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 DEMO_KEYS = [
-    a["api_key"] for a in json.loads((ROOT / "smartlead/sandbox_demo.json").read_text())["accounts"]
+    a["api_key"] for a in json.loads((ROOT / "smartlead/sandbox/demo.json").read_text())["accounts"]
 ]
 # Variables a developer's shell may carry that would change what "production" means here.
 _INHERITED_PREFIXES = ("DJANGO_", "DATABASE_", "SENTRY_", "LOG_", "RAILWAY_", "SMARTLEAD_")

@@ -13,7 +13,7 @@ from django.core.management import call_command
 from sequences.executor import execute
 from sequences.models import RunTrigger
 from sequences.tasks import run_scheduled
-from smartlead import client as smartlead_client
+from smartlead import api as smartlead_client
 from smartlead.models import Outcome, WebhookEvent
 from smartlead.sandbox import SandboxServer
 from tests.factories import make_enrollment, make_profile, make_sequence

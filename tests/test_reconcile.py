@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from sequences.executor import execute
 from sequences.models import CallTask, CampaignProvisioning, Engagement, Enrollment
-from smartlead import client as smartlead_client
+from smartlead import api as smartlead_client
 from smartlead import reconcile as reconciling
 from smartlead.models import WebhookEvent
 from smartlead.reconcile import reconcile

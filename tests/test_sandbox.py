@@ -20,7 +20,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from smartlead.client import (
+from smartlead.api import (
     InvalidApiKey,
     Lead,
     NoApiAccess,

@@ -7,8 +7,8 @@ import pytest
 
 from sequences.executor import execute
 from sequences.models import Enrollment, Push, StepRecord
-from smartlead import client as smartlead_client
-from smartlead.client import Lead, SmartleadClient
+from smartlead import api as smartlead_client
+from smartlead.api import Lead, SmartleadClient
 from smartlead.sandbox import SandboxServer
 from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
 

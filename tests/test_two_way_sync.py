@@ -24,8 +24,8 @@ from sequences.models import (
     SyncChange,
 )
 from sequences.provisioning import provision
-from smartlead import client as smartlead_client
-from smartlead.client import SmartleadClient
+from smartlead import api as smartlead_client
+from smartlead.api import SmartleadClient
 from smartlead.sandbox import SandboxServer
 from tests import test_connect_api as connect_api
 from tests.factories import make_contact, make_enrollment, make_profile, make_sequence

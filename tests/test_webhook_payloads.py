@@ -11,7 +11,7 @@ import pytest
 from profiles.models import Profile, SmartleadStatus
 from sequences.explain import explain
 from sequences.models import CampaignProvisioning, Engagement, EngagementType, EnrollmentStatus
-from smartlead import events
+from smartlead.api import events
 from smartlead.models import Outcome
 from tests.factories import make_profile, make_sequence
 from tests.test_webhooks import CAMPAIGN, configure, fixture, make_lead, post

@@ -15,8 +15,7 @@ from django.urls import reverse
 
 from profiles.models import Profile
 from sequences.models import CampaignProvisioning, ProvisioningState, Sequence
-from smartlead import tokens
-from smartlead.client import SmartleadClient
+from smartlead.api import SmartleadClient, tokens
 from smartlead.models import Outcome, WebhookEvent
 from tests.factories import make_profile, make_sequence
 from tests.test_webhooks import LEAD_EMAIL, SMARTLEAD_SECRET_KEY, URL, fixture, make_lead
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.django_db
 SECRET = "whsec-current-5e1f0a9b8c7d"
 OLD_SECRET = "whsec-previous-3a2b1c0d9e8f"
 PUBLIC = "https://api.outboundhq.test"
-ALICE = "sandbox-key-alice-7f3a9c2e5b1d"  # smartlead/sandbox_demo.json
+ALICE = "sandbox-key-alice-7f3a9c2e5b1d"  # smartlead/sandbox/demo.json
 BRUNO = "sandbox-key-bruno-4d8e6f1a2c3b"
 
 

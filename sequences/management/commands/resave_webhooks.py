@@ -17,7 +17,7 @@ from outboundhq.logs import redact
 from profiles.models import Profile
 from sequences.models import ProvisioningState, Sequence
 from sequences.provisioning import ensure_webhook, receiver_url
-from smartlead.client import SmartleadClient, SmartleadError
+from smartlead.api import SmartleadClient, SmartleadError
 
 
 @dataclass

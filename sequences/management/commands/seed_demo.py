@@ -1,7 +1,7 @@
 """Seed a small demo: SDRs with and without Smartlead credentials, sequences, contacts, enrollments.
 
 Idempotent: fixed ids, so running it twice changes nothing. The keys are the sandbox's demo keys
-(smartlead/sandbox_demo.json); they are worthless against the real Smartlead.
+(smartlead/sandbox/demo.json); they are worthless against the real Smartlead.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from django.utils import timezone
 from profiles.models import Profile
 from sequences.models import Contact, Enrollment, Sequence, SequenceStep
 
-DEMO_ACCOUNTS = Path(__file__).resolve().parents[3] / "smartlead" / "sandbox_demo.json"
+DEMO_ACCOUNTS = Path(__file__).resolve().parents[3] / "smartlead" / "sandbox" / "demo.json"
 NAMESPACE = uuid.UUID("6f1c1a52-3b7e-4c1e-9a55-2c3f3f0d0a11")
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import Q
 
-from smartlead import tokens, webhooks
+from smartlead import webhooks
+from smartlead.api import tokens
 from smartlead.models import WebhookEvent
 
 # Only bodies that can hold a secret are read at all.

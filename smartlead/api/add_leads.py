@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from smartlead.results import _bool, _int
+from smartlead.api.results import as_bool, as_int
 
 # The live add-leads reply's counters (shared smartlead-api.md §5); the ledger keeps them as sent.
 COUNT_KEYS = (
@@ -182,7 +182,7 @@ class AddLeadsResult:
 
 
 def _stopped(result: AddLeadsResult) -> int:
-    stopped = _int(result.counts.get("lead_import_stopped_count")) or 0
+    stopped = as_int(result.counts.get("lead_import_stopped_count")) or 0
     # Exhausted without a count of what it stopped: the quota's victims are not countable.
     return stopped if stopped or not result.lead_limit_exhausted else 10**9
 
@@ -197,7 +197,7 @@ def _emails(values: Any) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _add_leads_result(body: dict, submitted: int) -> AddLeadsResult:
+def add_leads_result_from(body: dict, submitted: int) -> AddLeadsResult:
     counters = {key: body[key] for key in COUNT_KEYS if key in body}
     unknown = tuple(
         key
@@ -206,26 +206,26 @@ def _add_leads_result(body: dict, submitted: int) -> AddLeadsResult:
         and key not in COUNT_KEYS
         and isinstance(value, int | str)
         and not isinstance(value, bool)
-        and (_int(value) or 0) > 0
+        and (as_int(value) or 0) > 0
     )
     unsubscribed = body.get("unsubscribed_leads")
     message = body.get("error") or body.get("message")
     return AddLeadsResult(
         submitted=submitted,
         # total_leads is what the live API reports as newly added; upload_count is what it read.
-        added=_int(body.get("total_leads")) or 0,
-        already_in_campaign=_int(body.get("already_added_to_campaign")) or 0,
-        duplicates=_int(body.get("duplicate_count")) or 0,
-        invalid_count=_int(body.get("invalid_email_count")) or 0,
+        added=as_int(body.get("total_leads")) or 0,
+        already_in_campaign=as_int(body.get("already_added_to_campaign")) or 0,
+        duplicates=as_int(body.get("duplicate_count")) or 0,
+        invalid_count=as_int(body.get("invalid_email_count")) or 0,
         invalid_emails=_emails(body.get("invalid_emails")),
-        blocked=_int(body.get("block_count")) or 0,
+        blocked=as_int(body.get("block_count")) or 0,
         unsubscribed=_emails(unsubscribed),
-        lead_limit_exhausted=_bool(body.get("is_lead_limit_exhausted")),
+        lead_limit_exhausted=as_bool(body.get("is_lead_limit_exhausted")),
         counts=counters,
-        bounced=_int(body.get("bounce_count")) or 0,
-        in_other_campaigns=_int(body.get("skipped_in_other_campaign_count")) or 0,
+        bounced=as_int(body.get("bounce_count")) or 0,
+        in_other_campaigns=as_int(body.get("skipped_in_other_campaign_count")) or 0,
         unsubscribed_count=(
-            len(unsubscribed) if isinstance(unsubscribed, list) else _int(unsubscribed) or 0
+            len(unsubscribed) if isinstance(unsubscribed, list) else as_int(unsubscribed) or 0
         ),
         lead_map=_lead_map(body.get("emailToLeadIdMap")),
         unknown_counters=unknown,
@@ -247,5 +247,5 @@ def _lead_map(value: Any) -> dict[str, tuple[LeadOutcome, int | None]]:
         leads = value.get(bucket)
         for address, lead_id in leads.items() if isinstance(leads, dict) else ():
             if isinstance(address, str):
-                found[address.strip().lower()] = (outcome, _int(lead_id))
+                found[address.strip().lower()] = (outcome, as_int(lead_id))
     return found

@@ -6,7 +6,7 @@ In process (tests, benchmarks):
         client = SmartleadClient(key, base_url=sandbox.base_url)
 
 From a shell: `manage.py smartlead_sandbox` (refused unless DEBUG). The server core is the
-standard library only; the rules of each route live in smartlead/sandbox_state.py.
+standard library only; the rules of each route live in state.py beside it.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from smartlead.sandbox_data import ODD_REPLIES, ApiError, build_account, joi, snapshot
-from smartlead.sandbox_state import SandboxState
+from smartlead.sandbox.data import ODD_REPLIES, ApiError, build_account, joi, snapshot
+from smartlead.sandbox.state import SandboxState
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "/api/v1"
-DEMO_ACCOUNTS_FILE = Path(__file__).with_name("sandbox_demo.json")
+DEMO_ACCOUNTS_FILE = Path(__file__).with_name("demo.json")
 FAULT_STATUSES = (500, 502, 503)
 
 
@@ -89,7 +89,7 @@ def _match(method: str, path: str) -> tuple[Route | None, dict[str, str]]:
 
 
 def load_accounts(path: str | Path = DEMO_ACCOUNTS_FILE) -> list[dict]:
-    """Accounts from a JSON file shaped like smartlead/sandbox_demo.json (or a bare list)."""
+    """Accounts from a JSON file shaped like smartlead/sandbox/demo.json (or a bare list)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     accounts = data.get("accounts") if isinstance(data, dict) else data
     if not isinstance(accounts, list):
@@ -196,7 +196,7 @@ class SandboxServer:
         self.state.accounts[api_key].bounced.update(a.strip().lower() for a in addresses)
 
     def answer_add_leads_with(self, api_key: str, shape: str) -> None:
-        """ "live", or one of sandbox_data.ODD_REPLIES: replies that prove nothing per lead."""
+        """ "live", or one of data.ODD_REPLIES: replies that prove nothing per lead."""
         if shape != "live" and shape not in ODD_REPLIES:
             raise ValueError(f"Unknown reply shape {shape!r}")
         self.state.accounts[api_key].add_leads_reply = shape

@@ -18,8 +18,8 @@ import requests.adapters
 from django.conf import settings
 
 from outboundhq.logs import RedactSecretsFilter, register_secret
-from smartlead import limits
-from smartlead.errors import (
+from smartlead.api import limits
+from smartlead.api.errors import (
     RateLimited,
     SmartleadError,
     TransientError,
@@ -27,7 +27,7 @@ from smartlead.errors import (
     refused_in_body,
     status_error,
 )
-from smartlead.limits import limiter_for
+from smartlead.api.limits import limiter_for
 
 # One logger for the whole seam (its name is what operators filter on and what is redacted).
 LOGGER_NAME = "smartlead.client"
@@ -136,7 +136,7 @@ class Transport:
         answer = self._call(
             "POST", path, body=body, what=f"campaign {campaign_id}", repeatable=repeatable
         )
-        _check_reply(answer, "POST", path)
+        check_reply(answer, "POST", path)
 
     def _call(
         self,
@@ -232,7 +232,7 @@ class Transport:
         return delay
 
 
-def _check_reply(answer: Any, method: str, path: str) -> None:
+def check_reply(answer: Any, method: str, path: str) -> None:
     """A write is done only if the reply says so: Smartlead answers some refusals with 200."""
     refusal = refused_in_body(answer, method, path)
     if refusal is not None:

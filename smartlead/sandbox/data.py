@@ -1,6 +1,6 @@
 """What the Smartlead sandbox stores, how it checks request bodies and how it renders replies.
 
-Plain data and pure functions for the route handlers in sandbox_state.py: each follows the
+Plain data and pure functions for the route handlers in state.py: each follows the
 integrators' live findings in the shared smartlead-api.md, not Smartlead's doc examples.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from smartlead.events import KNOWN as KNOWN_EVENTS
+from smartlead.api.events import KNOWN as KNOWN_EVENTS
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 HOUR = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -125,7 +125,7 @@ def _mailbox(raw: dict, mailbox_id: int) -> dict:
 
 
 def build_account(raw: dict, mailbox_ids: Iterable[int]) -> Account:
-    """An Account from the JSON file's shape (see smartlead/sandbox_demo.json)."""
+    """An Account from the JSON file's shape (see smartlead/sandbox/demo.json)."""
     ids = iter(mailbox_ids)
     boxes = [
         _mailbox(box, int(box.get("id") or next(ids))) for box in raw.get("email_accounts", [])

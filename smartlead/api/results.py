@@ -94,7 +94,7 @@ class Webhook:
 
 
 # --- Defensive parsing -------------------------------------------------------------------
-def _int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     """Smartlead sends some numbers as strings ("42"); anything unparsable becomes None."""
     if type(value) is int:  # the usual case, first: this runs for every lead id in a reply
         return value
@@ -106,24 +106,24 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _str(value: Any) -> str | None:
+def as_str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _bool(value: Any) -> bool:
+def as_bool(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes")
     return bool(value)
 
 
-def _rows(payload: Any) -> list[dict]:
+def rows_of(payload: Any) -> list[dict]:
     """A list of objects, whether bare or wrapped as {data: [...]}."""
     if isinstance(payload, dict) and isinstance(payload.get("data"), list):
         payload = payload["data"]
     return [row for row in payload if isinstance(row, dict)] if isinstance(payload, list) else []
 
 
-def _object(payload: Any) -> dict:
+def object_of(payload: Any) -> dict:
     """One object, whether bare, wrapped as {data: {...}} or as a one-element array."""
     if isinstance(payload, list):
         payload = payload[0] if payload else {}
@@ -132,54 +132,54 @@ def _object(payload: Any) -> dict:
     return payload if isinstance(payload, dict) else {}
 
 
-def _email_account(row: dict) -> EmailAccount | None:
+def email_account_from(row: dict) -> EmailAccount | None:
     """Keeps only the fields the product uses: passwords and SMTP/IMAP details stop here."""
-    account_id = _int(row.get("id"))
+    account_id = as_int(row.get("id"))
     if account_id is None:
         return None
     warmup = row.get("warmup_details") if isinstance(row.get("warmup_details"), dict) else {}
     return EmailAccount(
         id=account_id,
-        from_email=_str(row.get("from_email")) or "",
-        from_name=_str(row.get("from_name")) or "",
-        type=(_str(row.get("type")) or "").upper(),
-        smtp_ok=_bool(row.get("is_smtp_success")),
-        imap_ok=_bool(row.get("is_imap_success")),
-        daily_limit=_int(row.get("message_per_day")),
-        warmup_status=_str(warmup.get("status")) or _str(row.get("warmup_status")),
+        from_email=as_str(row.get("from_email")) or "",
+        from_name=as_str(row.get("from_name")) or "",
+        type=(as_str(row.get("type")) or "").upper(),
+        smtp_ok=as_bool(row.get("is_smtp_success")),
+        imap_ok=as_bool(row.get("is_imap_success")),
+        daily_limit=as_int(row.get("message_per_day")),
+        warmup_status=as_str(warmup.get("status")) or as_str(row.get("warmup_status")),
     )
 
 
-def _campaign(row: dict, default_name: str = "", default_status: str | None = None) -> Campaign:
+def campaign_from(row: dict, default_name: str = "", default_status: str | None = None) -> Campaign:
     return Campaign(
-        id=_int(row.get("id")) or 0,
-        name=_str(row.get("name")) or default_name,
-        status=_str(row.get("status")) or default_status,
+        id=as_int(row.get("id")) or 0,
+        name=as_str(row.get("name")) or default_name,
+        status=as_str(row.get("status")) or default_status,
     )
 
 
-def _webhook(row: dict) -> Webhook:
+def webhook_from(row: dict) -> Webhook:
     events = row.get("event_types")
     if not isinstance(events, list) and isinstance(row.get("event_type_map"), dict):
         events = [name for name, on in row["event_type_map"].items() if on]
     return Webhook(
-        id=_int(row.get("id")) or 0,
-        name=_str(row.get("name")) or "",
-        webhook_url=_str(row.get("webhook_url")) or "",
+        id=as_int(row.get("id")) or 0,
+        name=as_str(row.get("name")) or "",
+        webhook_url=as_str(row.get("webhook_url")) or "",
         event_types=tuple(e for e in events or () if isinstance(e, str)),
     )
 
 
-def _found_lead(body: dict) -> FoundLead | None:
-    lead_id = _int(body.get("id"))
+def found_lead_from(body: dict) -> FoundLead | None:
+    lead_id = as_int(body.get("id"))
     if lead_id is None:
         return None
     campaigns = body.get("lead_campaign_data")
-    campaign_ids = (_int(row.get("campaign_id")) for row in _rows(campaigns))
+    campaign_ids = (as_int(row.get("campaign_id")) for row in rows_of(campaigns))
     return FoundLead(
         id=lead_id,
-        email=_str(body.get("email")) or "",
-        is_unsubscribed=_bool(body.get("is_unsubscribed")),
+        email=as_str(body.get("email")) or "",
+        is_unsubscribed=as_bool(body.get("is_unsubscribed")),
         campaign_ids=tuple(cid for cid in campaign_ids if cid is not None),
     )
 
@@ -207,25 +207,25 @@ class HistoryMessage:
     sequence_number: int | None = None
 
 
-def _campaign_lead(row: dict) -> CampaignLead | None:
+def campaign_lead_from(row: dict) -> CampaignLead | None:
     lead = row.get("lead") if isinstance(row.get("lead"), dict) else {}
-    lead_id = _int(lead.get("id"))  # the nested lead id, not campaign_lead_map_id
-    email = _str(lead.get("email"))
+    lead_id = as_int(lead.get("id"))  # the nested lead id, not campaign_lead_map_id
+    email = as_str(lead.get("email"))
     if lead_id is None or not email:
         return None
-    status = _str(row.get("status")) or _str(row.get("lead_status")) or ""
+    status = as_str(row.get("status")) or as_str(row.get("lead_status")) or ""
     return CampaignLead(
-        lead_id, email.strip().lower(), status.upper(), _bool(lead.get("is_unsubscribed"))
+        lead_id, email.strip().lower(), status.upper(), as_bool(lead.get("is_unsubscribed"))
     )
 
 
-def _history_message(row: dict) -> HistoryMessage:
+def history_message_from(row: dict) -> HistoryMessage:
     return HistoryMessage(
-        type=(_str(row.get("type")) or "").upper(),
-        stats_id=_str(row.get("stats_id")) or "",
-        message_id=_str(row.get("message_id")) or "",
-        subject=_str(row.get("subject")) or "",
-        body=_str(row.get("email_body")) or "",
-        time=_str(row.get("time")) or "",
-        sequence_number=_int(row.get("seq_number") or row.get("sequence_number")),
+        type=(as_str(row.get("type")) or "").upper(),
+        stats_id=as_str(row.get("stats_id")) or "",
+        message_id=as_str(row.get("message_id")) or "",
+        subject=as_str(row.get("subject")) or "",
+        body=as_str(row.get("email_body")) or "",
+        time=as_str(row.get("time")) or "",
+        sequence_number=as_int(row.get("seq_number") or row.get("sequence_number")),
     )

@@ -1,5 +1,5 @@
 """The one HTTP seam to Smartlead: one method per call, typed results and typed errors; how a
-call travels (timeouts, retries, the per-key limiter) is smartlead/transport.py.
+call travels (timeouts, retries, the per-key limiter) is transport.py beside it.
 
 Nothing else in the project talks to Smartlead. Facts about the live API (bare arrays, numbers as
 strings, several error body shapes, a flat schedule body) come from docs/smartlead-api.md in the
@@ -12,23 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from outboundhq.logs import mask
-from smartlead.add_leads import (  # noqa: F401 - part of the client's API
-    AddLeadsResult,
-    LeadOutcome,
-    LeadVerdict,
-    _add_leads_result,
-)
-from smartlead.errors import (  # noqa: F401 - the errors are part of the client's API
-    InvalidApiKey,
-    NoApiAccess,
-    NotFound,
-    RateLimited,
-    SmartleadError,
-    TransientError,
-    ValidationFailed,
-)
-from smartlead.limits import RateLimiter, limiter_for, reset_rate_limiters  # noqa: F401
-from smartlead.results import (  # noqa: F401 - the results are part of the client's API
+from smartlead.api.add_leads import AddLeadsResult, add_leads_result_from
+from smartlead.api.errors import NotFound, SmartleadError
+from smartlead.api.results import (
     Campaign,
     CampaignLead,
     EmailAccount,
@@ -37,24 +23,17 @@ from smartlead.results import (  # noqa: F401 - the results are part of the clie
     Lead,
     SequenceStepSpec,
     Webhook,
-    _campaign,
-    _campaign_lead,
-    _email_account,
-    _found_lead,
-    _history_message,
-    _int,
-    _object,
-    _rows,
-    _webhook,
+    as_int,
+    campaign_from,
+    campaign_lead_from,
+    email_account_from,
+    found_lead_from,
+    history_message_from,
+    object_of,
+    rows_of,
+    webhook_from,
 )
-from smartlead.transport import (  # noqa: F401 - part of the client's API
-    MAX_LEADS_PER_REQUEST,
-    USER_AGENT,
-    Session,
-    Transport,
-    _check_reply,
-    new_session,
-)
+from smartlead.api.transport import Transport, check_reply
 
 PAGE_SIZE = 100  # /email-accounts/ answers 422 above this
 MAX_PAGES = 1000
@@ -83,16 +62,18 @@ class SmartleadClient(Transport):
         # The page cap guards against a server that ignores `offset` and repeats a full page.
         for offset in range(0, MAX_PAGES * PAGE_SIZE, PAGE_SIZE):
             page = {"offset": offset, "limit": PAGE_SIZE}
-            rows = _rows(self._call("GET", "/email-accounts/", params=page, what="email accounts"))
-            accounts.extend(a for a in map(_email_account, rows) if a is not None)
+            rows = rows_of(
+                self._call("GET", "/email-accounts/", params=page, what="email accounts")
+            )
+            accounts.extend(a for a in map(email_account_from, rows) if a is not None)
             if len(rows) < PAGE_SIZE:
                 break
         return accounts
 
     def get_email_account(self, account_id: int) -> EmailAccount:
         what = f"email account {account_id}"
-        account = _email_account(
-            _object(self._call("GET", f"/email-accounts/{account_id}/", what=what))
+        account = email_account_from(
+            object_of(self._call("GET", f"/email-accounts/{account_id}/", what=what))
         )
         if account is None:
             raise NotFound(f"Smartlead has no {what} for this API key.", status=200)
@@ -100,30 +81,30 @@ class SmartleadClient(Transport):
 
     # --- Campaigns ---
     def create_campaign(self, name: str) -> Campaign:
-        body = _object(
+        body = object_of(
             self._call(
                 "POST", "/campaigns/create", body={"name": name}, what="campaign", repeatable=False
             )
         )
-        if _int(body.get("id")) is None:
+        if as_int(body.get("id")) is None:
             raise SmartleadError(
                 "Smartlead answered the campaign creation without a campaign id; look for a "
                 f"campaign named {name!r} in Smartlead before trying again.",
                 status=200,
                 permanent=False,
             )
-        return _campaign(body, default_name=name, default_status="DRAFTED")
+        return campaign_from(body, default_name=name, default_status="DRAFTED")
 
     def get_campaign(self, campaign_id: int) -> Campaign:
         what = f"campaign {campaign_id}"
-        body = _object(self._call("GET", f"/campaigns/{campaign_id}", what=what))
-        if _int(body.get("id")) is None:
+        body = object_of(self._call("GET", f"/campaigns/{campaign_id}", what=what))
+        if as_int(body.get("id")) is None:
             raise NotFound(f"Smartlead has no {what} for this API key.", status=200)
-        return _campaign(body)
+        return campaign_from(body)
 
     def list_campaigns(self) -> list[Campaign]:
-        rows = _rows(self._call("GET", "/campaigns/", what="campaigns"))
-        return [_campaign(row) for row in rows if _int(row.get("id")) is not None]
+        rows = rows_of(self._call("GET", "/campaigns/", what="campaigns"))
+        return [campaign_from(row) for row in rows if as_int(row.get("id")) is not None]
 
     def save_sequences(self, campaign_id: int, steps: Sequence[SequenceStepSpec]) -> None:
         if not steps:
@@ -154,7 +135,7 @@ class SmartleadClient(Transport):
         answer = self._call(
             "DELETE", path, body={"email_account_ids": ids}, what=f"campaign {campaign_id}"
         )
-        _check_reply(answer, "DELETE", path)
+        check_reply(answer, "DELETE", path)
 
     def set_schedule(
         self,
@@ -207,7 +188,7 @@ class SmartleadClient(Transport):
         if len(leads) > self.batch_size:
             raise ValueError(f"At most {self.batch_size} leads per request, got {len(leads)}.")
         if not leads:
-            return _add_leads_result({}, 0)
+            return add_leads_result_from({}, 0)
         body: dict[str, Any] = {
             "lead_list": [lead.as_payload() for lead in leads],
             "settings": {"return_lead_ids": True, **(lead_settings or {})},
@@ -216,11 +197,11 @@ class SmartleadClient(Transport):
         answer = self._call(
             "POST", f"/campaigns/{campaign_id}/leads", body=body, what=f"campaign {campaign_id}"
         )
-        return _add_leads_result(_object(answer), len(leads))
+        return add_leads_result_from(object_of(answer), len(leads))
 
     def find_lead(self, email: str) -> FoundLead | None:
         answer = self._call("GET", "/leads/", params={"email": email}, what="lead with that email")
-        return _found_lead(_object(answer))
+        return found_lead_from(object_of(answer))
 
     def campaign_leads(
         self, campaign_id: int, *, email_status: str | None = None
@@ -234,12 +215,12 @@ class SmartleadClient(Transport):
             if email_status:
                 page["emailStatus"] = email_status
             answer = self._call("GET", f"/campaigns/{campaign_id}/leads", params=page, what=what)
-            rows = _rows(answer)
-            leads.extend(lead for lead in map(_campaign_lead, rows) if lead is not None)
+            rows = rows_of(answer)
+            leads.extend(lead for lead in map(campaign_lead_from, rows) if lead is not None)
             offset += len(rows)
             # `total_leads` (a string) says where the list ends: a page shorter than asked for
             # is not the end while it says more, or every reply after it would stay unseen.
-            total = _int(answer.get("total_leads")) if isinstance(answer, dict) else None
+            total = as_int(answer.get("total_leads")) if isinstance(answer, dict) else None
             if not rows or (offset >= total if total is not None else len(rows) < PAGE_SIZE):
                 break
         return leads
@@ -249,7 +230,7 @@ class SmartleadClient(Transport):
         answer = self._call("GET", path, what=f"campaign {campaign_id}")
         if isinstance(answer, dict) and isinstance(answer.get("history"), list):
             answer = answer["history"]
-        return [_history_message(row) for row in _rows(answer)]
+        return [history_message_from(row) for row in rows_of(answer)]
 
     # Per-lead actions in one campaign. `lead_id` is Smartlead's lead id (`FoundLead.id`), not
     # the campaign-lead map id. Each answers {ok: true}; a refusal in the reply raises.
@@ -266,7 +247,7 @@ class SmartleadClient(Transport):
 
     def remove_lead(self, campaign_id: int, lead_id: int) -> None:
         path = f"/campaigns/{campaign_id}/leads/{int(lead_id)}"
-        _check_reply(self._call("DELETE", path, what=f"campaign {campaign_id}"), "DELETE", path)
+        check_reply(self._call("DELETE", path, what=f"campaign {campaign_id}"), "DELETE", path)
 
     # --- Webhooks ---
     def list_campaign_webhooks(self, campaign_id: int) -> list[Webhook]:
@@ -274,7 +255,7 @@ class SmartleadClient(Transport):
         answer = self._call("GET", f"/campaigns/{campaign_id}/webhooks", what=what)
         if isinstance(answer, dict) and "id" in answer:  # the legacy shape: one webhook, bare
             answer = [answer]
-        return [_webhook(row) for row in _rows(answer)]
+        return [webhook_from(row) for row in rows_of(answer)]
 
     def save_campaign_webhook(
         self,

@@ -14,7 +14,7 @@ import requests
 import urllib3.exceptions
 
 from outboundhq.logs import redact
-from smartlead.results import _int
+from smartlead.api.results import as_int
 
 DEFAULT_RETRY_AFTER = 2.0  # Smartlead's burst window, when a 429 names no wait
 
@@ -90,7 +90,7 @@ def retry_after(response: requests.Response, body: Any) -> float:
         except (TypeError, ValueError):
             seconds = None
     if seconds is None and isinstance(body, dict) and isinstance(body.get("error"), dict):
-        seconds = _int(body["error"].get("retry_after"))
+        seconds = as_int(body["error"].get("retry_after"))
     return max(0.0, float(seconds)) if seconds is not None else DEFAULT_RETRY_AFTER
 
 

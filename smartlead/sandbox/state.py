@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from smartlead.client import MAX_LEADS_PER_REQUEST
-from smartlead.sandbox_data import (
+from smartlead.api import MAX_LEADS_PER_REQUEST
+from smartlead.sandbox.data import (
     CAMPAIGN_SETTINGS,
     EMAIL,
     LEAD_FIELDS,
@@ -358,7 +358,7 @@ class SandboxState:
     def record(
         self, api_key: str, campaign_id: int, email: str, kind: str, step: int | None, text: str
     ) -> str:
-        """What a lead did (sandbox.py's lead_* helpers): history, flags and status; returns the
+        """What a lead did (server.py's lead_* helpers): history, flags and status; returns the
         stats_id involved (a new one for a sent email, the last sent one otherwise)."""
         account = self.accounts[api_key]
         campaign = account.campaigns[int(campaign_id)]

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from smartlead.errors import RateLimited
+from smartlead.api.errors import RateLimited
 
 BURST, BURST_WINDOW = 10, 2.0  # the legacy "10 requests every 2 s" rule, which fits every doc
 WINDOW_MARGIN = 0.25  # seconds added to each window: our send time is not Smartlead's receipt time
