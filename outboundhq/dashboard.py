@@ -26,7 +26,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from outboundhq.links import changelist
-from profiles.models import SQL_STATUSES, Profile, SmartleadStatus
+from profiles.credentials import SQL_STATUSES, SmartleadStatus
+from profiles.models import Profile
 from sequences.models import CampaignProvisioning, Enrollment, ExecutorRun, SyncChange
 from smartlead.models import Outcome, WebhookEvent
 

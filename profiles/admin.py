@@ -14,8 +14,9 @@ from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
 from outboundhq.links import changelist, links
+from profiles.credentials import SQL_STATUSES, SmartleadStatus, refusal_status
 from profiles.forms import EmailAccountForm, SmartleadKeyForm
-from profiles.models import SQL_STATUSES, Profile, SmartleadStatus, refusal_status
+from profiles.models import Profile
 from profiles.serializers import smartlead_failure
 from smartlead.api import SmartleadError
 

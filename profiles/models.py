@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from django.db import models
 from django.db.models import Case, Exists, OuterRef, Q, Value, When
@@ -16,92 +15,41 @@ from django.utils import timezone
 
 from outboundhq.logs import mask
 from profiles import crypto
-from smartlead.api import (
-    EmailAccount,
-    InvalidApiKey,
-    NoApiAccess,
-    SmartleadClient,
-    SmartleadError,
+from profiles.credentials import (
+    MAILBOX_ID,
+    NOT_CONNECTED,
+    SENDING,
+    SQL_STATUSES,
+    UNREADABLE,
+    SmartleadCredentials,
+    SmartleadStatus,
+    fetch_email_accounts,
+    key_fingerprint,
+    refusal_status,
 )
-
-# A person is waiting on these calls: retry a blip once or twice, then answer.
-INTERACTIVE_RETRY_BUDGET = 3.0
+from smartlead.api import EmailAccount, SmartleadError
 
 
 @dataclass(frozen=True)
-class SmartleadCredentials:
-    """What the executor needs to send as one SDR. `repr` never shows the key."""
+class Sender:
+    """One SDR as every per-SDR loop acts for them at Smartlead (the executor, the outbox, the
+    reconcile pass, re-saving webhooks): usable credentials, or why they cannot send."""
 
     profile_id: uuid.UUID
-    api_key: str
-    email_account_id: int
+    profile: Profile | None
+    credentials: SmartleadCredentials | None
 
-    def __repr__(self) -> str:
-        return (
-            f"SmartleadCredentials(profile_id={self.profile_id}, api_key={mask(self.api_key)!r}, "
-            f"email_account_id={self.email_account_id})"
-        )
+    @property
+    def unreadable(self) -> bool:
+        """A key is saved but no configured encryption key opens it."""
+        return self.profile is not None and not self.profile.key_is_readable()
 
-
-class SmartleadStatus(models.TextChoices):
-    """What the admin and the connect API say about an SDR's Smartlead connection."""
-
-    CONNECTED = "connected", "Connected"
-    NO_API_KEY = "no_api_key", "No API key"
-    NO_EMAIL_ACCOUNT = "no_email_account", "No email account"
-    INVALID_KEY = "invalid_key", "Invalid key"
-    NO_API_ACCESS = "no_api_access", "No API access"
-    UNCHECKED = "unchecked", "Unchecked"
-    # Never recorded: worked out on reading the key, so restoring the lost key heals it at once.
-    UNREADABLE_KEY = "unreadable_key", "Key cannot be decrypted"
-
-
-def key_fingerprint(api_key: str) -> str:
-    """A stable, non-reversible id for a key, so a check can tell whether the key changed since."""
-    return hashlib.sha256(api_key.encode()).hexdigest()
-
-
-def interactive_client(api_key: str, **options: Any) -> SmartleadClient:
-    """A Smartlead client for the web app and the admin: gives up after a short retry budget.
-
-    No deadline is needed for the rate limiter: in the web process only web requests share a
-    key's limiter (the executor runs in the worker), so its waits stay short.
-    """
-    return SmartleadClient(api_key, **({"retry_budget": INTERACTIVE_RETRY_BUDGET} | options))
-
-
-def fetch_email_accounts(api_key: str) -> list[EmailAccount]:
-    """The email accounts a key can send from; raises SmartleadError when Smartlead says no."""
-    with interactive_client(api_key) as client:
-        return client.list_email_accounts()
-
-
-def refusal_status(exc: SmartleadError) -> SmartleadStatus | None:
-    """The credential verdict a Smartlead error amounts to; None when it says nothing of the key."""
-    if isinstance(exc, InvalidApiKey):
-        return SmartleadStatus.INVALID_KEY
-    if isinstance(exc, NoApiAccess):
-        return SmartleadStatus.NO_API_ACCESS
-    return None
-
-
-# The statuses the SQL rule can give (UNREADABLE_KEY needs the key decrypted): list filters and
-# the dashboard's bars count these.
-SQL_STATUSES = [s for s in SmartleadStatus if s != SmartleadStatus.UNREADABLE_KEY]
-# Verdicts about the current key that stop sending until the SDR reconnects or picks a mailbox.
-REFUSED = (
-    SmartleadStatus.INVALID_KEY,
-    SmartleadStatus.NO_API_ACCESS,
-    SmartleadStatus.NO_EMAIL_ACCOUNT,
-)
-# The statuses that send: a verified key, or one Smartlead has not been asked about yet (it
-# will say, and the verdict is recorded the first time it refuses).
-SENDING = (SmartleadStatus.CONNECTED, SmartleadStatus.UNCHECKED)
-# A mailbox id is an integer stored as text. ASCII digits only: "12²" passes str.isdigit() and
-# then fails int(); 18 digits always fit Smartlead's (and Postgres's) bigint.
-# \A and \Z (not ^ and $) mean the same on Postgres and in Python (SQLite's REGEXP), with no
-# "123\n" slipping through.
-MAILBOX_ID = r"\A[0-9]{1,18}\Z"
+    @property
+    def why_not(self) -> str:
+        """Why they cannot send, in the one wording; empty when they can."""
+        if self.credentials is not None:
+            return ""
+        return (UNREADABLE if self.unreadable else NOT_CONNECTED) % self.profile_id
 
 
 # Sent by Profile.disconnect_smartlead before the key is forgotten (profile=, api_key=). A
@@ -142,6 +90,15 @@ class ProfileQuerySet(models.QuerySet["Profile"]):
     def connected(self) -> ProfileQuerySet:
         """SDRs whose credentials send: a key, a valid mailbox id, no refusal on record."""
         return self.with_smartlead_status().filter(connection_status__in=SENDING)
+
+    def senders(self, ids: Iterable[uuid.UUID]) -> Iterator[Sender]:
+        """Each of these SDRs, in the order given, with their credentials or why not (`Sender`);
+        one query for all of them. An id with no profile row is not connected."""
+        ids = list(ids)
+        found = self.with_smartlead_status().in_bulk(ids)
+        for pk in ids:
+            profile = found.get(pk)
+            yield profile.sender() if profile else Sender(pk, None, None)
 
     def not_connected(self) -> ProfileQuerySet:
         return self.with_smartlead_status().exclude(connection_status__in=SENDING)
@@ -264,6 +221,10 @@ class Profile(models.Model):
     @property
     def is_connected(self) -> bool:
         return self.smartlead_status() in SENDING
+
+    def sender(self) -> Sender:
+        """This SDR's credentials to act with, or why not (`Sender`)."""
+        return Sender(self.id, self, self.smartlead_credentials())
 
     def smartlead_credentials(self) -> SmartleadCredentials | None:
         """The key and mailbox to send with, or None when the SDR is not connected."""

@@ -13,7 +13,8 @@ from typing import Any
 from rest_framework import exceptions, serializers
 from rest_framework.parsers import JSONParser
 
-from profiles.models import CredentialCheck, Profile, SmartleadStatus
+from profiles.credentials import SmartleadStatus
+from profiles.models import CredentialCheck, Profile
 from smartlead.api import EmailAccount, InvalidApiKey, NoApiAccess, NotFound, SmartleadError
 from smartlead.api import ValidationFailed as SmartleadValidationFailed
 

@@ -8,18 +8,15 @@ so it can run at any time, even beside a real run.
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
-from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
+from profiles.credentials import NOT_CONNECTED
+from sequences.context import Sdr
 from sequences.models import Engagement, Enrollment, ExecutorRun
 from sequences.steps import Action, Steps, decide
-
-if TYPE_CHECKING:
-    import uuid
-
-    from sequences.executor import Sdr
 
 # How each decision is counted on the run record, as a real run would count it.
 COUNTED_AS: dict[Action, str | None] = {
@@ -46,7 +43,7 @@ def dry_run(
     record.plan_lines = []  # what would happen, in words; a dry run saves nothing
     for creator, count in waiting:
         record.skipped_no_credentials += count
-        record.plan_lines.append(f"User {creator} has not connected their Smartlead account")
+        record.plan_lines.append(NOT_CONNECTED % creator)
     budget = limit
     now = timezone.now()
     for sdr in sdrs:

@@ -9,15 +9,16 @@ One run (`execute`) is these steps, each a function below, in this order:
    once each ("User <id> has not connected their Smartlead account") and counted; their
    enrollments stay as they are.
 2. `plan`: the active sequences with ready enrollments of connected SDRs, grouped by SDR
-   (`Sdr`): each SDR's credentials read once, each sequence's steps loaded once.
+   (`Sdr`): each SDR's credentials read once (`Profile.objects.senders`), each sequence's
+   steps loaded once. The run's context types are in sequences/context.py.
 3. `in_workers`: EXECUTOR_CONCURRENCY threads take one SDR at a time, so each key stays within
    its own rate limit and nothing one account does stops another. For each of the SDR's
    sequences (`work_on`):
    a. `campaign_for`: the sequence's campaign, provisioned first if needed;
-   b. `pushing.send_sequence`: its ready enrollments claimed in chunks, each due step decided
+   b. `sending.send_sequence`: its ready enrollments claimed in chunks, each due step decided
       (`steps.decide`) and carried out, the leads pushed in full batches and what Smartlead
-      said recorded (sequences/pushing.py, sequences/recording.py).
-4. `finish`: the run record, with what every SDR's worker counted, saved and logged.
+      said recorded (sequences/sending.py).
+4. `close`: the run record, with what every SDR's worker counted, saved and logged.
 
 A run stops taking new work when its time budget is spent; what it claimed but could not do is
 given back, ready for the next run.
@@ -33,25 +34,24 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from outboundhq import logs
-from profiles.models import Profile, SmartleadCredentials, refusal_status
+from profiles.credentials import NOT_CONNECTED
+from profiles.models import Profile
 from sequences import dry_run as rehearsal
-from sequences import pushing, sync
+from sequences import sending, sync
+from sequences.context import Run, Scope, Sdr, Sender, SequenceWork, Tally
 from sequences.models import (
     Enrollment,
     ExecutorRun,
     ProvisioningState,
     Sequence,
-    SequenceStatus,
     SequenceStep,
 )
 from sequences.provisioning import (
@@ -62,97 +62,9 @@ from sequences.provisioning import (
     provision,
 )
 from sequences.steps import Steps
-from sequences.work import Tally
 from smartlead.api import Session, SmartleadClient, SmartleadError, new_session
 
 log = logging.getLogger(__name__)
-
-NOT_CONNECTED = "User %s has not connected their Smartlead account"
-UNREADABLE = (
-    "User %s skipped: their stored Smartlead key cannot be decrypted (the key that encrypted it "
-    "is missing from SMARTLEAD_KEY_ENCRYPTION_KEYS)"
-)
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What a run may touch: everything, or one SDR's sequences, or one sequence."""
-
-    user_id: uuid.UUID | None = None
-    sequence_id: uuid.UUID | None = None
-
-    def sequences(self) -> QuerySet[Sequence]:
-        found = Sequence.objects.filter(status=SequenceStatus.ACTIVE)
-        if self.user_id:
-            found = found.filter(created_by_id=self.user_id)
-        if self.sequence_id:
-            found = found.filter(pk=self.sequence_id)
-        return found
-
-
-@dataclass
-class Run:
-    """What the workers of one run share: its record, its start, its deadline, the
-    `--limit` quota, and who is told of progress (SDRs done, SDRs in all, leads pushed)."""
-
-    record: ExecutorRun
-    started: datetime
-    deadline: float
-    quota: int | None
-    progress: Callable[[int, int, int], None] | None = None
-    sdrs_done: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def id(self) -> uuid.UUID:
-        return self.record.id
-
-    @property
-    def out_of_time(self) -> bool:
-        return time.monotonic() >= self.deadline
-
-    def take(self, wanted: int) -> int:
-        """How many enrollments a worker may claim now (all it wants without --limit)."""
-        if self.quota is None:
-            return wanted
-        with self.lock:
-            granted = min(wanted, self.quota)
-            self.quota -= granted
-            return granted
-
-    def give_back(self, unused: int) -> None:
-        if self.quota is not None and unused:
-            with self.lock:
-                self.quota += unused
-
-    def sdr_finished(self, tallies: list[Tally], todo: queue.SimpleQueue[Sdr]) -> None:
-        """Reports progress after each SDR. Every SDR taken has a tally, so those plus the
-        queue are all of them; pushes of a batch still in flight show in the next report."""
-        if self.progress is None:
-            return
-        with self.lock:
-            self.sdrs_done += 1
-            total = len(tallies) + todo.qsize()
-            self.progress(self.sdrs_done, total, sum(t.pushed for t in tallies))
-
-
-@dataclass
-class Sdr:
-    """One SDR's share of a run: their credentials and their sequences with ready work."""
-
-    profile: Profile
-    credentials: SmartleadCredentials
-    sequences: list[Sequence]
-    refused: bool = False  # Smartlead refused the key during this run: stop asking
-
-    def refused_by(self, exc: SmartleadError) -> bool:
-        """A 401/403 is recorded as the SDR's credential status (once) and ends their turn."""
-        verdict = refusal_status(exc)
-        if verdict is not None and not self.refused:
-            self.profile.record_smartlead_refusal(exc)
-            log.warning("User %s: Smartlead refused their key (%s)", self.profile.id, verdict.label)
-            self.refused = True
-        return verdict is not None
 
 
 def execute(
@@ -185,7 +97,7 @@ def execute(
         record.errors.append(logs.redact(f"The run stopped: {exc.__class__.__name__}: {exc}"))
         raise
     finally:
-        finish(run, tallies)  # 4
+        close(run, tallies)  # 4
         logs.run_id.reset(token)
     return record
 
@@ -215,32 +127,27 @@ def waiting_for_credentials(scope: Scope) -> list[tuple[uuid.UUID | None, int]]:
 
 def plan(scope: Scope, skipped: list[str] | None = None) -> list[Sdr]:
     """Step 2: connected SDRs with ready work, their sequences and steps loaded at once. An SDR
-    whose key cannot be decrypted is left out, logged and said in `skipped` (the run's errors):
-    the others still send."""
+    who cannot send after all (a key that cannot be decrypted) is left out, logged and said in
+    `skipped` (the run's errors): the others still send."""
     sequences = (
         scope.sequences()
         .filter(pk__in=Enrollment.objects.ready().values("sequence_id"))
         .filter(created_by__in=Profile.objects.connected())
         .select_related("provisioning")
-        .prefetch_related(
-            Prefetch("created_by", queryset=Profile.objects.with_smartlead_status()),
-            Prefetch("steps", queryset=SequenceStep.objects.order_by("step_number")),
-        )
+        .prefetch_related(Prefetch("steps", queryset=SequenceStep.objects.order_by("step_number")))
         .order_by("created_by_id", "id")
     )
     by_creator: dict[uuid.UUID, list[Sequence]] = defaultdict(list)
     for sequence in sequences:
         by_creator[sequence.created_by_id].append(sequence)
     sdrs = []
-    for group in by_creator.values():
-        profile = group[0].created_by
-        credentials = profile.smartlead_credentials()
-        if credentials is not None:  # connected a moment ago; may have changed since
-            sdrs.append(Sdr(profile, credentials, group))
-        elif not profile.key_is_readable():
-            log.error(UNREADABLE, profile.id)
+    for sender in Profile.objects.senders(by_creator):
+        if sender.credentials is not None:  # connected a moment ago; may have changed since
+            sdrs.append(Sdr(sender.profile, sender.credentials, by_creator[sender.profile_id]))
+        else:
+            log.error(sender.why_not)
             if skipped is not None:
-                skipped.append(UNREADABLE % profile.id)
+                skipped.append(sender.why_not)
     return sdrs
 
 
@@ -275,9 +182,9 @@ def worker(run: Run, todo: queue.SimpleQueue[Sdr], tallies: list[Tally]) -> None
 
 def work_through(run: Run, todo: queue.SimpleQueue[Sdr], tallies: list[Tally]) -> None:
     # One keep-alive connection to Smartlead per worker, whichever SDR's key it carries, and one
-    # thread that sends on it while this one writes to the database (sequences/pushing.py).
+    # thread that sends on it while this one writes to the database (sequences/sending.py).
     with new_session() as session, ThreadPoolExecutor(1, "smartlead-send") as pool:
-        sender = pushing.Sender(pool)
+        sender = Sender(pool)
         while (sdr := next_sdr(todo)) is not None:
             tally = Tally()
             tallies.append(tally)  # list.append is atomic; read after the threads are joined
@@ -297,13 +204,13 @@ def next_sdr(todo: queue.SimpleQueue[Sdr]) -> Sdr | None:
         return None
 
 
-def settle_safely(sender: pushing.Sender) -> None:
+def settle_safely(sender: Sender) -> None:
     """The worker's batch still out is recorded, whatever happened to the SDR it was for."""
-    sending = sender.in_flight
+    in_flight = sender.in_flight
     try:
-        pushing.settle_last(sender)
+        sending.settle_last(sender)
     except Exception as exc:  # noqa: BLE001 - reported on the SDR's tally like any failure
-        failed(sending.work.sdr, sending.work.tally, exc)
+        failed(in_flight.work.sdr, in_flight.work.tally, exc)
 
 
 def failed(sdr: Sdr, tally: Tally, exc: Exception) -> None:
@@ -313,7 +220,7 @@ def failed(sdr: Sdr, tally: Tally, exc: Exception) -> None:
     tally.error(logs.redact(f"User {sdr.profile.id}: {type(exc).__name__}: {exc}"))
 
 
-def work_on(run: Run, sdr: Sdr, session: Session, sender: pushing.Sender, tally: Tally) -> None:
+def work_on(run: Run, sdr: Sdr, session: Session, sender: Sender, tally: Tally) -> None:
     """Step 3 for one SDR: each of their sequences in turn, with their key."""
     key = sdr.credentials.api_key
     with SmartleadClient(key, deadline=run.deadline, session=session) as client:
@@ -325,7 +232,7 @@ def work_on(run: Run, sdr: Sdr, session: Session, sender: pushing.Sender, tally:
                 return
             campaign_id = campaign_for(run, sdr, sequence, client, tally)  # 3a
             if campaign_id is not None:
-                work = pushing.SequenceWork(
+                work = SequenceWork(
                     run=run,
                     sdr=sdr,
                     sequence_id=sequence.id,
@@ -335,7 +242,7 @@ def work_on(run: Run, sdr: Sdr, session: Session, sender: pushing.Sender, tally:
                     tally=tally,
                     sender=sender,
                 )
-                pushing.send_sequence(work)  # 3b-3e
+                sending.send_sequence(work)  # 3b-3e
 
 
 def campaign_for(
@@ -371,7 +278,7 @@ def campaign_for(
     return sequence.campaign
 
 
-def finish(run: Run, tallies: list[Tally]) -> None:
+def close(run: Run, tallies: list[Tally]) -> None:
     """Step 4: every worker's counts on the run record, saved and logged."""
     record = run.record
     for tally in tallies:

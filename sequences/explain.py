@@ -13,8 +13,11 @@ from operator import attrgetter
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.utils import timezone
 
-from profiles.models import Profile, SmartleadStatus
+from profiles.credentials import SmartleadStatus
+from profiles.models import Profile
+from sequences.claimed import Claimed
 from sequences.models import (
+    SIGNALS,
     CampaignProvisioning,
     Engagement,
     Enrollment,
@@ -27,7 +30,7 @@ from sequences.models import (
     StepRecord,
 )
 from sequences.provisioning import unsupported_reason
-from sequences.steps import SIGNALS, Claimed, Steps, decide, describe
+from sequences.steps import Steps, decide, describe
 
 FINISHED = {
     EnrollmentStatus.COMPLETED: "Completed: every step is done.",
@@ -132,7 +135,7 @@ def next_step(enrollment: Enrollment, *, pushed: bool) -> str:
     """What the due step will do, by the rule the executor applies (`steps.decide`)."""
     sequence = enrollment.sequence
     steps = Steps(sequence.steps.all())
-    item = Claimed.of(enrollment, pushed=pushed)
+    item = as_claimed(enrollment, pushed=pushed)
     if hasattr(enrollment, "signals"):
         signals = frozenset(e.engagement_type for e in enrollment.signals)
     elif steps.has_conditions:
@@ -140,6 +143,22 @@ def next_step(enrollment: Enrollment, *, pushed: bool) -> str:
     else:
         signals = frozenset()
     return describe(decide(steps, item, signals), item.current_step, sequence.campaign)
+
+
+def as_claimed(enrollment: Enrollment, *, pushed: bool) -> Claimed:
+    """An enrollment loaded as a model (with its contact), as the step rule reads a claimed one."""
+    contact = enrollment.contact
+    return Claimed(
+        enrollment.id,
+        enrollment.contact_id,
+        enrollment.current_step,
+        *(
+            getattr(contact, name, None)
+            for name in ("email", "first_name", "last_name", "company", "phone", "title")
+        ),
+        getattr(contact, "unsubscribed_at", None),
+        pushed,
+    )
 
 
 def failure_reason(enrollment: Enrollment) -> str:

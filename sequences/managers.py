@@ -1,17 +1,22 @@
 """Rules about many rows at once: the querysets behind `Enrollment.objects`, `Push.objects`, ...
 
-The three statements the executor runs for every chunk or batch (claim, reserve, mark pushed)
-are raw SQL on PostgreSQL (sequences/statements.py, built from the models' `db_table` and
-choices). On SQLite (the embedded default) each of these methods is the ORM expression of the
-same thing. Everything else is plain ORM.
+Every write of an enrollment's status is a method of `EnrollmentQuerySet` below: the executor's
+(`advance`, `advance_pushed`, `end`, `fail`), Smartlead's word by its ladder (`end_by_event`, for
+webhooks and the reconcile pass) and ops' (`pause`). The three statements the executor runs for
+every chunk or batch (claim, reserve, advance pushed) are raw SQL on PostgreSQL
+(sequences/statements.py, built from the models' `db_table` and choices). On SQLite (the
+embedded default) each of these methods is the ORM expression of the same thing. Everything
+else is plain ORM. Other models are looked up by name (`_model`): the models import these
+querysets.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.apps import apps
 from django.db import connection, models, transaction
@@ -19,10 +24,10 @@ from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
+from profiles.models import Profile
 from sequences import statements
-
-if TYPE_CHECKING:
-    from sequences.steps import Claimed, Move
+from sequences.choices import SIGNALS, EnrollmentStatus, PushState, SequenceStatus
+from sequences.claimed import Claimed, Move
 
 # What a claim reads of each enrollment and its contact, in `Claimed`'s field order.
 CLAIM_FIELDS = (
@@ -40,7 +45,6 @@ CLAIM_FIELDS = (
 
 
 def _model(name: str) -> type[models.Model]:
-    # The models import these querysets: they are looked up when a method runs, not at import.
     return apps.get_model("sequences", name)
 
 
@@ -51,10 +55,9 @@ def on_postgres() -> bool:
 class EnrollmentQuerySet(models.QuerySet):
     def due_by(self, moment: datetime) -> EnrollmentQuerySet:
         """Ready at `moment`: the enrollment and its sequence active, `next_send_at` passed."""
-        Sequence = _model("Sequence")  # noqa: N806
         return self.filter(
-            status=self.model.Status.ACTIVE,
-            sequence__status=Sequence.Status.ACTIVE,
+            status=EnrollmentStatus.ACTIVE,
+            sequence__status=SequenceStatus.ACTIVE,
             next_send_at__lte=moment,
         )
 
@@ -63,7 +66,6 @@ class EnrollmentQuerySet(models.QuerySet):
 
     def waiting_for_credentials(self) -> list[tuple[uuid.UUID | None, int]]:
         """Ready enrollments whose sequence's creator is not connected: (creator, count)."""
-        Profile = apps.get_model("profiles", "Profile")  # noqa: N806
         rows = (
             self.ready()
             .exclude(sequence__created_by__in=Profile.objects.connected())
@@ -84,8 +86,6 @@ class EnrollmentQuerySet(models.QuerySet):
     ) -> list[Claimed]:
         """Lease up to `size` of a sequence's enrollments ready at `started`, by moving their
         `next_send_at` to `lease_until`; concurrent claims never share a row."""
-        from sequences.steps import Claimed
-
         if on_postgres():
             params = {
                 "sequence": sequence_id,
@@ -113,11 +113,9 @@ class EnrollmentQuerySet(models.QuerySet):
         size: int | None = None,
     ) -> list[Claimed]:
         """What `claim` would take, without taking it (the dry run, and SQLite's claim)."""
-        from sequences.steps import Claimed
-
         Push = _model("Push")  # noqa: N806
         pushed = Push.objects.filter(
-            enrollment_id=OuterRef("pk"), campaign_id=campaign_id, state=Push.State.PUSHED
+            enrollment_id=OuterRef("pk"), campaign_id=campaign_id, state=PushState.PUSHED
         )
         rows = (
             self.due_by(at)
@@ -131,28 +129,73 @@ class EnrollmentQuerySet(models.QuerySet):
     def advance(self, move: Move, ids: list[uuid.UUID], now: datetime) -> int:
         """Move these enrollments on, only where they are still active on `move.from_step`: a
         change made elsewhere meanwhile (a reply, a pause, a step edited) is never overwritten."""
-        still = self.filter(
-            id__in=ids, status=self.model.Status.ACTIVE, current_step=move.from_step
-        )
+        still = self.filter(id__in=ids, status=EnrollmentStatus.ACTIVE, current_step=move.from_step)
         if move.to_step is None:
-            return still.update(
-                status=self.model.Status.COMPLETED, completed_at=now, updated_at=now
-            )
+            return still.update(status=EnrollmentStatus.COMPLETED, completed_at=now, updated_at=now)
         return still.update(
             current_step=move.to_step, next_send_at=move.next_send_at, updated_at=now
         )
 
-    def finish(self, ids: list[uuid.UUID], status: str, now: datetime) -> int:
-        """Active enrollments end with `status` (completed, unsubscribed, failed, ...)."""
+    def advance_pushed(
+        self,
+        *,
+        campaign_id: int,
+        ids: list[uuid.UUID],
+        counts: dict[str, Any],
+        move: Move,
+        now: datetime,
+    ) -> int:
+        """Smartlead has these leads: their ledger rows become `pushed` and the enrollments move
+        on together (all of it or none). Returns how many enrollments moved."""
+        if on_postgres():
+            params = {
+                "campaign": campaign_id,
+                "ids": statements.uuid_array(ids),
+                "counts": Jsonb(counts),
+                "from_step": move.from_step,
+                "step": move.to_step,
+                "next": move.next_send_at,
+                "now": now,
+            }
+            with statements.server_bound_cursor() as cursor:
+                cursor.execute(statements.pushed_statement(), params | statements.status_params())
+                return cursor.rowcount
+        with transaction.atomic():
+            _model("Push").objects.mark(
+                campaign_id=campaign_id, ids=ids, state=PushState.PUSHED, counts=counts, now=now
+            )
+            return self.advance(move, ids, now)
+
+    def end(self, ids: list[uuid.UUID], status: str, now: datetime) -> int:
+        """The executor's end of active enrollments: completed, unsubscribed, bounced, failed."""
         changes: dict[str, Any] = {"status": status, "updated_at": now}
-        if status == self.model.Status.COMPLETED:
+        if status == EnrollmentStatus.COMPLETED:
             changes["completed_at"] = now
-        return self.filter(id__in=ids, status=self.model.Status.ACTIVE).update(**changes)
+        return self.filter(id__in=ids, status=EnrollmentStatus.ACTIVE).update(**changes)
+
+    def end_by_event(self, statuses: Mapping[uuid.UUID, str], now: datetime) -> int:
+        """Smartlead's word about leads (webhooks, the reconcile pass): each enrollment moves up
+        the ladder (`Enrollment.LADDER`) to its status, never down. Set-based, one statement per
+        status, in the ladder's order. Returns how many changed."""
+        changed = 0
+        for status in self.model.LADDER:
+            ids = sorted(pk for pk, wanted in statuses.items() if wanted == status)
+            if ids:
+                changed += self.filter(
+                    pk__in=ids, status__in=self.model.replaced_by(status)
+                ).update(status=status, updated_at=now)
+        return changed
+
+    def pause(self, ids: Any, now: datetime) -> int:
+        """Active enrollments paused (ops re-provisioning a lost campaign; the web app pauses
+        its own in the hosted table)."""
+        active = self.filter(id__in=ids, status=EnrollmentStatus.ACTIVE)
+        return active.update(status=EnrollmentStatus.PAUSED, updated_at=now)
 
     def fail(self, reasons: dict[uuid.UUID, str], *, step: int, now: datetime) -> int:
         """Active enrollments fail, each with its reason kept as a step record (for explain)."""
         StepRecord = _model("StepRecord")  # noqa: N806
-        failed = self.finish(list(reasons), self.model.Status.FAILED, now)
+        failed = self.end(list(reasons), EnrollmentStatus.FAILED, now)
         StepRecord.objects.bulk_create(
             [
                 StepRecord(enrollment_id=pk, step_number=step, action="failed", detail=why[:1000])
@@ -162,10 +205,10 @@ class EnrollmentQuerySet(models.QuerySet):
         )
         return failed
 
-    def give_back(self, ids: list[uuid.UUID], at: datetime) -> None:
+    def release(self, ids: list[uuid.UUID], at: datetime) -> None:
         """Claimed but not done: ready again from `at` (after the run's start, so the run that
-        gives them back does not take them again)."""
-        self.filter(id__in=ids, status=self.model.Status.ACTIVE).update(next_send_at=at)
+        releases them does not take them again)."""
+        self.filter(id__in=ids, status=EnrollmentStatus.ACTIVE).update(next_send_at=at)
 
 
 class CampaignProvisioningQuerySet(models.QuerySet):
@@ -260,36 +303,6 @@ class PushQuerySet(models.QuerySet):
             )
         return {c.id for c in fresh} | set(again)
 
-    def mark_pushed(
-        self,
-        *,
-        campaign_id: int,
-        ids: list[uuid.UUID],
-        counts: dict[str, Any],
-        move: Move,
-        now: datetime,
-    ) -> int:
-        """Smartlead has these leads: their ledger rows become `pushed` and their enrollments
-        move on together (all of it or none). Returns how many enrollments moved."""
-        if on_postgres():
-            params = {
-                "campaign": campaign_id,
-                "ids": statements.uuid_array(ids),
-                "counts": Jsonb(counts),
-                "from_step": move.from_step,
-                "step": move.to_step,
-                "next": move.next_send_at,
-                "now": now,
-            }
-            with statements.server_bound_cursor() as cursor:
-                cursor.execute(statements.pushed_statement(), params | statements.status_params())
-                return cursor.rowcount
-        Enrollment = _model("Enrollment")  # noqa: N806
-        with transaction.atomic():
-            pushed = self.model.State.PUSHED
-            self.mark(campaign_id=campaign_id, ids=ids, state=pushed, counts=counts, now=now)
-            return Enrollment.objects.advance(move, ids, now)
-
     def mark(
         self,
         *,
@@ -305,17 +318,15 @@ class PushQuerySet(models.QuerySet):
                 state=state, outcome=outcome, counts=counts, pushed_at=now
             )
 
-    def in_campaign(self, *, campaign_id: int, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    def pushed_of(self, *, campaign_id: int, ids: list[uuid.UUID]) -> set[uuid.UUID]:
         """Which of these enrollments the ledger has in the campaign."""
         pushed = self.filter(enrollment_id__in=ids, campaign_id=campaign_id)
-        return set(
-            pushed.filter(state=self.model.State.PUSHED).values_list("enrollment_id", flat=True)
-        )
+        return set(pushed.filter(state=PushState.PUSHED).values_list("enrollment_id", flat=True))
 
     def release(self, *, campaign_id: int, ids: list[uuid.UUID]) -> None:
         """Forget `pending` rows of leads that were certainly not sent."""
         self.filter(
-            enrollment_id__in=ids, campaign_id=campaign_id, state=self.model.State.PENDING
+            enrollment_id__in=ids, campaign_id=campaign_id, state=PushState.PENDING
         ).delete()
 
 
@@ -325,8 +336,6 @@ class EngagementQuerySet(models.QuerySet):
     ) -> dict[uuid.UUID, frozenset[str]]:
         """Each enrollment's opened/clicked/replied engagements, for step conditions: its own,
         and its contact's in the same sequence (older rows carry no enrollment id)."""
-        from sequences.steps import SIGNALS
-
         by_contact = {c.contact_id: c.id for c in items}
         rows = self.filter(
             Q(enrollment_id__in=[c.id for c in items])

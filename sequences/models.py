@@ -2,7 +2,7 @@
 
 Field names and status values match ../shared/docs/supabase-schema.md exactly. The backend's own
 records (provisioning, the push ledger, runs, the outbox) are managed models in
-sequences/records.py, imported at the end of this module.
+sequences/records.py, imported here; every status value is in sequences/choices.py.
 """
 
 from __future__ import annotations
@@ -16,10 +16,32 @@ from django.db import models
 from django.utils import timezone
 
 from profiles.models import Profile
+from sequences.choices import (
+    SIGNALS,
+    CallStatus,
+    EngagementType,
+    EnrollmentStatus,
+    ProvisioningState,
+    PushState,
+    RunTrigger,
+    SequenceStatus,
+    StepType,
+    SyncAction,
+    SyncState,
+)
 from sequences.managers import (
     CallTaskQuerySet,
     EngagementQuerySet,
     EnrollmentQuerySet,
+)
+
+# The backend's own records, registered with this app and importable from here like the rest.
+from sequences.records import (
+    CampaignProvisioning,
+    ExecutorRun,
+    Push,
+    StepRecord,
+    SyncChange,
 )
 
 # Smartlead campaign ids are integers; the hosted column is text anyone could have typed into.
@@ -60,13 +82,6 @@ class Contact(models.Model):
 
     def __str__(self) -> str:
         return self.email or f"contact {self.id}"
-
-
-class SequenceStatus(models.TextChoices):
-    DRAFT = "draft", "Draft"
-    ACTIVE = "active", "Active"
-    PAUSED = "paused", "Paused"
-    ARCHIVED = "archived", "Archived"
 
 
 class Sequence(models.Model):
@@ -111,11 +126,6 @@ class Sequence(models.Model):
         return self.campaign is not None
 
 
-class StepType(models.TextChoices):
-    EMAIL = "email", "Email"
-    CALL = "call", "Call"
-
-
 class SequenceStep(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     sequence = models.ForeignKey(
@@ -156,16 +166,6 @@ class SequenceStep(models.Model):
         return self.step_type == StepType.EMAIL
 
 
-class EnrollmentStatus(models.TextChoices):
-    ACTIVE = "active", "Active"
-    PAUSED = "paused", "Paused"
-    COMPLETED = "completed", "Completed"
-    REPLIED = "replied", "Replied"
-    BOUNCED = "bounced", "Bounced"
-    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
-    FAILED = "failed", "Failed"
-
-
 class Enrollment(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     sequence = models.ForeignKey(
@@ -191,6 +191,11 @@ class Enrollment(models.Model):
 
     objects = EnrollmentQuerySet.as_manager()
     Status = EnrollmentStatus
+    # The ladder: what Smartlead says of a lead (a bounce, a reply, an unsubscribe) moves its
+    # enrollment up, never down: a late bounce does not undo a reply, nothing undoes an
+    # unsubscribe. Every other status is the bottom rung. Being order-free also lets a batch of
+    # events apply in any order. `Enrollment.objects.end_by_event` writes by it.
+    LADDER = (EnrollmentStatus.BOUNCED, EnrollmentStatus.REPLIED, EnrollmentStatus.UNSUBSCRIBED)
 
     class Meta:
         managed = False
@@ -200,16 +205,20 @@ class Enrollment(models.Model):
     def __str__(self) -> str:
         return f"enrollment {self.id}"
 
+    @classmethod
+    def rung(cls, status: str) -> int:
+        """How high `status` is on the ladder (0: not on it)."""
+        return cls.LADDER.index(status) + 1 if status in cls.LADDER else 0
 
-class EngagementType(models.TextChoices):
-    EMAIL_SENT = "email_sent", "Email sent"
-    EMAIL_OPENED = "email_opened", "Email opened"
-    EMAIL_CLICKED = "email_clicked", "Email clicked"
-    EMAIL_REPLIED = "email_replied", "Email replied"
-    EMAIL_BOUNCED = "email_bounced", "Email bounced"
-    EMAIL_UNSUBSCRIBED = "email_unsubscribed", "Email unsubscribed"
-    LEAD_CATEGORY_UPDATED = "lead_category_updated", "Lead category updated"
-    CALL_SCHEDULED = "call_scheduled", "Call scheduled"
+    @classmethod
+    def replaced_by(cls, status: str) -> list[str]:
+        """The statuses an event that ends an enrollment as `status` may replace."""
+        return [s for s in EnrollmentStatus if cls.rung(s) < cls.rung(status)]
+
+    @classmethod
+    def open_to_events(cls) -> list[str]:
+        """The statuses Smartlead's word about a lead can still change (the lowest rung)."""
+        return cls.replaced_by(cls.LADDER[0])
 
 
 class Engagement(models.Model):
@@ -239,12 +248,6 @@ class Engagement(models.Model):
         return f"{self.engagement_type} {self.engaged_at:%Y-%m-%d %H:%M}"
 
 
-class CallStatus(models.TextChoices):
-    SCHEDULED = "scheduled", "Scheduled"
-    COMPLETED = "completed", "Completed"
-    SKIPPED = "skipped", "Skipped"
-
-
 class CallTask(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     contact = models.ForeignKey(Contact, null=True, on_delete=models.DO_NOTHING, related_name="+")
@@ -271,22 +274,9 @@ class CallTask(models.Model):
         return f"call {self.id}"
 
 
-# The backend's own records, registered with this app and importable from here like the rest.
-from sequences.records import (  # noqa: E402
-    CampaignProvisioning,
-    ExecutorRun,
-    ProvisioningState,
-    Push,
-    PushState,
-    RunTrigger,
-    StepRecord,
-    SyncAction,
-    SyncChange,
-    SyncState,
-)
-
 __all__ = [
     "CAMPAIGN_ID",
+    "SIGNALS",
     "CallStatus",
     "CallTask",
     "CampaignProvisioning",

@@ -25,18 +25,42 @@ from django.apps import apps
 from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q
 
-LEAD_ACTIONS = ("pause_lead", "resume_lead", "unsubscribe_lead", "remove_lead")
-CAMPAIGN_ACTIONS = ("pause_campaign", "resume_campaign")
-# What a lead (or campaign) is at Smartlead after each action.
+from sequences.choices import (
+    EngagementType,
+    EnrollmentStatus,
+    ProvisioningState,
+    PushState,
+    SequenceStatus,
+    SyncAction,
+    SyncState,
+)
+
+LEAD_ACTIONS = (
+    SyncAction.PAUSE_LEAD,
+    SyncAction.RESUME_LEAD,
+    SyncAction.UNSUBSCRIBE_LEAD,
+    SyncAction.REMOVE_LEAD,
+)
+CAMPAIGN_ACTIONS = (SyncAction.PAUSE_CAMPAIGN, SyncAction.RESUME_CAMPAIGN)
+# What a lead (or campaign) is at Smartlead after each action. These words are the outbox's own
+# (what Smartlead has), not enrollment statuses.
+ACTIVE, PAUSED, UNSUBSCRIBED, REMOVED = "active", "paused", "unsubscribed", "removed"
 AFTER = {
-    "pause_lead": "paused",
-    "resume_lead": "active",
-    "unsubscribe_lead": "unsubscribed",
-    "remove_lead": "removed",
-    "pause_campaign": "paused",
-    "resume_campaign": "active",
+    SyncAction.PAUSE_LEAD: PAUSED,
+    SyncAction.RESUME_LEAD: ACTIVE,
+    SyncAction.UNSUBSCRIBE_LEAD: UNSUBSCRIBED,
+    SyncAction.REMOVE_LEAD: REMOVED,
+    SyncAction.PAUSE_CAMPAIGN: PAUSED,
+    SyncAction.RESUME_CAMPAIGN: ACTIVE,
 }
-ENDED = ("unsubscribed", "removed")  # nothing more can happen to such a lead there
+ENDED = (UNSUBSCRIBED, REMOVED)  # nothing more can happen to such a lead there
+# The lead action that gets a lead from what it is at Smartlead to what the app wants.
+TO_GET = {
+    REMOVED: SyncAction.REMOVE_LEAD,
+    UNSUBSCRIBED: SyncAction.UNSUBSCRIBE_LEAD,
+    PAUSED: SyncAction.PAUSE_LEAD,
+    ACTIVE: SyncAction.RESUME_LEAD,
+}
 
 
 def _model(name: str) -> type[models.Model]:
@@ -45,7 +69,7 @@ def _model(name: str) -> type[models.Model]:
 
 class SyncChangeQuerySet(models.QuerySet):
     def open(self) -> SyncChangeQuerySet:
-        return self.filter(state="pending")
+        return self.filter(state=SyncState.PENDING)
 
     def request(
         self,
@@ -71,7 +95,7 @@ class SyncChangeQuerySet(models.QuerySet):
             same = waiting.filter(action=action, mailbox_id=mailbox_id).first()
             if same is not None:
                 return same
-            waiting.update(state="superseded")
+            waiting.update(state=SyncState.SUPERSEDED)
             return self.create(
                 action=action,
                 sequence_id=sequence_id,
@@ -88,7 +112,7 @@ class SyncChangeQuerySet(models.QuerySet):
         enrollment_ids = {e for e, _ in pairs}
         rows = (
             self.filter(enrollment_id__in=enrollment_ids, action__in=LEAD_ACTIONS)
-            .exclude(state="superseded")
+            .exclude(state=SyncState.SUPERSEDED)
             .order_by("enrollment_id", "campaign_id", "-id")
             .values_list("enrollment_id", "campaign_id", "action")
         )
@@ -100,7 +124,7 @@ class SyncChangeQuerySet(models.QuerySet):
     def known_campaign_states(self, campaign_ids: set[int]) -> dict[int, str]:
         rows = (
             self.filter(campaign_id__in=campaign_ids, action__in=CAMPAIGN_ACTIONS)
-            .exclude(state="superseded")
+            .exclude(state=SyncState.SUPERSEDED)
             .order_by("campaign_id", "-id")
             .values_list("campaign_id", "action")
         )
@@ -122,19 +146,21 @@ def lead_changes_due(scope: Q) -> list[dict[str, Any]]:
     Enrollment, Push, SyncChange = _model("Enrollment"), _model("Push"), _model("SyncChange")
     Engagement = _model("Engagement")
     from_smartlead = Engagement.objects.filter(
-        enrollment_id=OuterRef("pk"), engagement_type="email_unsubscribed"
+        enrollment_id=OuterRef("pk"), engagement_type=EngagementType.EMAIL_UNSUBSCRIBED
     )
-    paused_by_us = SyncChange.objects.filter(action="pause_lead").exclude(state="superseded")
+    paused_by_us = SyncChange.objects.filter(action=SyncAction.PAUSE_LEAD).exclude(
+        state=SyncState.SUPERSEDED
+    )
     wanted_by_query = {
-        "unsubscribed": Enrollment.objects.filter(contact__unsubscribed_at__isnull=False)
+        UNSUBSCRIBED: Enrollment.objects.filter(contact__unsubscribed_at__isnull=False)
         .exclude(Exists(from_smartlead))
         .values("pk"),
-        "paused": Enrollment.objects.filter(status="paused").values("pk"),
-        "active": Enrollment.objects.filter(
-            status="active", pk__in=paused_by_us.values("enrollment_id")
+        PAUSED: Enrollment.objects.filter(status=EnrollmentStatus.PAUSED).values("pk"),
+        ACTIVE: Enrollment.objects.filter(
+            status=EnrollmentStatus.ACTIVE, pk__in=paused_by_us.values("enrollment_id")
         ).values("pk"),
     }
-    pushed = Push.objects.filter(scope, state="pushed")
+    pushed = Push.objects.filter(scope, state=PushState.PUSHED)
     fields = ("enrollment_id", "campaign_id", "sequence_id", "profile_id", "email")
     found: dict[tuple, tuple[str, dict]] = {}
     for wanted, ids in wanted_by_query.items():
@@ -142,11 +168,11 @@ def lead_changes_due(scope: Q) -> list[dict[str, Any]]:
             found.setdefault((row["enrollment_id"], row["campaign_id"]), (wanted, row))
     gone = pushed.filter(~Exists(Enrollment.objects.filter(pk=OuterRef("enrollment_id"))))
     for row in gone.values(*fields):
-        found[row["enrollment_id"], row["campaign_id"]] = ("removed", row)
+        found[row["enrollment_id"], row["campaign_id"]] = (REMOVED, row)
     known = SyncChange.objects.known_lead_states(set(found))
     due = []
     for key, (wanted, row) in found.items():
-        action = _lead_action(known.get(key, "active"), wanted)
+        action = _lead_action(known.get(key, ACTIVE), wanted)
         if action:
             due.append({"action": action, **row})
     return due
@@ -155,26 +181,23 @@ def lead_changes_due(scope: Q) -> list[dict[str, Any]]:
 def _lead_action(now: str, wanted: str) -> str | None:
     if now == wanted or now in ENDED:
         return None
-    return {
-        "removed": "remove_lead",
-        "unsubscribed": "unsubscribe_lead",
-        "paused": "pause_lead",
-        "active": "resume_lead",
-    }[wanted]
+    return TO_GET[wanted]
 
 
 def campaign_changes_due(scope: Q) -> list[dict[str, Any]]:
     """Campaign pauses, starts and mailbox moves Smartlead has not been asked for yet."""
     CampaignProvisioning, SyncChange = _model("CampaignProvisioning"), _model("SyncChange")
     records = list(
-        CampaignProvisioning.objects.filter(scope, state="ready", campaign_id__isnull=False)
+        CampaignProvisioning.objects.filter(
+            scope, state=ProvisioningState.READY, campaign_id__isnull=False
+        )
         .select_related("sequence__created_by")
         .exclude(sequence__created_by__isnull=True)
     )
     known = SyncChange.objects.known_campaign_states({r.campaign_id for r in records})
     moving = set(
         SyncChange.objects.open()
-        .filter(action="move_mailbox", campaign_id__in=[r.campaign_id for r in records])
+        .filter(action=SyncAction.MOVE_MAILBOX, campaign_id__in=[r.campaign_id for r in records])
         .values_list("campaign_id", "mailbox_id")
     )
     due = []
@@ -185,15 +208,19 @@ def campaign_changes_due(scope: Q) -> list[dict[str, Any]]:
             "profile_id": sequence.created_by_id,
             "campaign_id": record.campaign_id,
         }
-        started = "active" if "started" in record.completed_stages else "not started"
-        now = known.get(record.campaign_id, started)
-        wanted = "active" if sequence.status == "active" else "paused"
-        if wanted == "paused" and now == "active":
-            due.append({"action": "pause_campaign", **base})
-        elif wanted == "active" and now != "active":
-            due.append({"action": "resume_campaign", **base})
+        now = known.get(record.campaign_id, campaign_state(record))
+        wanted = ACTIVE if sequence.status == SequenceStatus.ACTIVE else PAUSED
+        if wanted == PAUSED and now == ACTIVE:
+            due.append({"action": SyncAction.PAUSE_CAMPAIGN, **base})
+        elif wanted == ACTIVE and now != ACTIVE:
+            due.append({"action": SyncAction.RESUME_CAMPAIGN, **base})
         mailbox = sequence.created_by.mailbox_id
         if record.mailbox_id and mailbox and mailbox != record.mailbox_id:
             if (record.campaign_id, mailbox) not in moving:
-                due.append({"action": "move_mailbox", "mailbox_id": mailbox, **base})
+                due.append({"action": SyncAction.MOVE_MAILBOX, "mailbox_id": mailbox, **base})
     return due
+
+
+def campaign_state(record: Any) -> str:
+    """What a campaign is at Smartlead by its provisioning alone: running once started."""
+    return ACTIVE if "started" in record.completed_stages else "not started"

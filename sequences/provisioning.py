@@ -24,11 +24,10 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from profiles.models import SmartleadCredentials
+from profiles.credentials import SmartleadCredentials
 from sequences.models import (
     CampaignProvisioning,
     Enrollment,
-    EnrollmentStatus,
     ProvisioningState,
     Push,
     PushState,
@@ -172,7 +171,7 @@ def provision(
     steps = list(sequence.steps.order_by("step_number"))
     reason = unsupported_reason(sequence, steps)
     if reason:
-        _finish(record, ProvisioningState.UNSUPPORTED, reason)
+        _settle(record, ProvisioningState.UNSUPPORTED, reason)
         raise ProvisioningBlocked(reason)
     if not _take_lease(record):
         raise ProvisioningBusy(f"Sequence {sequence.id} is being provisioned by another run.")
@@ -181,9 +180,9 @@ def provision(
         try:
             _run_stages(record, sequence, steps, credentials, client)
         except Exception as exc:
-            _finish(record, ProvisioningState.FAILED, str(exc))
+            _settle(record, ProvisioningState.FAILED, str(exc))
             raise
-    _finish(record, ProvisioningState.READY, "")
+    _settle(record, ProvisioningState.READY, "")
     log.info("Sequence %s is provisioned as Smartlead campaign %s", sequence.id, record.campaign_id)
     return record
 
@@ -218,7 +217,7 @@ def _take_lease(record: CampaignProvisioning) -> bool:
     )
 
 
-def _finish(record: CampaignProvisioning, state: str, reason: str) -> None:
+def _settle(record: CampaignProvisioning, state: str, reason: str) -> None:
     record.state = state
     record.reason = reason[:2000]
     record.lease_until = None
@@ -411,9 +410,8 @@ def reprovision(sequence_id: object, reason: str) -> int:
             .first()
         )
         sent = Push.objects.filter(campaign_id=lost, state=PushState.PUSHED).values("enrollment_id")
-        paused = Enrollment.objects.filter(
-            sequence_id=sequence_id, status=EnrollmentStatus.ACTIVE, id__in=sent
-        ).update(status=EnrollmentStatus.PAUSED, updated_at=timezone.now())
+        ours = Enrollment.objects.filter(sequence_id=sequence_id, id__in=sent).values("id")
+        paused = Enrollment.objects.pause(ours, timezone.now())
         forget_campaign(sequence_id, reason)
     return paused
 

@@ -13,19 +13,9 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
+from sequences.choices import ProvisioningState, PushState, RunTrigger, SyncAction, SyncState
 from sequences.managers import CampaignProvisioningQuerySet, PushQuerySet
 from sequences.outbox import SyncChangeQuerySet
-
-
-class ProvisioningState(models.TextChoices):
-    PENDING = "pending", "Pending"
-    IN_PROGRESS = "in_progress", "In progress"
-    READY = "ready", "Ready"
-    FAILED = "failed", "Failed (retried next run)"
-    UNSUPPORTED = "unsupported", "Cannot be expressed in Smartlead"
-    # Smartlead no longer has the campaign for the SDR's key: nothing is sent until ops
-    # re-provision it knowingly (admin), so no lead is started over in a new campaign.
-    NEEDS_ATTENTION = "needs_attention", "Needs attention: campaign gone from Smartlead"
 
 
 class CampaignProvisioning(models.Model):
@@ -72,12 +62,6 @@ class CampaignProvisioning(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sequence_id}: {self.state}"
-
-
-class PushState(models.TextChoices):
-    PENDING = "pending", "Sending (or interrupted: re-sent next run)"
-    PUSHED = "pushed", "Pushed"
-    REJECTED = "rejected", "Rejected by Smartlead"
 
 
 class Push(models.Model):
@@ -138,12 +122,6 @@ class StepRecord(models.Model):
         return f"{self.enrollment_id} step {self.step_number}: {self.action}"
 
 
-class RunTrigger(models.TextChoices):
-    SCHEDULE = "schedule", "Schedule"
-    COMMAND = "command", "Command"
-    CRON = "cron", "Cron endpoint"
-
-
 class ExecutorRun(models.Model):
     """One executor run and what it did: the record ops read in the admin."""
 
@@ -185,25 +163,6 @@ class ExecutorRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.trigger} run {self.started_at:%Y-%m-%d %H:%M:%S}"
-
-
-class SyncAction(models.TextChoices):
-    """What a change made in the app does at Smartlead (sequences/sync.py)."""
-
-    PAUSE_LEAD = "pause_lead", "Pause the lead"
-    RESUME_LEAD = "resume_lead", "Resume the lead"
-    UNSUBSCRIBE_LEAD = "unsubscribe_lead", "Unsubscribe the lead"
-    REMOVE_LEAD = "remove_lead", "Remove the lead"
-    PAUSE_CAMPAIGN = "pause_campaign", "Pause the campaign"
-    RESUME_CAMPAIGN = "resume_campaign", "Resume the campaign"
-    MOVE_MAILBOX = "move_mailbox", "Move the campaign to the SDR's new mailbox"
-
-
-class SyncState(models.TextChoices):
-    PENDING = "pending", "Pending (retried every run)"
-    DONE = "done", "Done"
-    SUPERSEDED = "superseded", "Superseded by a later change"
-    FAILED = "failed", "Failed for good"
 
 
 class SyncChange(models.Model):

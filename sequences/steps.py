@@ -3,27 +3,25 @@
 `decide()` is the only place that says what a step does. The executor acts on its decisions, the
 dry run counts them and explain puts them in words, so the three never disagree. It reads
 nothing from the database: everything it needs comes with the claimed row (`Claimed`) and the
-sequence's steps (`Steps`).
+sequence's steps (`Steps`), both plain values (sequences/claimed.py).
 """
 
 from __future__ import annotations
 
 import enum
 import re
-import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
-from sequences.models import EngagementType, Enrollment, SequenceStep, StepType
-from smartlead.api import Lead
+from sequences.choices import EngagementType, StepType
+from sequences.claimed import Claimed, Move
+from sequences.models import SequenceStep
 
 # Smartlead validates addresses itself and reports the ones it rejects; this catches what people
 # mistype (no @, spaces, no domain) without Django's IDN-aware validator, whose regex costs more
 # to compile than a whole run of checks.
 PLAUSIBLE_EMAIL = re.compile(r"^[^@\s]+@[^@\s.]+(\.[^@\s.]+)+$")
-# The engagements a step's conditions look at.
-SIGNALS = (EngagementType.EMAIL_OPENED, EngagementType.EMAIL_CLICKED, EngagementType.EMAIL_REPLIED)
 
 
 def email_problem(email: str | None) -> str | None:
@@ -34,58 +32,6 @@ def email_problem(email: str | None) -> str | None:
     if len(email) > 254 or not PLAUSIBLE_EMAIL.match(email):
         return f"The contact's email address {email!r} is not valid."
     return None
-
-
-@dataclass
-class Claimed:
-    """An enrollment as the executor holds it: its step, its contact, and whether the ledger
-    already has it in the sequence's campaign. Field order is the claim statement's columns."""
-
-    id: uuid.UUID
-    contact_id: uuid.UUID
-    current_step: int
-    email: str | None
-    first_name: str | None
-    last_name: str | None
-    company: str | None
-    phone: str | None
-    title: str | None
-    unsubscribed_at: datetime | None
-    # In the sequence's campaign already. A claim does not read the ledger (reserving the leads
-    # tells), so the executor learns it late; the dry run and explain read it up front.
-    pushed: bool = False
-    _lead: Lead | None = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def of(cls, enrollment: Enrollment, *, pushed: bool) -> Claimed:
-        """An enrollment loaded as a model (with its contact), for explain."""
-        contact = enrollment.contact
-        return cls(
-            enrollment.id,
-            enrollment.contact_id,
-            enrollment.current_step,
-            *(
-                getattr(contact, name, None)
-                for name in ("email", "first_name", "last_name", "company", "phone", "title")
-            ),
-            getattr(contact, "unsubscribed_at", None),
-            pushed,
-        )
-
-    @property
-    def lead(self) -> Lead:
-        # Built once, on first use. Not functools.cached_property: on Python 3.11 it takes one
-        # lock shared by every instance, which the executor's threads then queue on.
-        if self._lead is None:
-            self._lead = Lead(
-                email=(self.email or "").strip().lower(),
-                first_name=self.first_name,
-                last_name=self.last_name,
-                company_name=self.company,
-                phone_number=self.phone,
-                custom_fields={"title": self.title} if self.title else {},
-            )
-        return self._lead
 
 
 class Action(enum.StrEnum):
@@ -118,15 +64,6 @@ CALL = Decision(Action.CALL)
 SKIP = Decision(Action.SKIP, "Its conditions are not met.")
 COMPLETE = Decision(Action.COMPLETE)
 UNSUBSCRIBED = Decision(Action.UNSUBSCRIBED, "The contact unsubscribed.")
-
-
-@dataclass(frozen=True)
-class Move:
-    """From one step to the next (`to_step` None: the enrollment completes)."""
-
-    from_step: int
-    to_step: int | None
-    next_send_at: datetime | None
 
 
 class Steps:

@@ -22,7 +22,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from outboundhq import logs
-from profiles.models import Profile, SmartleadCredentials, interactive_client
+from profiles.credentials import SmartleadCredentials, interactive_client
+from profiles.models import Profile
 from sequences import outbox
 from sequences.models import CampaignProvisioning, Sequence, SyncChange, SyncState
 from smartlead.api import NotFound, SmartleadClient, SmartleadError, ValidationFailed
@@ -58,12 +59,10 @@ def apply_pending(changes: Any, *, deadline: float) -> tuple[int, list[str]]:
     for change in changes.order_by("id"):
         by_sdr[change.profile_id].append(change)
     done, errors = 0, []
-    profiles = Profile.objects.with_smartlead_status().in_bulk(list(by_sdr))
-    for profile_id, pending in by_sdr.items():
-        profile = profiles.get(profile_id)
-        credentials = profile.smartlead_credentials() if profile else None
+    for sender in Profile.objects.senders(by_sdr):
+        pending, credentials = by_sdr[sender.profile_id], sender.credentials
         if credentials is None:
-            waiting = f"{len(pending)} changes wait: the SDR {profile_id} is not connected."
+            waiting = f"{sender.why_not}: {len(pending)} changes wait."
             SyncChange.objects.filter(pk__in=[c.pk for c in pending]).update(last_error=waiting)
             errors.append(waiting)
             continue
@@ -87,20 +86,20 @@ def apply_change(
         note = ACTIONS[change.action](change, client, credentials)
     except NotFound as exc:
         # The lead or the campaign is not there: there is nothing left to pause or remove.
-        _finish(change, SyncState.DONE, f"Nothing to do at Smartlead: {exc}")
+        _close(change, SyncState.DONE, f"Nothing to do at Smartlead: {exc}")
         return None
     except ValidationFailed as exc:
-        _finish(change, SyncState.FAILED, str(exc))
+        _close(change, SyncState.FAILED, str(exc))
         return f"{change}: Smartlead refused it: {exc}"
     except SmartleadError as exc:
         change.last_error = logs.redact(str(exc))[:MAX_ERROR]
         change.save(update_fields=["attempts", "last_error"])
         return f"{change}: {exc} (retried next run)"
-    _finish(change, SyncState.DONE, note or "")
+    _close(change, SyncState.DONE, note or "")
     return None
 
 
-def _finish(change: SyncChange, state: str, note: str) -> None:
+def _close(change: SyncChange, state: str, note: str) -> None:
     change.state = state
     change.last_error = logs.redact(note)[:MAX_ERROR]
     change.done_at = timezone.now()
@@ -177,13 +176,13 @@ def change_campaign_now(
         try:
             ACTIONS[action](change, client, credentials)
         except ValidationFailed as exc:
-            _finish(change, SyncState.FAILED, str(exc))
+            _close(change, SyncState.FAILED, str(exc))
             raise
         except SmartleadError as exc:
             change.last_error = logs.redact(str(exc))[:MAX_ERROR]
             change.save(update_fields=["attempts", "last_error"])
             raise
-    _finish(change, SyncState.DONE, "")
+    _close(change, SyncState.DONE, "")
     return change
 
 
@@ -212,10 +211,10 @@ def pause_before_disconnect(profile: Profile, api_key: str) -> list[str]:
                 client.set_status(record.campaign_id, "PAUSED")
             except SmartleadError as exc:
                 why = f"Not paused before the SDR disconnected (no key to retry with): {exc}"
-                _finish(change, SyncState.FAILED, why)
+                _close(change, SyncState.FAILED, why)
                 failed.append(f"campaign {record.campaign_id}: {exc}")
                 continue
-            _finish(change, SyncState.DONE, "Paused as the SDR disconnected.")
+            _close(change, SyncState.DONE, "Paused as the SDR disconnected.")
     return failed
 
 

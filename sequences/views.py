@@ -16,7 +16,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from profiles.auth import user_api
-from profiles.models import Profile, SmartleadCredentials, interactive_client
+from profiles.credentials import SmartleadCredentials, interactive_client
+from profiles.models import Profile
 from profiles.serializers import (
     Conflict,
     ErrorSerializer,
@@ -121,9 +122,10 @@ def sendable(sequence: Sequence, profile: Profile) -> SmartleadCredentials:
     reason = unsupported_reason(sequence)
     if reason:
         raise bad_request(reason, "unsupported_sequence")
-    credentials = profile.smartlead_credentials()
-    if credentials is None and not profile.key_is_readable():
+    sender = profile.sender()
+    if sender.unreadable:
         raise unreadable_key()
+    credentials = sender.credentials
     if credentials is None:
         missing = "an API key" if not profile.has_smartlead_key else "an email account"
         raise bad_request(

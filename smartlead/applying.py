@@ -66,13 +66,6 @@ EFFECTS = {
 }
 # A bounce caused by the SDR's own mailbox: recorded, but the lead did not bounce (notices.py).
 SENDER_BOUNCE = Effect(EngagementType.EMAIL_BOUNCED)
-# An event only moves an enrollment up this ladder, never down: a late bounce does not undo a
-# reply, nothing undoes an unsubscribe. Being order-free also lets a batch apply in any order.
-STATUS_RANK = {
-    EnrollmentStatus.BOUNCED: 1,
-    EnrollmentStatus.REPLIED: 2,
-    EnrollmentStatus.UNSUBSCRIBED: 3,
-}
 
 
 @dataclass(frozen=True)
@@ -106,8 +99,9 @@ class Changes:
         if effect.score:
             self.scores[target.contact_id] += effect.score
         if effect.status and target.enrollment_id:
+            # Of several events for one enrollment in a batch, the highest on the ladder wins.
             current = self.statuses.get(target.enrollment_id)
-            if current is None or STATUS_RANK[effect.status] > STATUS_RANK[current]:
+            if current is None or Enrollment.rung(effect.status) > Enrollment.rung(current):
                 self.statuses[target.enrollment_id] = effect.status
         if effect.unsubscribe:
             when = event.event_time or now
@@ -141,13 +135,7 @@ class Changes:
             Contact.objects.filter(pk__in=same_people, unsubscribed_at__isnull=True).update(
                 unsubscribed_at=at_their_time
             )
-        for status, rank in STATUS_RANK.items():
-            ids = sorted(pk for pk, wanted in self.statuses.items() if wanted == status)
-            at_least = [s for s, r in STATUS_RANK.items() if r >= rank]
-            if ids:
-                Enrollment.objects.filter(pk__in=ids).exclude(status__in=at_least).update(
-                    status=status, updated_at=now
-                )
+        Enrollment.objects.end_by_event(self.statuses, now)
 
 
 # How a contact's address is compared: case-insensitively, as contacts_lower_email_idx in

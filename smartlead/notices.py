@@ -16,7 +16,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from profiles.models import CredentialCheck, Profile, SmartleadStatus
+from profiles.credentials import SmartleadStatus
+from profiles.models import CredentialCheck, Profile
 from sequences.models import CampaignProvisioning, ProvisioningState, Sequence
 from smartlead.api import events
 from smartlead.models import Outcome, WebhookEvent

@@ -6,8 +6,8 @@ django-q2 schedule, also `manage.py reconcile_smartlead`), for each provisioned 
 connected SDR, with that SDR's key, within its rate limit and a time budget:
 
 1. the campaign's leads Smartlead marks replied, bounced or unsubscribed (`emailStatus`), only
-   those whose enrollment here is active, paused or completed (a reply to the last email often
-   comes after it; replied, bounced and unsubscribed ones have nothing left to repair);
+   those whose enrollment here an event can still change (`Enrollment.open_to_events()`: a
+   completed one too, since a reply to the last email often comes after it);
 2. for each, its message history, turned into the event the webhook would have carried, with the
    same identity (`webhooks.identify`: campaign + stats_id + type), stored like a delivery
    (source `reconcile`): a webhook that arrives before or after is a duplicate, applied once;
@@ -61,8 +61,6 @@ MISSED = {
     "is_bounced": events.EMAIL_BOUNCE,
     "is_unsubscribed": events.LEAD_UNSUBSCRIBED,
 }
-# A completed enrollment still moves up to replied, bounced or unsubscribed, as by a webhook.
-REPAIRABLE = (EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED, EnrollmentStatus.COMPLETED)
 
 
 def reconcile(
@@ -81,19 +79,15 @@ def reconcile(
     by_sdr = campaigns_to_read(user_id=user_id, sequence_id=sequence_id)
     stored: list[int] = []
     total = waiting = sum(len(campaigns) for campaigns in by_sdr.values())
-    profiles = Profile.objects.with_smartlead_status().in_bulk(list(by_sdr))
-    for profile_id, campaigns in by_sdr.items():
-        profile = profiles.get(profile_id)
-        credentials = profile.smartlead_credentials() if profile else None
-        if credentials is None:
-            run.errors.append(
-                f"User {profile_id} is not connected: {len(campaigns)} campaigns wait."
-            )
+    for sender in Profile.objects.senders(by_sdr):
+        campaigns = by_sdr[sender.profile_id]
+        if sender.credentials is None:
+            run.errors.append(f"{sender.why_not}: {len(campaigns)} campaigns wait.")
             waiting -= len(campaigns)
             continue
         # The client's deadline is on the same clock: a wait in its limiter or a retry that
         # would pass it raises instead (the campaign's error), so the pass ends on time.
-        with SmartleadClient(credentials.api_key, deadline=deadline) as client:
+        with SmartleadClient(sender.credentials.api_key, deadline=deadline) as client:
             for record in campaigns:
                 if limits.clock() >= deadline:
                     break
@@ -167,9 +161,9 @@ def repair(
         )
     )
     open_ids = set(
-        Enrollment.objects.filter(pk__in=ledger.values(), status__in=REPAIRABLE).values_list(
-            "pk", flat=True
-        )
+        Enrollment.objects.filter(
+            pk__in=ledger.values(), status__in=Enrollment.open_to_events()
+        ).values_list("pk", flat=True)
     )
     stored: list[int] = []
     for flag, event_type in MISSED.items():
@@ -257,7 +251,7 @@ def complete(record: CampaignProvisioning, enrollment_ids: list[Any]) -> int:
     ]
     if not done:
         return 0
-    return Enrollment.objects.finish(done, EnrollmentStatus.COMPLETED, timezone.now())
+    return Enrollment.objects.end(done, EnrollmentStatus.COMPLETED, timezone.now())
 
 
 def summary(run: ReconcileRun) -> str:

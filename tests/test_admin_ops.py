@@ -21,7 +21,8 @@ from django.urls import reverse
 from django.utils import timezone
 from responses import matchers
 
-from profiles.models import SQL_STATUSES, CredentialCheck, Profile, SmartleadStatus
+from profiles.credentials import SQL_STATUSES, SmartleadStatus
+from profiles.models import CredentialCheck, Profile
 from sequences.explain import explain, for_explanation
 from sequences.management.commands.explain_enrollment import Command as ExplainCommand
 from sequences.models import (

@@ -21,7 +21,8 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from profiles.models import CredentialCheck, SmartleadStatus
+from profiles.credentials import SmartleadStatus
+from profiles.models import CredentialCheck
 from sequences.models import ExecutorRun, RunTrigger
 from smartlead.models import WebhookEvent
 from tests.conftest import REQUIRE_POSTGRES

@@ -17,7 +17,8 @@ import responses
 from django.test import Client
 from responses import matchers
 
-from profiles.models import CredentialCheck, Profile, SmartleadStatus
+from profiles.credentials import SmartleadStatus
+from profiles.models import CredentialCheck, Profile
 from sequences.models import CampaignProvisioning, Sequence, SyncChange
 from smartlead.sandbox import SandboxServer, load_accounts
 from tests.factories import make_profile, make_sequence

@@ -15,9 +15,11 @@ from django.db import connection
 from django.utils import timezone
 
 from outboundhq.logs import register_secret
-from profiles.models import CredentialCheck, SmartleadStatus
-from sequences import pushing, recording
-from sequences.executor import Run, Scope, execute, plan
+from profiles.credentials import SmartleadStatus
+from profiles.models import CredentialCheck
+from sequences import sending
+from sequences.context import Run, Scope, SequenceWork, Tally
+from sequences.executor import execute, plan
 from sequences.models import (
     CallTask,
     CampaignProvisioning,
@@ -404,8 +406,8 @@ def test_a_step_changed_elsewhere_during_the_run_is_not_overwritten(smartlead, m
         Enrollment.objects.filter(pk=enrollment.pk).update(current_step=3)
         return original(*args, **kwargs)
 
-    original = recording.in_campaign
-    monkeypatch.setattr(recording, "in_campaign", moved_meanwhile)
+    original = sending.record_pushed
+    monkeypatch.setattr(sending, "record_pushed", moved_meanwhile)
     execute(trigger="command")
     enrollment.refresh_from_db()
     assert enrollment.current_step == 3 and enrollment.status == "active"
@@ -456,8 +458,8 @@ def test_a_reply_during_the_run_is_not_overwritten(smartlead, monkeypatch):
         Enrollment.objects.filter(pk=enrollment.pk).update(status="replied")
         return original(*args, **kwargs)
 
-    original = recording.in_campaign
-    monkeypatch.setattr(recording, "in_campaign", reply_arrives)
+    original = sending.record_pushed
+    monkeypatch.setattr(sending, "record_pushed", reply_arrives)
     execute(trigger="command")
     enrollment.refresh_from_db()
     assert enrollment.status == "replied" and enrollment.current_step == 1
@@ -475,10 +477,8 @@ def test_a_run_killed_half_way_loses_nothing(smartlead):
         ThreadPoolExecutor(1) as sender,
     ):
         steps = Steps(sequence.steps.all())
-        work = pushing.SequenceWork(
-            run, sdr, sequence.id, 31, steps, client, pushing.Tally(), sender
-        )
-        pushing.carry_out(work, pushing.claim(work, 100))  # claimed, reserved; never sent
+        work = SequenceWork(run, sdr, sequence.id, 31, steps, client, Tally(), sender)
+        sending.carry_out(work, sending.claim(work, 100))  # claimed, reserved; never sent
     assert Push.objects.filter(state="pending").count() == 3
     assert execute(trigger="command").due == 0  # still leased to the dead run
     Enrollment.objects.update(next_send_at=timezone.now() - timedelta(seconds=1))  # lease expired
@@ -639,7 +639,7 @@ def test_an_unexpected_error_is_recorded_without_the_key(smartlead, monkeypatch)
     def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise RuntimeError("boom at https://x.test/?api_key=sl-key-leak-9876wxyz")
 
-    monkeypatch.setattr(pushing, "send_sequence", broken)
+    monkeypatch.setattr(sending, "send_sequence", broken)
     run = execute(trigger="command")
     assert any("RuntimeError" in e for e in run.errors)
     assert not any("sl-key-leak-9876wxyz" in e for e in run.errors)

@@ -18,8 +18,9 @@ import outboundhq.urls  # noqa: F401 - discovers the admin pages, as serving a r
 from outboundhq.checks import fail_fast_on_bad_configuration
 from profiles import crypto
 from profiles.checks import encryption_keys_check, stored_keys_check
-from profiles.models import Profile, SmartleadStatus
-from sequences.executor import UNREADABLE, execute
+from profiles.credentials import UNREADABLE, SmartleadStatus
+from profiles.models import Profile
+from sequences.executor import execute
 from tests.factories import make_enrollment, make_profile, make_sequence
 from tests.fake_smartlead import BASE, FakeSmartlead
 

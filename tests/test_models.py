@@ -4,7 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from profiles.models import CredentialCheck, Profile, SmartleadStatus
+from profiles.credentials import SmartleadStatus
+from profiles.models import CredentialCheck, Profile
 from sequences.models import Enrollment
 from tests.factories import make_enrollment, make_profile, make_sequence
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from profiles.models import Profile, SmartleadStatus
+from profiles.credentials import SmartleadStatus
+from profiles.models import Profile
 from sequences.explain import explain
 from sequences.models import CampaignProvisioning, Engagement, EngagementType, EnrollmentStatus
 from smartlead.api import events

@@ -2,7 +2,7 @@
 
 Smartlead answers add-leads with counters, and with a per-lead id map when asked
 (`settings.return_lead_ids`). `AddLeadsResult.outcomes()` turns that into one verdict per lead;
-a lead the reply does not prove is UNCONFIRMED, never "added" (sequences/recording.py looks it
+a lead the reply does not prove is UNCONFIRMED, never "added" (sequences/sending.py looks it
 up). The counters' meanings: docs/EXECUTOR.md.
 """
 
@@ -79,10 +79,6 @@ class LeadVerdict(NamedTuple):
     outcome: LeadOutcome
     reason: str = ""
     lead_id: int | None = None
-
-    @property
-    def in_campaign(self) -> bool:
-        return self.outcome in IN_CAMPAIGN
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from django.core.management.base import BaseCommand, CommandError
 
 from outboundhq.logs import redact
-from profiles.models import Profile
+from profiles.models import Profile, Sender
 from sequences.models import ProvisioningState, Sequence
 from sequences.provisioning import ensure_webhook, receiver_url
 from smartlead.api import SmartleadClient, SmartleadError
@@ -38,7 +38,11 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         if receiver_url() is None:
             raise CommandError("Set PUBLIC_BASE_URL and SMARTLEAD_WEBHOOK_SECRET first.")
-        reports = [self.resave(sequences) for sequences in self.by_sdr().values()]
+        by_sdr = self.by_sdr()
+        reports = [
+            self.resave(sender, by_sdr[sender.profile_id])
+            for sender in Profile.objects.senders(by_sdr)
+        ]
         for report in reports:
             self.stdout.write(report.line())
         failures = sum(len(r.failed) for r in reports)
@@ -61,15 +65,13 @@ class Command(BaseCommand):
             grouped[sequence.created_by_id].append(sequence)
         return grouped
 
-    def resave(self, sequences: list[Sequence]) -> SdrReport:
+    def resave(self, sender: Sender, sequences: list[Sequence]) -> SdrReport:
         """Step 2: one SDR's campaigns, with their key; a failure stops only that campaign."""
-        report = SdrReport(sequences[0].created_by_id)
-        profile = Profile.objects.with_smartlead_status().filter(pk=report.profile_id).first()
-        credentials = profile.smartlead_credentials() if profile else None
-        if credentials is None:
-            report.failed.append(f"not connected to Smartlead ({len(sequences)} campaign(s))")
+        report = SdrReport(sender.profile_id)
+        if sender.credentials is None:
+            report.failed.append(f"{sender.why_not} ({len(sequences)} campaign(s))")
             return report
-        with SmartleadClient(credentials.api_key) as client:
+        with SmartleadClient(sender.credentials.api_key) as client:
             for sequence in sequences:
                 try:
                     report.done[ensure_webhook(sequence, client, resave=True)] += 1

@@ -1,0 +1,107 @@
+"""An SDR's Smartlead credentials as values: what sending needs, the verdicts about a key, and
+the short-budget client people wait on. No model here (profiles/models.py has the rows)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import models
+
+from outboundhq.logs import mask
+from smartlead.api import (
+    EmailAccount,
+    InvalidApiKey,
+    NoApiAccess,
+    SmartleadClient,
+    SmartleadError,
+)
+
+# Why an SDR cannot send, in the one wording every per-SDR loop uses (`Profile.objects.senders`);
+# the first is also the executor's log line for them.
+NOT_CONNECTED = "User %s has not connected their Smartlead account"
+UNREADABLE = (
+    "User %s cannot send: their stored Smartlead key cannot be decrypted (the key that "
+    "encrypted it is missing from SMARTLEAD_KEY_ENCRYPTION_KEYS)"
+)
+
+# A person is waiting on these calls: retry a blip once or twice, then answer.
+INTERACTIVE_RETRY_BUDGET = 3.0
+
+
+@dataclass(frozen=True)
+class SmartleadCredentials:
+    """What the executor needs to send as one SDR. `repr` never shows the key."""
+
+    profile_id: uuid.UUID
+    api_key: str
+    email_account_id: int
+
+    def __repr__(self) -> str:
+        return (
+            f"SmartleadCredentials(profile_id={self.profile_id}, api_key={mask(self.api_key)!r}, "
+            f"email_account_id={self.email_account_id})"
+        )
+
+
+class SmartleadStatus(models.TextChoices):
+    """What the admin and the connect API say about an SDR's Smartlead connection."""
+
+    CONNECTED = "connected", "Connected"
+    NO_API_KEY = "no_api_key", "No API key"
+    NO_EMAIL_ACCOUNT = "no_email_account", "No email account"
+    INVALID_KEY = "invalid_key", "Invalid key"
+    NO_API_ACCESS = "no_api_access", "No API access"
+    UNCHECKED = "unchecked", "Unchecked"
+    # Never recorded: worked out on reading the key, so restoring the lost key heals it at once.
+    UNREADABLE_KEY = "unreadable_key", "Key cannot be decrypted"
+
+
+def key_fingerprint(api_key: str) -> str:
+    """A stable, non-reversible id for a key, so a check can tell whether the key changed since."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def interactive_client(api_key: str, **options: Any) -> SmartleadClient:
+    """A Smartlead client for the web app and the admin: gives up after a short retry budget.
+
+    No deadline is needed for the rate limiter: in the web process only web requests share a
+    key's limiter (the executor runs in the worker), so its waits stay short.
+    """
+    return SmartleadClient(api_key, **({"retry_budget": INTERACTIVE_RETRY_BUDGET} | options))
+
+
+def fetch_email_accounts(api_key: str) -> list[EmailAccount]:
+    """The email accounts a key can send from; raises SmartleadError when Smartlead says no."""
+    with interactive_client(api_key) as client:
+        return client.list_email_accounts()
+
+
+def refusal_status(exc: SmartleadError) -> SmartleadStatus | None:
+    """The credential verdict a Smartlead error amounts to; None when it says nothing of the key."""
+    if isinstance(exc, InvalidApiKey):
+        return SmartleadStatus.INVALID_KEY
+    if isinstance(exc, NoApiAccess):
+        return SmartleadStatus.NO_API_ACCESS
+    return None
+
+
+# The statuses the SQL rule can give (UNREADABLE_KEY needs the key decrypted): list filters and
+# the dashboard's bars count these.
+SQL_STATUSES = [s for s in SmartleadStatus if s != SmartleadStatus.UNREADABLE_KEY]
+# Verdicts about the current key that stop sending until the SDR reconnects or picks a mailbox.
+REFUSED = (
+    SmartleadStatus.INVALID_KEY,
+    SmartleadStatus.NO_API_ACCESS,
+    SmartleadStatus.NO_EMAIL_ACCOUNT,
+)
+# The statuses that send: a verified key, or one Smartlead has not been asked about yet (it
+# will say, and the verdict is recorded the first time it refuses).
+SENDING = (SmartleadStatus.CONNECTED, SmartleadStatus.UNCHECKED)
+# A mailbox id is an integer stored as text. ASCII digits only: "12²" passes str.isdigit() and
+# then fails int(); 18 digits always fit Smartlead's (and Postgres's) bigint.
+# \A and \Z (not ^ and $) mean the same on Postgres and in Python (SQLite's REGEXP), with no
+# "123\n" slipping through.
+MAILBOX_ID = r"\A[0-9]{1,18}\Z"

@@ -1,0 +1,95 @@
+"""Every status and kind value of the sequences app, named once, with no model behind them.
+
+The hosted tables' values match ../shared/docs/supabase-schema.md exactly; the backend's own
+records' values are ours. They live apart from the models so that the querysets (managers.py,
+outbox.py), which the models import, can use them without importing the models back.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class SequenceStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    ARCHIVED = "archived", "Archived"
+
+
+class StepType(models.TextChoices):
+    EMAIL = "email", "Email"
+    CALL = "call", "Call"
+
+
+class EnrollmentStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    COMPLETED = "completed", "Completed"
+    REPLIED = "replied", "Replied"
+    BOUNCED = "bounced", "Bounced"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    FAILED = "failed", "Failed"
+
+
+class EngagementType(models.TextChoices):
+    EMAIL_SENT = "email_sent", "Email sent"
+    EMAIL_OPENED = "email_opened", "Email opened"
+    EMAIL_CLICKED = "email_clicked", "Email clicked"
+    EMAIL_REPLIED = "email_replied", "Email replied"
+    EMAIL_BOUNCED = "email_bounced", "Email bounced"
+    EMAIL_UNSUBSCRIBED = "email_unsubscribed", "Email unsubscribed"
+    LEAD_CATEGORY_UPDATED = "lead_category_updated", "Lead category updated"
+    CALL_SCHEDULED = "call_scheduled", "Call scheduled"
+
+
+# The engagements a step's conditions look at.
+SIGNALS = (EngagementType.EMAIL_OPENED, EngagementType.EMAIL_CLICKED, EngagementType.EMAIL_REPLIED)
+
+
+class CallStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    COMPLETED = "completed", "Completed"
+    SKIPPED = "skipped", "Skipped"
+
+
+class ProvisioningState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    IN_PROGRESS = "in_progress", "In progress"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed (retried next run)"
+    UNSUPPORTED = "unsupported", "Cannot be expressed in Smartlead"
+    # Smartlead no longer has the campaign for the SDR's key: nothing is sent until ops
+    # re-provision it knowingly (admin), so no lead is started over in a new campaign.
+    NEEDS_ATTENTION = "needs_attention", "Needs attention: campaign gone from Smartlead"
+
+
+class PushState(models.TextChoices):
+    PENDING = "pending", "Sending (or interrupted: re-sent next run)"
+    PUSHED = "pushed", "Pushed"
+    REJECTED = "rejected", "Rejected by Smartlead"
+
+
+class RunTrigger(models.TextChoices):
+    SCHEDULE = "schedule", "Schedule"
+    COMMAND = "command", "Command"
+    CRON = "cron", "Cron endpoint"
+
+
+class SyncAction(models.TextChoices):
+    """What a change made in the app does at Smartlead (sequences/sync.py)."""
+
+    PAUSE_LEAD = "pause_lead", "Pause the lead"
+    RESUME_LEAD = "resume_lead", "Resume the lead"
+    UNSUBSCRIBE_LEAD = "unsubscribe_lead", "Unsubscribe the lead"
+    REMOVE_LEAD = "remove_lead", "Remove the lead"
+    PAUSE_CAMPAIGN = "pause_campaign", "Pause the campaign"
+    RESUME_CAMPAIGN = "resume_campaign", "Resume the campaign"
+    MOVE_MAILBOX = "move_mailbox", "Move the campaign to the SDR's new mailbox"
+
+
+class SyncState(models.TextChoices):
+    PENDING = "pending", "Pending (retried every run)"
+    DONE = "done", "Done"
+    SUPERSEDED = "superseded", "Superseded by a later change"
+    FAILED = "failed", "Failed for good"
