@@ -323,7 +323,7 @@ class PushQuerySet(models.QuerySet):
         pushed = self.filter(enrollment_id__in=ids, campaign_id=campaign_id)
         return set(pushed.filter(state=PushState.PUSHED).values_list("enrollment_id", flat=True))
 
-    def release(self, *, campaign_id: int, ids: list[uuid.UUID]) -> None:
+    def forget_pending(self, *, campaign_id: int, ids: list[uuid.UUID]) -> None:
         """Forget `pending` rows of leads that were certainly not sent."""
         self.filter(
             enrollment_id__in=ids, campaign_id=campaign_id, state=PushState.PENDING

@@ -76,7 +76,7 @@ def send_sequence(work: SequenceWork) -> None:
             settle(send_batch(work, batch))
     finally:
         if leads:  # claimed and reserved, but nothing more can be sent: ready for next run
-            release(work, leads)
+            defer(work, leads)
 
 
 def claimed_chunks(work: SequenceWork, batch: int) -> Iterator[list[Claimed]]:
@@ -276,7 +276,7 @@ def accepted(work: SequenceWork, batch: list[Claimed], result: AddLeadsResult) -
     still_unsure = by_outcome.pop(UNCONFIRMED, [])
     turned_away(work, by_outcome, verdicts, result)
     if not_now:
-        release(work, not_now)
+        defer(work, not_now)
         work.tally.error(
             f"Smartlead's lead limit is exhausted for campaign {work.campaign_id}: "
             f"{len(not_now)} leads wait for the next run."
@@ -284,7 +284,7 @@ def accepted(work: SequenceWork, batch: list[Claimed], result: AddLeadsResult) -
     if still_unsure:
         # Maybe in the campaign: the ledger row stays `pending`, and the next run's re-send
         # gets Smartlead's answer for each (a lead already there is reported as such).
-        release(work, still_unsure, maybe_sent=True)
+        defer(work, still_unsure, maybe_sent=True)
         work.tally.error(
             f"{len(still_unsure)} leads for campaign {work.campaign_id} are not confirmed by "
             f"Smartlead and wait for the next run: {verdicts[still_unsure[0].lead.email].reason}"
@@ -409,7 +409,7 @@ def not_sent(work: SequenceWork, batch: list[Claimed], exc: SmartleadError) -> N
     missing campaign is forgotten, so the next run sets one up."""
     # A timeout or a 5xx may have reached Smartlead: the ledger keeps those rows `pending`, and
     # the next run's re-send shows as a second attempt.
-    release(work, batch, maybe_sent=not (exc.permanent or exc.safe_to_repeat))
+    defer(work, batch, maybe_sent=not (exc.permanent or exc.safe_to_repeat))
     work.tally.error(
         f"{len(batch)} leads for campaign {work.campaign_id} wait for the next run: {exc}"
     )
@@ -438,12 +438,12 @@ def campaign_missing(work: SequenceWork) -> None:
     work.tally.error(f"Sequence {work.sequence_id} needs attention: {reason}")
 
 
-def release(work: SequenceWork, items: list[Claimed], *, maybe_sent: bool = False) -> None:
+def defer(work: SequenceWork, items: list[Claimed], *, maybe_sent: bool = False) -> None:
     """Claimed enrollments ready again, for the next run (not this one: it only takes those
     due before it started)."""
     ids = [item.id for item in items]
     with transaction.atomic():
         Enrollment.objects.release(ids, max(timezone.now(), work.run.started))
         if not maybe_sent:
-            Push.objects.release(campaign_id=work.campaign_id, ids=ids)
+            Push.objects.forget_pending(campaign_id=work.campaign_id, ids=ids)
     work.tally.deferred += len(ids)

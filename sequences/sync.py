@@ -25,7 +25,14 @@ from outboundhq import logs
 from profiles.credentials import SmartleadCredentials, interactive_client
 from profiles.models import Profile
 from sequences import outbox
-from sequences.models import CampaignProvisioning, Sequence, SyncChange, SyncState
+from sequences.models import (
+    CampaignProvisioning,
+    ProvisioningState,
+    Sequence,
+    SyncAction,
+    SyncChange,
+    SyncState,
+)
 from smartlead.api import NotFound, SmartleadClient, SmartleadError, ValidationFailed
 
 log = logging.getLogger(__name__)
@@ -149,13 +156,13 @@ def _move_mailbox(change: SyncChange, client: SmartleadClient, _: Any) -> str:
 
 
 ACTIONS = {
-    "pause_lead": _pause_lead,
-    "resume_lead": _resume_lead,
-    "unsubscribe_lead": _unsubscribe_lead,
-    "remove_lead": _remove_lead,
-    "pause_campaign": _pause_campaign,
-    "resume_campaign": _resume_campaign,
-    "move_mailbox": _move_mailbox,
+    SyncAction.PAUSE_LEAD: _pause_lead,
+    SyncAction.RESUME_LEAD: _resume_lead,
+    SyncAction.UNSUBSCRIBE_LEAD: _unsubscribe_lead,
+    SyncAction.REMOVE_LEAD: _remove_lead,
+    SyncAction.PAUSE_CAMPAIGN: _pause_campaign,
+    SyncAction.RESUME_CAMPAIGN: _resume_campaign,
+    SyncAction.MOVE_MAILBOX: _move_mailbox,
 }
 
 
@@ -191,17 +198,16 @@ def pause_before_disconnect(profile: Profile, api_key: str) -> list[str]:
     there to retry with): each is a `SyncChange`, `failed` with the reason when Smartlead did
     not take it, so the admin says which campaigns are still sending."""
     records = CampaignProvisioning.objects.filter(
-        sequence__created_by=profile, state="ready", campaign_id__isnull=False
+        sequence__created_by=profile, state=ProvisioningState.READY, campaign_id__isnull=False
     ).select_related("sequence")
     known = SyncChange.objects.known_campaign_states({r.campaign_id for r in records})
     failed = []
     with interactive_client(api_key) as client:
         for record in records:
-            started = "active" if "started" in record.completed_stages else "not started"
-            if known.get(record.campaign_id, started) != "active":
+            if known.get(record.campaign_id, outbox.campaign_state(record)) != outbox.ACTIVE:
                 continue
             change = SyncChange.objects.request(
-                "pause_campaign",
+                SyncAction.PAUSE_CAMPAIGN,
                 sequence_id=record.sequence_id,
                 profile_id=profile.pk,
                 campaign_id=record.campaign_id,

@@ -28,7 +28,7 @@ from profiles.serializers import (
 )
 from sequences import sync
 from sequences.executor import as_dict, execute
-from sequences.models import RunTrigger, Sequence, SequenceStatus
+from sequences.models import RunTrigger, Sequence, SequenceStatus, SyncAction
 from sequences.provisioning import (
     CampaignNeedsAttention,
     ProvisioningBlocked,
@@ -99,7 +99,7 @@ def pause(request: Request, id: uuid.UUID) -> Response:
         warning = "The Smartlead campaign was not paused: connect Smartlead, then pause again."
         return Response(state(sequence) | {"warning": warning})
     try:
-        sync.change_campaign_now(sequence, credentials, "pause_campaign")
+        sync.change_campaign_now(sequence, credentials, SyncAction.PAUSE_CAMPAIGN)
     except SmartleadError as exc:
         request.user.record_smartlead_refusal(exc)
         prefix = "Paused here, but not in Smartlead yet (retried every executor run). "
@@ -147,7 +147,7 @@ def start_campaign(sequence: Sequence, credentials: SmartleadCredentials) -> Non
     if not existed:
         return
     try:
-        sync.change_campaign_now(sequence, credentials, "resume_campaign")
+        sync.change_campaign_now(sequence, credentials, SyncAction.RESUME_CAMPAIGN)
     except NotFound:
         with interactive_client(credentials.api_key) as client:
             reason = campaign_gone(client, sequence.campaign, credentials.email_account_id)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import responses
@@ -125,14 +126,43 @@ def smartlead_clock(monkeypatch: pytest.MonkeyPatch) -> FakeSmartleadClock:
     return clock
 
 
+Accounts = list[dict[str, Any]] | dict[str, list[int]]
+
+
 @pytest.fixture
-def smartlead_sandbox(settings):  # noqa: ANN001, ANN201 - pytest-django's fixture; a generator
-    """The sandbox serving smartlead/sandbox/demo.json, with SMARTLEAD_BASE_URL pointing at it."""
+def make_sandbox(settings) -> Iterator[Callable[..., Any]]:  # noqa: ANN001 - pytest-django's
+    """Starts a Smartlead sandbox for the test and points the client at it (stopped after the
+    test). `accounts`: the demo file's when None, account dicts, or {key: [mailbox ids]} for
+    pro-plan accounts; other keywords go to SandboxServer (rate limits, clock, latency...). The
+    executor runs its SDRs on the test's own thread: workers' own database connections would not
+    see the test's uncommitted rows."""
     from smartlead.sandbox import SandboxServer, load_accounts
 
-    with SandboxServer(load_accounts()) as sandbox:
-        settings.SMARTLEAD_BASE_URL = sandbox.base_url
-        yield sandbox
+    started: list[SandboxServer] = []
+
+    def make(accounts: Accounts | None = None, **options: Any) -> SandboxServer:
+        if accounts is None:
+            accounts = load_accounts()
+        elif isinstance(accounts, dict):
+            accounts = [
+                {"api_key": key, "plan": "pro", "email_accounts": [{"id": i} for i in mailboxes]}
+                for key, mailboxes in accounts.items()
+            ]
+        server = SandboxServer(accounts, **options).start()
+        started.append(server)
+        settings.SMARTLEAD_BASE_URL = server.base_url
+        settings.EXECUTOR_CONCURRENCY = 1
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def smartlead_sandbox(make_sandbox: Callable[..., Any]) -> Any:
+    """The sandbox serving smartlead/sandbox/demo.json, with SMARTLEAD_BASE_URL pointing at it."""
+    return make_sandbox()
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,6 @@ from sequences.admin import CampaignProvisioningAdmin
 from sequences.executor import execute
 from sequences.models import CampaignProvisioning, Enrollment, ProvisioningState, Push, Sequence
 from sequences.provisioning import provision
-from smartlead import api as smartlead_client
 from smartlead.api import SmartleadClient, ValidationFailed
 from smartlead.sandbox import SandboxServer
 from tests import test_connect_api as connect_api
@@ -27,16 +26,8 @@ TWO_EMAILS = [{"step_type": "email", "subject": "Hi"}, {"step_type": "email", "d
 
 
 @pytest.fixture
-def sandbox(settings):  # noqa: ANN001, ANN201
-    settings.EXECUTOR_CONCURRENCY = 1  # workers' own connections can't see the test's rows
-    smartlead_client.reset_rate_limiters()
-    accounts = [
-        {"api_key": KEY, "plan": "pro", "email_accounts": [{"id": 3201}]},
-        {"api_key": OTHER_KEY, "plan": "pro", "email_accounts": [{"id": 3301}]},
-    ]
-    with SandboxServer(accounts) as server:
-        settings.SMARTLEAD_BASE_URL = server.base_url
-        yield server
+def sandbox(make_sandbox):  # noqa: ANN001, ANN201
+    return make_sandbox({KEY: [3201], OTHER_KEY: [3301]})
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from responses import matchers
 from profiles.credentials import SmartleadStatus
 from profiles.models import CredentialCheck, Profile
 from sequences.models import CampaignProvisioning, Sequence, SyncChange
-from smartlead.sandbox import SandboxServer, load_accounts
+from smartlead.sandbox import SandboxServer
 from tests.factories import make_profile, make_sequence
 from tests.fake_smartlead import BASE, FakeSmartlead
 
@@ -588,11 +588,9 @@ def test_an_unknown_sequence_is_404_like_someone_elses(api, owner, smartlead):
 
 # --- End to end, over HTTP, against the sandbox ------------------------------------------
 @pytest.fixture
-def sandbox(settings: Any, smartlead_clock: Any) -> Iterator[SandboxServer]:
+def sandbox(make_sandbox: Any, smartlead_clock: Any) -> SandboxServer:
     """The demo sandbox on the client's fake clock, so its rate limit sees the client's waits."""
-    with SandboxServer(load_accounts(), clock=smartlead_clock.monotonic) as server:
-        settings.SMARTLEAD_BASE_URL = server.base_url
-        yield server
+    return make_sandbox(clock=smartlead_clock.monotonic)
 
 
 def test_connect_pick_a_mailbox_activate_and_pause_against_the_sandbox(api, sdr, sandbox):

@@ -16,8 +16,6 @@ from django_q.models import Schedule
 
 from sequences.models import Enrollment, ExecutorRun, Push
 from sequences.tasks import SCHEDULE_NAME, ensure_schedule, run_scheduled
-from smartlead import api as smartlead_client
-from smartlead.sandbox import SandboxServer
 from tests.factories import make_enrollment, make_profile, make_sequence
 
 pytestmark = pytest.mark.django_db
@@ -26,9 +24,7 @@ SANDBOX_KEY = "sandbox-e2e-key-0123456789"
 
 
 @pytest.fixture
-def sandbox(settings):  # noqa: ANN001, ANN201
-    settings.EXECUTOR_CONCURRENCY = 1  # workers' own connections can't see the test's rows
-    smartlead_client.reset_rate_limiters()
+def sandbox(make_sandbox):  # noqa: ANN001, ANN201
     accounts = [
         {
             "api_key": SANDBOX_KEY,
@@ -37,9 +33,7 @@ def sandbox(settings):  # noqa: ANN001, ANN201
         },
         {"api_key": "sandbox-basic-plan-key-0000", "plan": "basic", "email_accounts": []},
     ]
-    with SandboxServer(accounts) as server:
-        settings.SMARTLEAD_BASE_URL = server.base_url
-        yield server
+    return make_sandbox(accounts)
 
 
 def test_the_command_prints_a_summary_and_the_run_record_as_json(sandbox):

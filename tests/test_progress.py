@@ -13,9 +13,7 @@ from django.core.management import call_command
 from sequences.executor import execute
 from sequences.models import RunTrigger
 from sequences.tasks import run_scheduled
-from smartlead import api as smartlead_client
 from smartlead.models import Outcome, WebhookEvent
-from smartlead.sandbox import SandboxServer
 from tests.factories import make_enrollment, make_profile, make_sequence
 
 pytestmark = pytest.mark.django_db
@@ -30,10 +28,8 @@ class Terminal(StringIO):
 
 
 @pytest.fixture
-def two_sdrs(settings):  # noqa: ANN001, ANN201 - pytest-django's fixture; a generator
+def two_sdrs(make_sandbox):  # noqa: ANN001, ANN201
     """Two connected SDRs with 2 and 3 ready enrollments, and the sandbox for their keys."""
-    settings.EXECUTOR_CONCURRENCY = 1  # workers' own connections can't see the test's rows
-    smartlead_client.reset_rate_limiters()
     accounts = [
         {
             "api_key": key,
@@ -42,14 +38,13 @@ def two_sdrs(settings):  # noqa: ANN001, ANN201 - pytest-django's fixture; a gen
         }
         for n, key in enumerate(KEYS)
     ]
-    with SandboxServer(accounts) as server:
-        settings.SMARTLEAD_BASE_URL = server.base_url
-        for n, (key, leads) in enumerate(zip(KEYS, (2, 3), strict=True)):
-            sdr = make_profile(smartlead_api_key=key, smartlead_email_account_id=str(4100 + n))
-            sequence = make_sequence(creator=sdr)
-            for _ in range(leads):
-                make_enrollment(sequence=sequence)
-        yield server
+    server = make_sandbox(accounts)
+    for n, (key, leads) in enumerate(zip(KEYS, (2, 3), strict=True)):
+        sdr = make_profile(smartlead_api_key=key, smartlead_email_account_id=str(4100 + n))
+        sequence = make_sequence(creator=sdr)
+        for _ in range(leads):
+            make_enrollment(sequence=sequence)
+    return server
 
 
 def run_command(*args: str, stderr: StringIO | None = None) -> tuple[str, str]:

@@ -14,7 +14,6 @@ from django.utils import timezone
 
 from sequences.executor import execute
 from sequences.models import CallTask, CampaignProvisioning, Engagement, Enrollment
-from smartlead import api as smartlead_client
 from smartlead import reconcile as reconciling
 from smartlead.models import WebhookEvent
 from smartlead.reconcile import reconcile
@@ -33,17 +32,9 @@ LEADS = ["ann@acme.test", "bob@acme.test", "cid@acme.test", "dee@acme.test"]
 
 
 @pytest.fixture
-def sandbox(settings: Any):  # noqa: ANN201
-    settings.EXECUTOR_CONCURRENCY = 1  # workers' own connections can't see the test's rows
+def sandbox(settings: Any, make_sandbox: Any) -> SandboxServer:
     configure(settings)
-    smartlead_client.reset_rate_limiters()
-    accounts = [
-        {"api_key": KEY, "plan": "pro", "email_accounts": [{"id": 3501}]},
-        {"api_key": OTHER_KEY, "plan": "pro", "email_accounts": [{"id": 3502}]},
-    ]
-    with SandboxServer(accounts, requests_per_minute=600, burst=100) as server:
-        settings.SMARTLEAD_BASE_URL = server.base_url
-        yield server
+    return make_sandbox({KEY: [3501], OTHER_KEY: [3502]}, requests_per_minute=600, burst=100)
 
 
 @pytest.fixture

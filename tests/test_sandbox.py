@@ -13,7 +13,6 @@ import math
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -63,10 +62,8 @@ ACCOUNTS = [
 
 
 @pytest.fixture
-def sandbox(smartlead_clock: Any) -> Iterator[SandboxServer]:
-    accounts = ACCOUNTS + load_accounts()
-    with SandboxServer(accounts, clock=smartlead_clock.monotonic) as server:
-        yield server
+def sandbox(make_sandbox: Any, smartlead_clock: Any) -> SandboxServer:
+    return make_sandbox(ACCOUNTS + load_accounts(), clock=smartlead_clock.monotonic)
 
 
 def connect(sandbox: SandboxServer, key: str = KEY, **options: Any) -> SmartleadClient:

@@ -7,9 +7,7 @@ import pytest
 
 from sequences.executor import execute
 from sequences.models import Enrollment, Push, StepRecord
-from smartlead import api as smartlead_client
 from smartlead.api import Lead, SmartleadClient
-from smartlead.sandbox import SandboxServer
 from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
 
 pytestmark = pytest.mark.django_db
@@ -18,13 +16,8 @@ LEADS_ROUTE = "POST /campaigns/{campaign_id}/leads"
 
 
 @pytest.fixture
-def sandbox(settings):  # noqa: ANN001, ANN201
-    settings.EXECUTOR_CONCURRENCY = 1  # workers' own connections can't see the test's rows
-    smartlead_client.reset_rate_limiters()
-    accounts = [{"api_key": KEY, "plan": "pro", "email_accounts": [{"id": 3101}]}]
-    with SandboxServer(accounts) as server:
-        settings.SMARTLEAD_BASE_URL = server.base_url
-        yield server
+def sandbox(make_sandbox):  # noqa: ANN001, ANN201
+    return make_sandbox({KEY: [3101]})
 
 
 def enroll_all(sequence, addresses):  # noqa: ANN001, ANN201

@@ -24,7 +24,6 @@ from sequences.models import (
     SyncChange,
 )
 from sequences.provisioning import provision
-from smartlead import api as smartlead_client
 from smartlead.api import SmartleadClient
 from smartlead.sandbox import SandboxServer
 from tests import test_connect_api as connect_api
@@ -39,13 +38,8 @@ STATUS_ROUTE = "POST /campaigns/{campaign_id}/status"
 
 
 @pytest.fixture
-def sandbox(settings):  # noqa: ANN001, ANN201
-    settings.EXECUTOR_CONCURRENCY = 1  # workers' own connections can't see the test's rows
-    smartlead_client.reset_rate_limiters()
-    accounts = [{"api_key": KEY, "plan": "pro", "email_accounts": [{"id": 3401}, {"id": 3402}]}]
-    with SandboxServer(accounts, requests_per_minute=600, burst=100) as server:
-        settings.SMARTLEAD_BASE_URL = server.base_url
-        yield server
+def sandbox(make_sandbox):  # noqa: ANN001, ANN201
+    return make_sandbox({KEY: [3401, 3402]}, requests_per_minute=600, burst=100)
 
 
 def sent(addresses: list[str]) -> tuple[Sequence, dict[str, Enrollment]]:

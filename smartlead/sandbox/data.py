@@ -328,3 +328,11 @@ def snapshot(account: Account, campaign: CampaignState) -> dict:
             for address, lead_id in campaign.leads.items()
         ],
     }
+
+
+def paging(query: dict) -> tuple[int, int]:
+    """offset/limit as the live API takes them: limit at most 100 (422 above)."""
+    offset, limit = int_param(query, "offset", 0), int_param(query, "limit", 100)
+    if limit > 100:
+        raise legacy("limit must be less than or equal to 100", 422)
+    return max(0, offset), max(0, limit)

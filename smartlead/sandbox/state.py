@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import itertools
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from smartlead.api import MAX_LEADS_PER_REQUEST
 from smartlead.sandbox.data import (
     CAMPAIGN_SETTINGS,
-    EMAIL,
-    LEAD_FIELDS,
-    LEAD_SETTINGS,
-    ODD_REPLIES,
     STATUS_WRITES,
     STOP_SETTINGS,
     TRACK_SETTINGS,
@@ -29,10 +24,10 @@ from smartlead.sandbox.data import (
     CampaignState,
     campaign_json,
     check_startable,
-    int_param,
     joi,
     legacy,
     mailbox_json,
+    paging,
     reject_unknown,
     require_object,
     sequence_step,
@@ -40,9 +35,10 @@ from smartlead.sandbox.data import (
     validated_schedule,
     validated_webhook,
 )
+from smartlead.sandbox.leads import LeadRoutes
 
 
-class SandboxState:
+class SandboxState(LeadRoutes):
     """Every key's account, and the per-key rate limit (a sliding window plus a burst window)."""
 
     def __init__(
@@ -112,7 +108,7 @@ class SandboxState:
 
     # --- Email accounts ---
     def list_mailboxes(self, account: Account, query: dict, body: Any) -> list[dict]:
-        offset, limit = _paging(query)
+        offset, limit = paging(query)
         ids = sorted(account.mailboxes)[offset : offset + limit]
         return [mailbox_json(account.mailboxes[i], encoded=True) for i in ids]
 
@@ -220,175 +216,6 @@ class SandboxState:
             campaign.status = STATUS_WRITES[wanted]
         return {"ok": True}
 
-    # --- Leads ---
-    def add_leads(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
-        campaign = self._campaign(account, campaign_id)
-        body = require_object(body)
-        leads, options = self._validated_leads(body)
-        with account.lock:
-            return _import(
-                account, campaign, leads, options, self._lead_ids, self.global_block_list
-            )
-
-    def _validated_leads(self, body: dict) -> tuple[list[dict], dict]:
-        reject_unknown(body, ("lead_list", "settings"))
-        leads, options = body.get("lead_list"), body.get("settings") or {}
-        if not isinstance(leads, list):
-            raise joi('"lead_list" is required')
-        if not leads:
-            raise joi('"lead_list" must contain at least 1 items')
-        if len(leads) > self.max_leads_per_request:
-            limit = self.max_leads_per_request
-            raise ApiError(
-                422,
-                {
-                    "error": f"lead_list cannot exceed {limit} leads per request",
-                    "provided_count": len(leads),
-                    "max_allowed": limit,
-                },
-            )
-        reject_unknown(options, LEAD_SETTINGS, "settings.")
-        for index, lead in enumerate(leads):
-            if not isinstance(lead, dict):
-                raise joi(f'"lead_list[{index}]" must be of type object')
-            reject_unknown(lead, LEAD_FIELDS, f"lead_list[{index}].")
-            if not isinstance(lead.get("custom_fields", {}), dict):
-                raise joi(f'"lead_list[{index}].custom_fields" must be of type object')
-        return leads, options
-
-    def find_lead(self, account: Account, query: dict, body: Any) -> dict:
-        address = query.get("email", "").strip().lower()
-        if not address:
-            raise legacy("email is required", 422)
-        with account.lock:
-            lead = account.leads.get(address)
-            if lead is None:
-                return {}  # a missing lead is a 200 with {}, not a 404
-            data = [
-                {
-                    "campaign_lead_map_id": lead["id"] + campaign.id,
-                    "campaign_id": campaign.id,
-                    "campaign_name": campaign.name,
-                    "client_id": None,
-                    "client_email": None,
-                    "lead_category_id": None,
-                }
-                for campaign in account.campaigns.values()
-                if address in campaign.leads
-            ]
-        unsubscribed = address in account.unsubscribed
-        return lead | {"is_unsubscribed": unsubscribed, "lead_campaign_data": data}
-
-    def _campaign_lead(self, account: Account, campaign_id: str, lead_id: str) -> CampaignState:
-        campaign = self._campaign(account, campaign_id)
-        if not lead_id.isdigit() or int(lead_id) not in campaign.lead_status:
-            raise legacy("Lead not found in this campaign.", 404)
-        return campaign
-
-    def pause_lead(
-        self, account: Account, query: dict, body: Any, campaign_id: str, lead_id: str
-    ) -> dict:
-        campaign = self._campaign_lead(account, campaign_id, lead_id)
-        with account.lock:
-            if campaign.lead_status[int(lead_id)] in ("COMPLETED", "STOPPED"):
-                raise legacy("Lead is already completed or stopped; it cannot be paused.")
-            campaign.lead_status[int(lead_id)] = "PAUSED"
-        return {"ok": True, "data": "success"}
-
-    def resume_lead(
-        self, account: Account, query: dict, body: Any, campaign_id: str, lead_id: str
-    ) -> dict:
-        campaign = self._campaign_lead(account, campaign_id, lead_id)
-        with account.lock:
-            current = campaign.lead_status[int(lead_id)]
-            if current in ("COMPLETED", "STOPPED"):
-                raise legacy("This is the last sequence. You cannot resume this lead.")
-            campaign.lead_status[int(lead_id)] = "INPROGRESS"  # where it stopped, not email 1
-        return {"ok": True, "data": "success"}
-
-    def unsubscribe_lead(
-        self, account: Account, query: dict, body: Any, campaign_id: str, lead_id: str
-    ) -> dict:
-        campaign = self._campaign_lead(account, campaign_id, lead_id)
-        with account.lock:
-            campaign.lead_status[int(lead_id)] = "STOPPED"
-        return {"ok": True}
-
-    def delete_lead(
-        self, account: Account, query: dict, body: Any, campaign_id: str, lead_id: str
-    ) -> dict:
-        campaign = self._campaign_lead(account, campaign_id, lead_id)
-        with account.lock:
-            del campaign.lead_status[int(lead_id)]
-            address = next(a for a, i in campaign.leads.items() if i == int(lead_id))
-            del campaign.leads[address]
-        return {"ok": True, "message": "success"}
-
-    def campaign_leads(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
-        campaign = self._campaign(account, campaign_id)
-        offset, limit = _paging(query)
-        wanted = query.get("emailStatus")
-        with account.lock:
-            rows = [
-                {
-                    "campaign_lead_map_id": lead_id + campaign.id,
-                    "lead_category_id": None,
-                    "status": campaign.lead_status.get(lead_id, "STARTED"),
-                    "created_at": account.leads[address].get("created_at"),
-                    "lead": {
-                        "id": lead_id,
-                        "email": address,
-                        "is_unsubscribed": address in account.unsubscribed,
-                    },
-                }
-                for address, lead_id in campaign.leads.items()
-                if not wanted or wanted in campaign.flags.get(lead_id, set())
-            ]
-        page = rows[offset : offset + limit]
-        # total_leads is a string in the live API.
-        return {"total_leads": str(len(rows)), "offset": offset, "limit": limit, "data": page}
-
-    def message_history(
-        self, account: Account, query: dict, body: Any, campaign_id: str, lead_id: str
-    ) -> dict:
-        campaign = self._campaign_lead(account, campaign_id, lead_id)
-        with account.lock:
-            return {"history": [dict(row) for row in campaign.history.get(int(lead_id), [])]}
-
-    def record(
-        self, api_key: str, campaign_id: int, email: str, kind: str, step: int | None, text: str
-    ) -> str:
-        """What a lead did (server.py's lead_* helpers): history, flags and status; returns the
-        stats_id involved (a new one for a sent email, the last sent one otherwise)."""
-        account = self.accounts[api_key]
-        campaign = account.campaigns[int(campaign_id)]
-        address = email.strip().lower()
-        with account.lock:
-            lead_id = campaign.leads[address]
-            history = campaign.history.setdefault(lead_id, [])
-            flags = campaign.flags.setdefault(lead_id, set())
-            sent = [row for row in history if row["type"] == "SENT"]
-            if kind == "SENT" or not sent:
-                stats_id = str(uuid.uuid4())
-                history.append(_history_row("SENT", stats_id, step or 1, "Hello", timestamp()))
-                campaign.lead_status[lead_id] = "INPROGRESS"
-                if kind == "SENT":
-                    return stats_id
-                sent = [history[-1]]
-            stats_id = sent[-1]["stats_id"]
-            if kind == "REPLY":
-                history.append(_history_row("REPLY", stats_id, None, text, timestamp()))
-                flags.add("is_replied")
-                campaign.lead_status[lead_id] = "STOPPED"  # stop_lead_settings: on reply
-            elif kind == "BOUNCE":
-                flags.add("is_bounced")
-                campaign.lead_status[lead_id] = "BLOCKED"
-            elif kind == "UNSUBSCRIBE":
-                flags.add("is_unsubscribed")
-                account.unsubscribed.add(address)
-                campaign.lead_status[lead_id] = "STOPPED"
-            return stats_id
-
     # --- Webhooks ---
     def list_webhooks(self, account: Account, query: dict, body: Any, campaign_id: str) -> list:
         campaign = self._campaign(account, campaign_id)
@@ -418,126 +245,3 @@ class SandboxState:
             if campaign.webhooks.pop(require_object(body).get("id"), None) is None:
                 raise legacy("Webhook not found", 404)
         return {"ok": True}
-
-
-def _import(
-    account: Account,
-    campaign: CampaignState,
-    leads: list[dict],
-    options: dict,
-    lead_ids: Iterator[int],
-    global_block_list: set[str],
-) -> Any:
-    """Add one validated batch to a campaign (the caller holds the account lock)."""
-    counts = dict.fromkeys(("added", "already", "duplicates", "blocked", "bounced", "other"), 0)
-    counts["stopped"] = 0
-    invalid: list[str] = []
-    unsubscribed: list[str] = []
-    by_bucket: dict[str, dict[str, int]] = {"added": {}, "already": {}, "other": {}}
-    seen: set[str] = set()
-    for lead in leads:
-        raw = lead.get("email")
-        address = raw.strip().lower() if isinstance(raw, str) else ""
-        if not EMAIL.match(address):
-            invalid.append(raw if isinstance(raw, str) else "")
-            continue
-        if address in seen:
-            counts["duplicates"] += 1
-            continue
-        seen.add(address)
-        outcome = _place(account, campaign, address, lead, options, lead_ids, global_block_list)
-        if outcome == "unsubscribed":
-            unsubscribed.append(raw)
-            continue
-        counts[outcome] += 1
-        if outcome in by_bucket:
-            by_bucket[outcome][raw] = account.leads[address]["id"]
-    answer: dict[str, Any] = {
-        "ok": True,
-        "upload_count": len(leads),
-        "total_leads": counts["added"],
-        "already_added_to_campaign": counts["already"],
-        "duplicate_count": counts["duplicates"],
-        "invalid_email_count": len(invalid),
-        "invalid_emails": invalid,
-        "block_count": counts["blocked"],
-        "bounce_count": counts["bounced"],
-        "skipped_in_other_campaign_count": counts["other"],
-        "unsubscribed_leads": unsubscribed,
-        "is_lead_limit_exhausted": counts["stopped"] > 0,
-        "lead_import_stopped_count": counts["stopped"],
-    }
-    if counts["stopped"]:
-        answer["error"] = "The lead credit limit has been reached. Upgrade to add more leads."
-    odd = ODD_REPLIES.get(account.add_leads_reply)
-    if account.add_leads_reply != "live" and odd != "counters_only":
-        return odd
-    if options.get("return_lead_ids") and odd is None:
-        answer["emailToLeadIdMap"] = {
-            "newlyAddedLeads": by_bucket["added"],
-            "existingLeads": by_bucket["already"],
-            "existingLeadsInOtherCampaigns": by_bucket["other"],
-        }
-    return answer
-
-
-def _place(
-    account: Account,
-    campaign: CampaignState,
-    address: str,
-    lead: dict,
-    options: dict,
-    lead_ids: Iterator[int],
-    global_block_list: set[str],
-) -> str:
-    """One lead's fate: added, already, other (in another campaign of the account), blocked,
-    bounced, unsubscribed or stopped (the lead credits are used up)."""
-    domain = address.rsplit("@", 1)[1]
-    blocked = (account.blocked | global_block_list) & {address, domain}
-    if not options.get("ignore_global_block_list") and blocked:
-        return "blocked"
-    if not options.get("ignore_community_bounce_list") and address in account.bounced:
-        return "bounced"
-    if not options.get("ignore_unsubscribe_list") and address in account.unsubscribed:
-        return "unsubscribed"
-    record = account.leads.get(address)
-    if address in campaign.leads:
-        record.update(_lead_fields(lead))  # Smartlead still updates the lead account-wide
-        return "already"
-    elsewhere = any(address in c.leads for c in account.campaigns.values() if c is not campaign)
-    if elsewhere and not options.get("ignore_duplicate_leads_in_other_campaign"):
-        return "other"
-    if record is None:
-        if account.lead_quota is not None and len(account.leads) >= account.lead_quota:
-            return "stopped"
-        record = account.leads[address] = {"id": next(lead_ids), "created_at": timestamp()}
-    record.update(_lead_fields(lead))
-    campaign.leads[address] = record["id"]
-    campaign.lead_status[record["id"]] = "STARTED"
-    return "added"
-
-
-def _lead_fields(lead: dict) -> dict:
-    fields = {key: value for key, value in lead.items() if key in LEAD_FIELDS}
-    fields["custom_fields"] = dict(lead.get("custom_fields") or {})
-    return fields
-
-
-def _history_row(kind: str, stats_id: str, step: int | None, text: str, when: str) -> dict:
-    return {
-        "type": kind,
-        "stats_id": stats_id,
-        "message_id": f"<{uuid.uuid4().hex}@sandbox.smartlead.test>",
-        "subject": "Hello" if kind == "SENT" else "Re: Hello",
-        "email_body": f"<p>{text}</p>",
-        "time": when,
-        "seq_number": step,
-    }
-
-
-def _paging(query: dict) -> tuple[int, int]:
-    """offset/limit as the live API takes them: limit at most 100 (422 above)."""
-    offset, limit = int_param(query, "offset", 0), int_param(query, "limit", 100)
-    if limit > 100:
-        raise legacy("limit must be less than or equal to 100", 422)
-    return max(0, offset), max(0, limit)
