@@ -255,6 +255,14 @@ EXECUTOR_TIME_BUDGET_SECONDS = _read("EXECUTOR_TIME_BUDGET_SECONDS", int, 600)
 # The hourly reconcile pass (smartlead/reconcile.py) stops reading Smartlead after this.
 RECONCILE_TIME_BUDGET_SECONDS = _read("RECONCILE_TIME_BUDGET_SECONDS", int, 300)
 EXECUTOR_CHUNK_SIZE = _read("EXECUTOR_CHUNK_SIZE", int, 2000)
+# The schedule shares a run out to django-q2 tasks, one per this many SDRs (at most
+# EXECUTOR_MAX_TASKS): every qcluster process that takes one works on the run's SDRs.
+EXECUTOR_SDRS_PER_TASK = _read("EXECUTOR_SDRS_PER_TASK", int, 25)
+EXECUTOR_MAX_TASKS = _read("EXECUTOR_MAX_TASKS", int, 16)
+# A process holding work beats every WORKER_BEAT_SECONDS; one silent for WORKER_TIMEOUT_SECONDS
+# (or, on the same host, whose process is gone) is dead, and its work is taken over.
+WORKER_BEAT_SECONDS = _read("WORKER_BEAT_SECONDS", float, 5.0)
+WORKER_TIMEOUT_SECONDS = _read("WORKER_TIMEOUT_SECONDS", float, 30.0)
 
 # django-q2: the ORM broker needs no extra server; REDIS_URL switches to Redis.
 REDIS_URL = _read("REDIS_URL", str, "")

@@ -93,3 +93,17 @@ class SyncState(models.TextChoices):
     DONE = "done", "Done"
     SUPERSEDED = "superseded", "Superseded by a later change"
     FAILED = "failed", "Failed for good"
+
+
+class Job(models.TextChoices):
+    """The jobs whose runs are shared out per SDR to any number of workers."""
+
+    EXECUTE = "execute", "Executor run"
+    RECONCILE = "reconcile", "Reconcile pass"
+
+
+class ShareState(models.TextChoices):
+    WAITING = "waiting", "Waiting for a worker"
+    WORKING = "working", "Being worked on"
+    DONE = "done", "Done"
+    LEFT = "left", "Left for the next run (time ran out)"

@@ -1,14 +1,23 @@
-"""An enrollment as the executor holds it once claimed (`Claimed`), and where a step takes it
-(`Move`): plain values, shared by the claim statements (managers.py), the step rule (steps.py)
-and the sending of a sequence (sending.py)."""
+"""An enrollment as the executor holds it once claimed (`Claimed`), for how long
+(`lease_length`), and where a step takes it (`Move`): plain values, shared by the claim
+statements (managers.py), the step rule (steps.py) and the sending of a sequence (sending.py)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from django.conf import settings
 
 from smartlead.api import Lead
+
+
+def lease_length() -> timedelta:
+    """How long a claim holds an enrollment, and provisioning a sequence: as long as a run may
+    last, plus a margin. A lease that ran out while its run still worked would let a second run
+    take the same work; a worker that dies gives its leases up sooner (sequences/workers.py)."""
+    return timedelta(seconds=settings.EXECUTOR_TIME_BUDGET_SECONDS + 120)
 
 
 @dataclass

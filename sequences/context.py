@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import queue
 import threading
 import time
 import uuid
@@ -23,6 +22,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from profiles.credentials import SmartleadCredentials, refusal_status
 from profiles.models import Profile
@@ -42,6 +42,17 @@ class Scope:
     user_id: uuid.UUID | None = None
     sequence_id: uuid.UUID | None = None
 
+    @classmethod
+    def of(cls, record: ExecutorRun) -> Scope:
+        """The scope a run was started with (kept on its record for its other workers)."""
+        saved = record.scope or {}
+        return cls(
+            *(uuid.UUID(saved[k]) if saved.get(k) else None for k in ("user_id", "sequence_id"))
+        )
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: str(v) for k, v in vars(self).items() if v}
+
     def sequences(self) -> QuerySet[Sequence]:
         found = Sequence.objects.filter(status=SequenceStatus.ACTIVE)
         if self.user_id:
@@ -53,20 +64,33 @@ class Scope:
 
 @dataclass
 class Run:
-    """What the workers of one run share: its record, its start, its deadline, the
-    `--limit` quota, and who is told of progress (SDRs done, SDRs in all, leads pushed)."""
+    """What the workers of one run share in this process: its record, scope, start and
+    deadline, the `--limit` quota, and who is told of progress (SDRs done of all, leads pushed).
+    Other processes working on the same run have their own (`Run.of`)."""
 
     record: ExecutorRun
-    started: datetime
+    scope: Scope
     deadline: float
-    quota: int | None
+    quota: int | None = None
     progress: Callable[[int, int, int], None] | None = None
+    shares: int = 0  # SDRs in the run
     sdrs_done: int = 0
+    pushed: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def of(cls, record: ExecutorRun) -> Run:
+        """A run started elsewhere, as a worker of it sees it: the same deadline."""
+        left = (record.deadline - timezone.now()).total_seconds() if record.deadline else 0.0
+        return cls(record, Scope.of(record), time.monotonic() + left)
 
     @property
     def id(self) -> uuid.UUID:
         return self.record.id
+
+    @property
+    def started(self) -> datetime:
+        return self.record.started_at
 
     @property
     def out_of_time(self) -> bool:
@@ -86,15 +110,14 @@ class Run:
             with self.lock:
                 self.quota += unused
 
-    def sdr_finished(self, tallies: list[Tally], todo: queue.SimpleQueue[Sdr]) -> None:
-        """Reports progress after each SDR. Every SDR taken has a tally, so those plus the
-        queue are all of them; pushes of a batch still in flight show in the next report."""
-        if self.progress is None:
-            return
+    def sdr_finished(self, tally: Tally) -> None:
+        """Reports progress after each SDR done in this process (pushes of a batch still in
+        flight show in the next report)."""
         with self.lock:
             self.sdrs_done += 1
-            total = len(tallies) + todo.qsize()
-            self.progress(self.sdrs_done, total, sum(t.pushed for t in tallies))
+            self.pushed += tally.pushed
+            if self.progress is not None:
+                self.progress(self.sdrs_done, self.shares, self.pushed)
 
 
 @dataclass
@@ -104,6 +127,8 @@ class Sdr:
     profile: Profile
     credentials: SmartleadCredentials
     sequences: list[Sequence]
+    # What this SDR's claims write on their enrollments: the share's own lease (shares.py).
+    lease_until: datetime | None = None
     refused: bool = False  # Smartlead refused the key during this run: stop asking
 
     def refused_by(self, exc: SmartleadError) -> bool:
@@ -159,6 +184,17 @@ class Tally:
             self.completed += count
         else:
             self.advanced += count
+
+    def as_counts(self) -> dict[str, Any]:
+        """What a share keeps of it (its errors are kept beside)."""
+        return {name: getattr(self, name) for name in self.COUNTERS} | {
+            "skipped": dict(self.skipped)
+        }
+
+    @classmethod
+    def of(cls, counts: dict[str, Any], errors: list[str]) -> Tally:
+        known = {name: int(counts.get(name) or 0) for name in cls.COUNTERS}
+        return cls(**known, errors=list(errors), skipped=Counter(counts.get("skipped") or {}))
 
     def add_to(self, record: ExecutorRun) -> None:
         for name in self.COUNTERS:

@@ -1,39 +1,40 @@
 """The sequence executor: every 15 minutes, each SDR's ready enrollments go to their campaign.
 
-One run (`execute`) is these steps, each a function below, in this order:
+One run is these steps, each a function below, in this order:
 
 0. `propagate`: what changed in the app and Smartlead has not learnt (unsubscribes, paused or
    removed enrollments, paused sequences, a new mailbox) goes through the outbox to each SDR's
-   campaigns (sequences/sync.py).
+   campaigns (sequences/sync.py). Before it, `workers.take_over()` gives back what a stopped
+   worker held, so its SDRs are ready for this run.
 1. `skip_unconnected`: SDRs who are not connected (`Profile.objects.connected()`) are logged
    once each ("User <id> has not connected their Smartlead account") and counted; their
    enrollments stay as they are.
-2. `plan`: the active sequences with ready enrollments of connected SDRs, grouped by SDR
-   (`Sdr`): each SDR's credentials read once (`Profile.objects.senders`), each sequence's
-   steps loaded once. The run's context types are in sequences/context.py.
-3. `in_workers`: EXECUTOR_CONCURRENCY threads take one SDR at a time, so each key stays within
-   its own rate limit and nothing one account does stops another. For each of the SDR's
-   sequences (`work_on`):
+2. `share_out`: one `Share` per connected SDR with ready work (sequences/shares.py).
+3. `work`: EXECUTOR_CONCURRENCY threads take one share (one SDR) at a time, so each key stays
+   within its own budget and nothing one account does stops another; the schedule shares the
+   run out to django-q2 tasks (sequences/tasks.py), and every thread of every process that takes
+   one works on the same shares. For each of the SDR's sequences (`work_on`):
    a. `campaign_for`: the sequence's campaign, provisioned first if needed;
    b. `sending.send_sequence`: its ready enrollments claimed in chunks, each due step decided
       (`steps.decide`) and carried out, the leads pushed in full batches and what Smartlead
       said recorded (sequences/sending.py).
-4. `close`: the run record, with what every SDR's worker counted, saved and logged.
+4. `close`: once no share is open, every share's counts on the run record, saved and logged,
+   by whichever worker finishes last.
 
-A run stops taking new work when its time budget is spent; what it claimed but could not do is
-given back, ready for the next run.
+`start` is steps 0-2, `work` step 3 and `close` step 4; `execute` runs them in one process. A
+run stops taking new work when its time budget is spent; what it claimed but could not do is
+given back, ready for the next run, and so is what a worker that stopped held.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -45,14 +46,16 @@ from outboundhq import logs
 from profiles.credentials import NOT_CONNECTED
 from profiles.models import Profile
 from sequences import dry_run as rehearsal
-from sequences import sending, sync
+from sequences import sending, sync, workers
 from sequences.context import Run, Scope, Sdr, Sender, SequenceWork, Tally
 from sequences.models import (
     Enrollment,
     ExecutorRun,
+    Job,
     ProvisioningState,
     Sequence,
     SequenceStep,
+    Share,
 )
 from sequences.provisioning import (
     CampaignNeedsAttention,
@@ -65,6 +68,7 @@ from sequences.steps import Steps
 from smartlead.api import Session, SmartleadClient, SmartleadError, new_session
 
 log = logging.getLogger(__name__)
+TIME_SPENT = "The time budget is spent; the rest waits for next run."
 
 
 def execute(
@@ -77,33 +81,66 @@ def execute(
     time_budget: float | None = None,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> ExecutorRun:
-    """Runs the executor once and returns its run record (unsaved for a dry run). `progress`,
-    if given, is called after each SDR with (SDRs done, SDRs in all, leads pushed so far)."""
+    """Runs the executor once, in this process, and returns its run record (unsaved for a dry
+    run). `progress`, if given, is called after each SDR with (SDRs done, SDRs in all, leads
+    pushed so far)."""
     scope = Scope(user_id=user_id, sequence_id=sequence_id)
     if dry_run:
         waiting = waiting_for_credentials(scope)
         return rehearsal.dry_run(trigger=trigger, waiting=waiting, sdrs=plan(scope), limit=limit)
-    budget = time_budget or settings.EXECUTOR_TIME_BUDGET_SECONDS
-    record = ExecutorRun.objects.create(trigger=trigger)
-    run = Run(record, timezone.now(), time.monotonic() + budget, limit, progress)
-    token = logs.run_id.set(str(record.id))
-    tallies: list[Tally] = []
+    run = start(trigger=trigger, scope=scope, time_budget=time_budget, limit=limit, shared=False)
+    run.progress = progress
+    token = logs.run_id.set(str(run.id))
     try:
-        propagate(run, scope)  # 0
-        skip_unconnected(run, scope)  # 1
-        sdrs = plan(scope, skipped=run.record.errors)  # 2
-        in_workers(run, sdrs, tallies)  # 3
+        work(run)  # 3
     except Exception as exc:
-        record.errors.append(logs.redact(f"The run stopped: {exc.__class__.__name__}: {exc}"))
+        run.record.errors.append(logs.redact(f"The run stopped: {type(exc).__name__}: {exc}"))
+        run.record.save(update_fields=["errors"])
         raise
     finally:
-        close(run, tallies)  # 4
+        close(run, alone=True)  # 4
         logs.run_id.reset(token)
-    return record
+    return run.record
 
 
-def propagate(run: Run, scope: Scope) -> None:
+def start(
+    *,
+    trigger: str,
+    scope: Scope,
+    time_budget: float | None = None,
+    limit: int | None = None,
+    shared: bool = True,
+) -> Run:
+    """Steps 0-2: the run's record, the outbox, the SDRs who cannot send, and one share per
+    SDR with ready work. Returns the run, ready to be worked on by any number of workers
+    (`shared`), or by this process alone."""
+    budget = time_budget or settings.EXECUTOR_TIME_BUDGET_SECONDS
+    record = ExecutorRun.objects.create(
+        trigger=trigger,
+        deadline=timezone.now() + timedelta(seconds=budget),
+        scope=scope.as_dict(),
+    )
+    run = Run(record, scope, time.monotonic() + budget, limit)
+    token = logs.run_id.set(str(record.id))
+    try:
+        workers.take_over()
+        close_stale(but=record.pk)
+        propagate(run)  # 0
+        skip_unconnected(run)  # 1
+        share_out(run, shared=shared)  # 2
+    except Exception as exc:
+        record.errors.append(logs.redact(f"The run stopped: {type(exc).__name__}: {exc}"))
+        close(run, alone=True)
+        raise
+    finally:
+        record.save()
+        logs.run_id.reset(token)
+    return run
+
+
+def propagate(run: Run) -> None:
     """Step 0: the outbox, before any new lead goes out (a paused lead is paused first)."""
+    scope = run.scope
     done, errors = sync.propagate(
         deadline=run.deadline, user_id=scope.user_id, sequence_id=scope.sequence_id
     )
@@ -111,9 +148,9 @@ def propagate(run: Run, scope: Scope) -> None:
     run.record.errors.extend(errors[:50])
 
 
-def skip_unconnected(run: Run, scope: Scope) -> None:
+def skip_unconnected(run: Run) -> None:
     """Step 1: one log line per SDR who is not connected; their enrollments stay as they are."""
-    for creator, count in waiting_for_credentials(scope):
+    for creator, count in waiting_for_credentials(run.scope):
         if creator is None:
             run.record.errors.append(f"{count} enrollments belong to sequences without a creator")
         else:
@@ -125,14 +162,33 @@ def waiting_for_credentials(scope: Scope) -> list[tuple[uuid.UUID | None, int]]:
     return Enrollment.objects.filter(sequence__in=scope.sequences()).waiting_for_credentials()
 
 
-def plan(scope: Scope, skipped: list[str] | None = None) -> list[Sdr]:
-    """Step 2: connected SDRs with ready work, their sequences and steps loaded at once. An SDR
-    who cannot send after all (a key that cannot be decrypted) is left out, logged and said in
-    `skipped` (the run's errors): the others still send."""
-    sequences = (
+def with_work(scope: Scope) -> Any:
+    """Active sequences in scope with ready enrollments, of SDRs who are connected."""
+    return (
         scope.sequences()
         .filter(pk__in=Enrollment.objects.ready().values("sequence_id"))
         .filter(created_by__in=Profile.objects.connected())
+    )
+
+
+def share_out(run: Run, *, shared: bool) -> None:
+    """Step 2: one share per connected SDR with ready work, for any worker of the run."""
+    sdrs = with_work(run.scope).order_by().values_list("created_by_id", flat=True).distinct()
+    run.shares = Share.objects.share_out(
+        Job.EXECUTE,
+        run.id,
+        sorted(sdrs),
+        run_started=run.started,
+        deadline=run.record.deadline,
+        shared=shared,
+    )
+
+
+def plan(scope: Scope) -> list[Sdr]:
+    """The dry run's view of step 2: each connected SDR with ready work, with their sequences
+    and steps loaded at once."""
+    sequences = (
+        with_work(scope)
         .select_related("provisioning")
         .prefetch_related(Prefetch("steps", queryset=SequenceStep.objects.order_by("step_number")))
         .order_by("created_by_id", "id")
@@ -140,84 +196,100 @@ def plan(scope: Scope, skipped: list[str] | None = None) -> list[Sdr]:
     by_creator: dict[uuid.UUID, list[Sequence]] = defaultdict(list)
     for sequence in sequences:
         by_creator[sequence.created_by_id].append(sequence)
-    sdrs = []
-    for sender in Profile.objects.senders(by_creator):
-        if sender.credentials is not None:  # connected a moment ago; may have changed since
-            sdrs.append(Sdr(sender.profile, sender.credentials, by_creator[sender.profile_id]))
-        else:
-            log.error(sender.why_not)
-            if skipped is not None:
-                skipped.append(sender.why_not)
-    return sdrs
-
-
-def in_workers(run: Run, sdrs: list[Sdr], tallies: list[Tally]) -> None:
-    """Step 3: each SDR on a worker thread with its own database connection (with a
-    concurrency of 1, on this thread)."""
-    todo: queue.SimpleQueue[Sdr] = queue.SimpleQueue()
-    for sdr in sdrs:
-        todo.put(sdr)
-    workers = min(settings.EXECUTOR_CONCURRENCY, len(sdrs))
-    if workers <= 1:
-        work_through(run, todo, tallies)
-        return
-    threads = [
-        threading.Thread(target=worker, args=(run, todo, tallies), name=f"exec-{n}")
-        for n in range(workers)
+    return [
+        Sdr(sender.profile, sender.credentials, by_creator[sender.profile_id])
+        for sender in Profile.objects.senders(by_creator)
+        if sender.credentials is not None
     ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
 
 
-def worker(run: Run, todo: queue.SimpleQueue[Sdr], tallies: list[Tally]) -> None:
-    token = logs.run_id.set(str(run.id))
-    try:
-        work_through(run, todo, tallies)
-    finally:
-        connections.close_all()  # this thread's own connection
-        logs.run_id.reset(token)
+def work(run: Run) -> None:
+    """Step 3: this process's threads on the run's shares, each with its own database
+    connection (with a concurrency of 1, on this thread)."""
+    count = min(settings.EXECUTOR_CONCURRENCY, run.shares or settings.EXECUTOR_CONCURRENCY)
+    workers.in_threads(count, lambda: work_through(run), name="exec")
 
 
-def work_through(run: Run, todo: queue.SimpleQueue[Sdr], tallies: list[Tally]) -> None:
-    # One keep-alive connection to Smartlead per worker, whichever SDR's key it carries, and one
-    # thread that sends on it while this one writes to the database (sequences/sending.py).
+def work_through(run: Run) -> None:
+    """One thread's shares until none is waiting. One keep-alive connection to Smartlead per
+    thread, whichever SDR's key it carries, and one sending thread that talks to Smartlead while
+    this one writes to the database (sequences/sending.py). A share is finished once its last
+    batch, which may still be out while the next SDR starts, is recorded."""
+    held: list[tuple[Share, Tally]] = []  # worked on; their last batch may be in flight
     with new_session() as session, ThreadPoolExecutor(1, "smartlead-send") as pool:
         sender = Sender(pool)
-        while (sdr := next_sdr(todo)) is not None:
-            tally = Tally()
-            tallies.append(tally)  # list.append is atomic; read after the threads are joined
-            try:
-                work_on(run, sdr, session, sender, tally)
-            except Exception as exc:  # noqa: BLE001 - one SDR's failure must not stop the others
-                failed(sdr, tally, exc)
-                settle_safely(sender)
-            run.sdr_finished(tallies, todo)
+        try:
+            for share in workers.taken(Job.EXECUTE, run.id, deadline=run.deadline):
+                tally = Tally()
+                work_on_share(run, share, session, sender, tally)
+                held = finish_recorded(run, sender, [*held, (share, tally)])
+            settle_safely(sender)
+            finish_recorded(run, sender, held)
+        finally:
+            # The sending thread's own database connection (the request budget's store).
+            pool.submit(connections.close_all).result()
+
+
+def work_on_share(run: Run, share: Share, session: Session, sender: Sender, tally: Tally) -> None:
+    sdr = load_sdr(run, share, tally)
+    if sdr is None:
+        return
+    try:
+        work_on(run, sdr, session, sender, tally)
+    except Exception as exc:  # noqa: BLE001 - one SDR's failure must not stop the others
+        failed(sdr.profile.id, tally, exc)
         settle_safely(sender)
 
 
-def next_sdr(todo: queue.SimpleQueue[Sdr]) -> Sdr | None:
-    try:
-        return todo.get_nowait()
-    except queue.Empty:
+def load_sdr(run: Run, share: Share, tally: Tally) -> Sdr | None:
+    """The share's SDR as a worker needs them: credentials, and their sequences with ready work
+    and their steps. An SDR who cannot send after all (a key no configured encryption key
+    opens, or disconnected since the share-out) is logged and left."""
+    sender = next(Profile.objects.senders([share.profile_id]))
+    if sender.credentials is None:
+        if sender.unreadable:
+            log.error(sender.why_not)
+            tally.error(sender.why_not)
+        else:
+            log.info(sender.why_not)
         return None
+    sequences = (
+        with_work(run.scope)
+        .filter(created_by_id=share.profile_id)
+        .select_related("provisioning")
+        .prefetch_related(Prefetch("steps", queryset=SequenceStep.objects.order_by("step_number")))
+        .order_by("id")
+    )
+    return Sdr(sender.profile, sender.credentials, list(sequences), share.lease_until)
+
+
+def finish_recorded(
+    run: Run, sender: Sender, held: list[tuple[Share, Tally]]
+) -> list[tuple[Share, Tally]]:
+    """Finishes the held shares whose batches are all recorded; returns the one still out."""
+    out = sender.in_flight.work.tally if sender.in_flight else None
+    for share, tally in held:
+        if tally is not out:
+            if not Share.objects.finish(share, counts=tally.as_counts(), errors=tally.errors):
+                log.warning("User %s's share was taken over while worked on", share.profile_id)
+            run.sdr_finished(tally)
+    return [(share, tally) for share, tally in held if tally is out]
 
 
 def settle_safely(sender: Sender) -> None:
-    """The worker's batch still out is recorded, whatever happened to the SDR it was for."""
+    """The thread's batch still out is recorded, whatever happened to the SDR it was for."""
     in_flight = sender.in_flight
     try:
         sending.settle_last(sender)
     except Exception as exc:  # noqa: BLE001 - reported on the SDR's tally like any failure
-        failed(in_flight.work.sdr, in_flight.work.tally, exc)
+        failed(in_flight.work.sdr.profile.id, in_flight.work.tally, exc)
 
 
-def failed(sdr: Sdr, tally: Tally, exc: Exception) -> None:
+def failed(profile_id: uuid.UUID, tally: Tally, exc: Exception) -> None:
     """One SDR's failure is logged and on the run record; it never stops the others."""
-    log.exception("Executor failed on user %s", sdr.profile.id)
+    log.exception("Executor failed on user %s", profile_id)
     # The run record is shown in the admin and the cron answer: no secret rides along.
-    tally.error(logs.redact(f"User {sdr.profile.id}: {type(exc).__name__}: {exc}"))
+    tally.error(logs.redact(f"User {profile_id}: {type(exc).__name__}: {exc}"))
 
 
 def work_on(run: Run, sdr: Sdr, session: Session, sender: Sender, tally: Tally) -> None:
@@ -226,7 +298,7 @@ def work_on(run: Run, sdr: Sdr, session: Session, sender: Sender, tally: Tally) 
     with SmartleadClient(key, deadline=run.deadline, session=session) as client:
         for sequence in sdr.sequences:
             if run.out_of_time:
-                tally.error("The time budget is spent; the rest waits for next run.")
+                tally.error(TIME_SPENT)
                 return
             if sdr.refused:
                 return
@@ -259,7 +331,8 @@ def campaign_for(
             tally.error(f"Campaign webhook for sequence {sequence.id} not saved: {exc}")
         return sequence.campaign
     try:
-        provision(sequence, sdr.credentials, deadline=run.deadline)
+        holder = workers.heartbeat().worker_id
+        provision(sequence, sdr.credentials, deadline=run.deadline, holder=holder)
     except CampaignNeedsAttention as exc:
         tally.error(f"Sequence {sequence.id} needs attention: {exc}")
         return None
@@ -278,14 +351,57 @@ def campaign_for(
     return sequence.campaign
 
 
-def close(run: Run, tallies: list[Tally]) -> None:
-    """Step 4: every worker's counts on the run record, saved and logged."""
+def close(run: Run, *, alone: bool = False) -> bool:
+    """Step 4, by whichever worker finds no share open: every share's counts on the run record,
+    saved and logged; returns whether this call closed it. Past the deadline, shares no worker
+    took are left for the next run. `alone`: the run had only this process's threads, now all
+    ended, so a share still marked as theirs (a thread that died) is left too."""
+    if alone:
+        workers.leave_mine(Job.EXECUTE, run.id)
+    if run.out_of_time or alone:
+        left = Share.objects.leave_waiting(Job.EXECUTE, run.id)
+        if left:
+            run.record.errors.append(f"{TIME_SPENT} ({left} SDRs not reached)")
+    if Share.objects.still_open(Job.EXECUTE, run.id):
+        return False
     record = run.record
-    for tally in tallies:
-        tally.add_to(record)
-    record.finished_at = timezone.now()
-    record.save()
+    saved = ExecutorRun.objects.get(pk=record.pk)  # what whoever started it saved
+    if saved.finished_at is not None:
+        return False
+    gathered = gather(saved, record.errors)
+    if not ExecutorRun.objects.filter(pk=record.pk, finished_at__isnull=True).update(**gathered):
+        return False  # another worker closed it first
+    for name, value in gathered.items():
+        setattr(record, name, value)
     log.info("Executor run %s: %s", record.id, summary(record))
+    return True
+
+
+def close_stale(*, but: uuid.UUID | None = None) -> int:
+    """Runs left open by workers that stopped (their shares given back by `take_over`): closed
+    once their time is up, or nothing of theirs is open (a run still sharing itself out has no
+    share yet, and is left alone). Returns how many."""
+    now, closed = timezone.now(), 0
+    open_runs = ExecutorRun.objects.filter(finished_at__isnull=True, deadline__isnull=False)
+    for record in open_runs.exclude(pk=but):
+        if record.deadline < now or Share.objects.of_run(Job.EXECUTE, record.pk).exists():
+            closed += close(Run.of(record))
+    return closed
+
+
+def gather(saved: ExecutorRun, errors: list[str]) -> dict[str, Any]:
+    """The run record's figures: its own steps' (saved by whoever started it) and every
+    share's."""
+    shares = Share.objects.of_run(Job.EXECUTE, saved.pk)
+    for counts, share_errors in shares.values_list("counts", "errors"):
+        Tally.of(counts, share_errors).add_to(saved)
+    fields = [*Tally.COUNTERS, "skipped"]
+    extra = [e for e in errors if e not in saved.errors]
+    return {name: getattr(saved, name) for name in fields} | {
+        "errors": (saved.errors + extra)[: Tally.MAX_ERRORS],
+        "workers": Share.objects.workers_of(Job.EXECUTE, saved.pk),
+        "finished_at": timezone.now(),
+    }
 
 
 def summary(record: ExecutorRun) -> str:
@@ -314,6 +430,8 @@ def as_dict(record: ExecutorRun) -> dict[str, Any]:
         "skipped",
         "propagated",
         "errors",
+        "tasks",
+        "workers",
     ]
     data = {name: getattr(record, name) for name in fields}
     data["id"] = str(record.id)

@@ -205,6 +205,12 @@ class EnrollmentQuerySet(models.QuerySet):
         )
         return failed
 
+    def release_lease(self, lease_until: datetime, at: datetime) -> int:
+        """A dead worker's claims ready again from `at` (its run's start): every active
+        enrollment still holding that worker's own lease time (sequences/shares.py)."""
+        held = self.filter(status=EnrollmentStatus.ACTIVE, next_send_at=lease_until)
+        return held.update(next_send_at=at)
+
     def release(self, ids: list[uuid.UUID], at: datetime) -> None:
         """Claimed but not done: ready again from `at` (after the run's start, so the run that
         releases them does not take them again)."""
@@ -212,6 +218,12 @@ class EnrollmentQuerySet(models.QuerySet):
 
 
 class CampaignProvisioningQuerySet(models.QuerySet):
+    def release_leases_of(self, workers: list[str]) -> int:
+        """Provisioning leases of workers that stopped: the next run resumes the setup (its
+        recorded stages and the campaign's name tag keep it to one campaign)."""
+        held = self.filter(lease_holder__in=workers, lease_until__isnull=False)
+        return held.update(lease_until=None, lease_holder="")
+
     def owners(self, campaign_ids: set[int]) -> dict[int, uuid.UUID | None]:
         """Which sequence each Smartlead campaign belongs to, by the link the backend wrote when
         it provisioned the campaign, never by `sequences.smartlead_campaign_id` alone, which the

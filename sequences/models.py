@@ -11,7 +11,6 @@ import re
 import uuid
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -21,14 +20,17 @@ from sequences.choices import (
     CallStatus,
     EngagementType,
     EnrollmentStatus,
+    Job,
     ProvisioningState,
     PushState,
     RunTrigger,
     SequenceStatus,
+    ShareState,
     StepType,
     SyncAction,
     SyncState,
 )
+from sequences.claimed import lease_length
 from sequences.managers import (
     CallTaskQuerySet,
     EngagementQuerySet,
@@ -40,19 +42,14 @@ from sequences.records import (
     CampaignProvisioning,
     ExecutorRun,
     Push,
+    Share,
     StepRecord,
     SyncChange,
+    Worker,
 )
 
 # Smartlead campaign ids are integers; the hosted column is text anyone could have typed into.
 CAMPAIGN_ID = re.compile(r"[0-9]{1,18}")
-
-
-def lease_length() -> timedelta:
-    """How long a claim holds an enrollment, and provisioning a sequence: as long as a run may
-    last, plus a margin. A lease that ran out while its run still worked would let a second run
-    take the same work."""
-    return timedelta(seconds=settings.EXECUTOR_TIME_BUDGET_SECONDS + 120)
 
 
 class Contact(models.Model):
@@ -289,7 +286,10 @@ __all__ = [
     "ProvisioningState",
     "Push",
     "PushState",
+    "Job",
     "RunTrigger",
+    "Share",
+    "ShareState",
     "Sequence",
     "SequenceStatus",
     "SequenceStep",
@@ -298,5 +298,6 @@ __all__ = [
     "SyncAction",
     "SyncChange",
     "SyncState",
+    "Worker",
     "lease_length",
 ]

@@ -157,8 +157,11 @@ def provision(
     *,
     deadline: float | None = None,
     client_factory: ClientFactory = SmartleadClient,
+    holder: str = "",
 ) -> CampaignProvisioning:
-    """Creates, completes or repairs the sequence's campaign. Idempotent.
+    """Creates, completes or repairs the sequence's campaign. Idempotent. `holder` is the
+    worker taking the lease (sequences/workers.py): if it stops, the lease is freed at once
+    instead of when it runs out.
 
     Raises ProvisioningBlocked (cannot be expressed), ProvisioningBusy (another executor is on
     it) or a SmartleadError (recorded on the provisioning row, retried by the next run).
@@ -173,7 +176,7 @@ def provision(
     if reason:
         _settle(record, ProvisioningState.UNSUPPORTED, reason)
         raise ProvisioningBlocked(reason)
-    if not _take_lease(record):
+    if not _take_lease(record, holder):
         raise ProvisioningBusy(f"Sequence {sequence.id} is being provisioned by another run.")
     record.refresh_from_db()
     with client_factory(credentials.api_key, deadline=deadline) as client:
@@ -207,22 +210,28 @@ def _adopt_or_get(sequence: Sequence) -> CampaignProvisioning:
     return record
 
 
-def _take_lease(record: CampaignProvisioning) -> bool:
+def _take_lease(record: CampaignProvisioning, holder: str) -> bool:
     now = timezone.now()
     return bool(
         CampaignProvisioning.objects.filter(pk=record.pk)
         .exclude(state=ProvisioningState.READY)
         .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=now + lease_length(), state=ProvisioningState.IN_PROGRESS)
+        .update(
+            lease_until=now + lease_length(),
+            lease_holder=holder,
+            state=ProvisioningState.IN_PROGRESS,
+        )
     )
 
 
 def _settle(record: CampaignProvisioning, state: str, reason: str) -> None:
     record.state = state
     record.reason = reason[:2000]
-    record.lease_until = None
+    record.lease_until, record.lease_holder = None, ""
     record.attempts += 1
-    record.save(update_fields=["state", "reason", "lease_until", "attempts", "updated_at"])
+    record.save(
+        update_fields=["state", "reason", "lease_until", "lease_holder", "attempts", "updated_at"]
+    )
 
 
 def _stage_done(record: CampaignProvisioning, stage: str) -> None:

@@ -13,9 +13,18 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from sequences.choices import ProvisioningState, PushState, RunTrigger, SyncAction, SyncState
+from sequences.choices import (
+    Job,
+    ProvisioningState,
+    PushState,
+    RunTrigger,
+    ShareState,
+    SyncAction,
+    SyncState,
+)
 from sequences.managers import CampaignProvisioningQuerySet, PushQuerySet
 from sequences.outbox import SyncChangeQuerySet
+from sequences.shares import ShareQuerySet, WorkerQuerySet
 
 
 class CampaignProvisioning(models.Model):
@@ -41,6 +50,10 @@ class CampaignProvisioning(models.Model):
         null=True, blank=True, help_text="Another executor is provisioning until then."
     )
     attempts = models.PositiveIntegerField(default=0)
+    # db_default: a version still running during a deploy inserts rows without it.
+    lease_holder = models.CharField(
+        max_length=120, blank=True, db_default="", help_text="The worker holding the lease."
+    )
     updated_at = models.DateTimeField(auto_now=True)
     # What Smartlead last said about the campaign itself (CAMPAIGN_STATUS_CHANGED, or a bounce
     # breach): e.g. it paused the campaign for bounces. Shown to ops; sending is Smartlead's.
@@ -156,6 +169,18 @@ class ExecutorRun(models.Model):
         db_default=0,  # a version still running during a deploy inserts runs without it
         help_text="Changes made in the app that reached Smartlead (the outbox).",
     )
+    deadline = models.DateTimeField(
+        null=True, blank=True, help_text="Its workers take no new SDR after this."
+    )
+    scope = models.JSONField(
+        default=dict, blank=True, db_default={}, help_text="--user / --sequence, if given."
+    )
+    tasks = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="django-q2 tasks it was shared out to (0: one process)."
+    )
+    workers = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Worker processes that took a share of it."
+    )
 
     class Meta:
         db_table = "outboundhq_executor_run"
@@ -197,3 +222,64 @@ class SyncChange(models.Model):
     def __str__(self) -> str:
         target = self.email or f"campaign {self.campaign_id}"
         return f"{self.get_action_display()}: {target} ({self.state})"
+
+
+class Worker(models.Model):
+    """A process that holds leases (SDRs' shares of a run, a campaign being provisioned), with
+    its heartbeat. One whose beat is older than WORKER_TIMEOUT_SECONDS, or whose process is
+    gone from this host, is dead: its work is taken over (sequences/workers.py)."""
+
+    id = models.CharField(primary_key=True, max_length=120, help_text="host:pid:start")
+    host = models.CharField(max_length=100)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField(default=timezone.now)
+    beat_at = models.DateTimeField(default=timezone.now)
+
+    objects = WorkerQuerySet.as_manager()
+
+    class Meta:
+        db_table = "outboundhq_worker"
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Share(models.Model):
+    """One SDR's share of a run (the executor's or the reconcile pass's), taken by one worker at
+    a time, so a run spreads over every process that takes its tasks. Its own `lease_until` is
+    the time its claims wrote on the SDR's enrollments: a dead worker's are found by it."""
+
+    job = models.CharField(max_length=16, choices=Job.choices)
+    run_id = models.CharField(max_length=40)
+    profile_id = models.UUIDField()
+    state = models.CharField(max_length=16, choices=ShareState.choices, default=ShareState.WAITING)
+    worker_id = models.CharField(max_length=120, blank=True)
+    run_started = models.DateTimeField(help_text="Its run's start: what its released claims get.")
+    deadline = models.DateTimeField(help_text="Its run's deadline: taken over after it, left.")
+    shared = models.BooleanField(
+        default=True, help_text="Its run has tasks that take over a stopped worker's share."
+    )
+    lease_until = models.DateTimeField(null=True, blank=True, unique=True)
+    attempts = models.PositiveIntegerField(default=0)
+    taken_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    errors = models.JSONField(default=list, blank=True)
+
+    objects = ShareQuerySet.as_manager()
+    State = ShareState
+
+    class Meta:
+        db_table = "outboundhq_run_share"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job", "run_id", "profile_id"], name="outboundhq_share_once"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["job", "run_id", "state"], name="share_run_state"),
+            models.Index(fields=["state", "worker_id"], name="share_worker"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.run_id}: {self.profile_id} ({self.state})"

@@ -102,7 +102,8 @@ def claim(work: SequenceWork, size: int) -> list[Claimed]:
         campaign_id=work.campaign_id,
         started=work.run.started,
         size=size,
-        lease_until=timezone.now() + lease_length(),
+        # The share's own lease time: a worker that dies gives these back by it (workers.py).
+        lease_until=work.sdr.lease_until or timezone.now() + lease_length(),
     )
 
 

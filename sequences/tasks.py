@@ -1,22 +1,66 @@
-"""The django-q2 side: the function the 15-minute schedule runs, and the schedule itself."""
+"""The django-q2 side: the 15-minute schedule, which starts a run and shares it out to tasks on
+the broker, and the task every qcluster process on every machine takes to work on it."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from django.conf import settings
+from django_q.tasks import async_task
+
+from outboundhq import logs
 from outboundhq.schedules import every
-from sequences.executor import as_dict, execute
-from sequences.models import RunTrigger
+from sequences.context import Run, Scope
+from sequences.executor import as_dict, close, start, work
+from sequences.models import ExecutorRun, RunTrigger
 
 SCHEDULE_NAME = "execute-sequences"
 SCHEDULE_FUNC = "sequences.tasks.run_scheduled"
+WORK_FUNC = "sequences.tasks.work_on_run"
 EVERY_MINUTES = 15
 
 
 def run_scheduled() -> dict[str, Any]:
-    """What the schedule calls: one executor run. The result is kept in django-q2's task log.
-    (django-q2's worker closes stale database connections around every task itself.)"""
-    return as_dict(execute(trigger=RunTrigger.SCHEDULE))
+    """What the schedule calls: steps 0-2 of a run here, step 3 by the tasks it enqueues; the
+    last of them closes the run. Kept in django-q2's task log. (django-q2's worker closes stale
+    database connections around every task itself.)"""
+    run = start(trigger=RunTrigger.SCHEDULE, scope=Scope())
+    fan_out(run)
+    # The record as it is now: open, unless its tasks already ran (or there were none).
+    return as_dict(ExecutorRun.objects.get(pk=run.id)) | {"sdrs": run.shares}
+
+
+def fan_out(run: Run) -> int:
+    """The run's SDRs shared out to tasks, one per EXECUTOR_SDRS_PER_TASK SDRs (at most
+    EXECUTOR_MAX_TASKS): each task's threads take SDRs one at a time, so however many
+    processes take them, the work spreads evenly and a slow SDR holds up no task. With no
+    SDR to work on, the run is closed here."""
+    per_task = settings.EXECUTOR_SDRS_PER_TASK
+    tasks = min(settings.EXECUTOR_MAX_TASKS, math.ceil(run.shares / per_task))
+    ExecutorRun.objects.filter(pk=run.id).update(tasks=tasks)
+    run.record.tasks = tasks
+    for n in range(tasks):
+        async_task(WORK_FUNC, str(run.id), task_name=f"execute-sequences {run.id} {n + 1}/{tasks}")
+    if not tasks:
+        close(run)
+    return tasks
+
+
+def work_on_run(run_id: str) -> dict[str, Any]:
+    """The task: this process's threads on the run's SDRs until none is waiting; whoever
+    finishes last closes the run."""
+    record = ExecutorRun.objects.filter(pk=run_id, finished_at__isnull=True).first()
+    if record is None:
+        return {"id": run_id, "closed": True}
+    run = Run.of(record)
+    token = logs.run_id.set(run_id)
+    try:
+        work(run)
+    finally:
+        closed = close(run)
+        logs.run_id.reset(token)
+    return {"id": run_id, "sdrs_done": run.sdrs_done, "closed": closed}
 
 
 def ensure_schedule(**kwargs: Any) -> None:

@@ -166,6 +166,15 @@ def smartlead_sandbox(make_sandbox: Callable[..., Any]) -> Any:
 
 
 @pytest.fixture(autouse=True)
+def _tasks_run_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task the code enqueues (a run shared out to django-q2) runs at once, in the test's
+    thread: the tests with real qcluster processes (tests/test_scale_out.py) start their own."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture(autouse=True)
 def _empty_cache() -> None:
     """The dashboard keeps its figures for a minute: each test starts with none kept."""
     from django.core.cache import cache

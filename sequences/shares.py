@@ -1,0 +1,174 @@
+"""Runs shared out per SDR: the rules over shares and worker heartbeats, as querysets.
+
+A run (the executor's or the reconcile pass's) writes one `Share` per SDR with work; every worker
+thread of every process that takes the run's tasks takes shares one at a time (`take`: `SKIP
+LOCKED`, so no two take the same SDR) until none is waiting. A taken share carries its own lease
+time, written on every enrollment its claims hold, so a dead worker's enrollments are found by
+it alone. Each process beats in `outboundhq_worker` (sequences/workers.py); one that stops
+beating is dead and its shares go back to waiting.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from sequences.choices import ShareState
+from sequences.claimed import lease_length
+
+OPEN = (ShareState.WAITING, ShareState.WORKING)
+MAX_ERRORS = 200
+
+
+def stale_before(now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.WORKER_TIMEOUT_SECONDS)
+
+
+def process_start(pid: int) -> str | None:
+    """When the process started, in clock ticks since boot (/proc, Linux): with the pid it names
+    one process for good, since pids are reused. None when there is no such (live) process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""  # no /proc: the pid alone has to do
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie is dead
+
+
+def is_alive_here(worker_id: str) -> bool:
+    """Whether a worker of this host is still running (its pid, started when its id says)."""
+    _, pid, start = worker_id.rsplit(":", 2)
+    now_start = process_start(int(pid))
+    if now_start == "":
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return now_start is not None and now_start == start
+
+
+class WorkerQuerySet(models.QuerySet):
+    def beat(self, worker_id: str, *, host: str, pid: int) -> None:
+        now = timezone.now()
+        if not self.filter(pk=worker_id).update(beat_at=now):
+            self.update_or_create(pk=worker_id, defaults={"host": host, "pid": pid, "beat_at": now})
+
+    def dead(self) -> list[str]:
+        """Workers that stopped: no beat for WORKER_TIMEOUT_SECONDS, or, on this host, a process
+        that is gone (a `kill -9` is seen at once)."""
+        here, cutoff = socket.gethostname(), stale_before(timezone.now())
+        return [
+            pk
+            for pk, host, beat_at in self.values_list("pk", "host", "beat_at")
+            if beat_at < cutoff or (host == here and not is_alive_here(pk))
+        ]
+
+
+class ShareQuerySet(models.QuerySet):
+    def of_run(self, job: str, run_id: Any) -> ShareQuerySet:
+        return self.filter(job=job, run_id=str(run_id))
+
+    def share_out(
+        self, job: str, run_id: Any, profile_ids: Iterable[uuid.UUID], **extra: Any
+    ) -> int:
+        run = str(run_id)
+        shares = [self.model(job=job, run_id=run, profile_id=p, **extra) for p in profile_ids]
+        self.bulk_create(shares, ignore_conflicts=True)
+        return len(shares)
+
+    def take(self, job: str, run_id: Any, worker_id: str) -> Any:
+        """The next waiting share of the run, now this worker's (None: none is waiting). Its
+        lease time is its own: the second, plus the share's id in microseconds."""
+        with transaction.atomic():
+            share = (
+                self.select_for_update(skip_locked=True)
+                .of_run(job, run_id)
+                .filter(state=ShareState.WAITING)
+                .order_by("id")
+                .first()
+            )
+            if share is None:
+                return None
+            now = timezone.now()
+            share.state, share.worker_id, share.taken_at = ShareState.WORKING, worker_id, now
+            share.attempts += 1
+            share.lease_until = (
+                now.replace(microsecond=0)
+                + lease_length()
+                + timedelta(microseconds=share.pk % 1_000_000)
+            )
+            share.save(update_fields=["state", "worker_id", "taken_at", "attempts", "lease_until"])
+        return share
+
+    def finish(self, share: Any, *, counts: dict[str, Any], errors: list[str]) -> bool:
+        """The share is done, with what it did; False when it was taken over meanwhile (this
+        worker was thought dead), and the counts are not kept: the work was done again."""
+        return bool(
+            self.filter(pk=share.pk, state=ShareState.WORKING, worker_id=share.worker_id).update(
+                state=ShareState.DONE,
+                counts=counts,
+                errors=errors[:MAX_ERRORS],
+                finished_at=timezone.now(),
+            )
+        )
+
+    def suspect(self, job: str, run_id: Any, worker_id: str) -> bool:
+        """Whether a share of the run is held by a worker that missed a beat or two: it may be
+        dead, and is worth waiting for rather than leaving its SDR for the next run."""
+        Worker = self.model._meta.apps.get_model("sequences", "Worker")  # noqa: N806
+        late = timezone.now() - timedelta(seconds=2 * settings.WORKER_BEAT_SECONDS)
+        beating = Worker.objects.filter(pk=OuterRef("worker_id"), beat_at__gte=late)
+        return (
+            self.of_run(job, run_id)
+            .filter(state=ShareState.WORKING)
+            .exclude(worker_id=worker_id)
+            .filter(~Exists(beating))
+            .exists()
+        )
+
+    def leave_waiting(self, job: str, run_id: Any) -> int:
+        """Shares no worker took before the run's time ran out: for the next run."""
+        return (
+            self.of_run(job, run_id)
+            .filter(state=ShareState.WAITING)
+            .update(state=ShareState.LEFT, finished_at=timezone.now())
+        )
+
+    def still_open(self, job: str, run_id: Any) -> bool:
+        return self.of_run(job, run_id).filter(state__in=OPEN).exists()
+
+    def held_by(self, workers: list[str]) -> ShareQuerySet:
+        return self.filter(state=ShareState.WORKING, worker_id__in=workers)
+
+    def hand_back(self, share: Any, *, in_time: bool, why: str) -> bool:
+        """A dead worker's share: waiting again (its run still has time) or left for the next
+        run; False when it finished or was handed back meanwhile."""
+        state = ShareState.WAITING if in_time else ShareState.LEFT
+        return bool(
+            self.filter(pk=share.pk, state=ShareState.WORKING, worker_id=share.worker_id).update(
+                state=state,
+                worker_id="",
+                lease_until=None,
+                errors=[*share.errors, why][-MAX_ERRORS:],
+                finished_at=None if in_time else timezone.now(),
+            )
+        )
+
+    def workers_of(self, job: str, run_id: Any) -> int:
+        taken = self.of_run(job, run_id).exclude(Q(worker_id="") | Q(taken_at__isnull=True))
+        return taken.values("worker_id").distinct().count()
