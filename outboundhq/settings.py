@@ -254,6 +254,7 @@ EXECUTOR_CONCURRENCY = _read("EXECUTOR_CONCURRENCY", int, 8)
 EXECUTOR_TIME_BUDGET_SECONDS = _read("EXECUTOR_TIME_BUDGET_SECONDS", int, 600)
 # The hourly reconcile pass (smartlead/reconcile.py) stops reading Smartlead after this.
 RECONCILE_TIME_BUDGET_SECONDS = _read("RECONCILE_TIME_BUDGET_SECONDS", int, 300)
+RECONCILE_CONCURRENCY = _read("RECONCILE_CONCURRENCY", int, 4)
 EXECUTOR_CHUNK_SIZE = _read("EXECUTOR_CHUNK_SIZE", int, 2000)
 # The schedule shares a run out to django-q2 tasks, one per this many SDRs (at most
 # EXECUTOR_MAX_TASKS): every qcluster process that takes one works on the run's SDRs.
@@ -267,7 +268,8 @@ WORKER_TIMEOUT_SECONDS = _read("WORKER_TIMEOUT_SECONDS", float, 30.0)
 # django-q2: the ORM broker needs no extra server; REDIS_URL switches to Redis.
 REDIS_URL = _read("REDIS_URL", str, "")
 Q_CLUSTER = {
-    "name": "outboundhq",
+    # Two deployments sharing one Redis (or a test beside a running service) need two names.
+    "name": _read("Q_CLUSTER_NAME", str, "outboundhq"),
     "workers": _read("Q_WORKERS", int, 2),
     # A run must end before django-q2 considers it lost and hands it out again.
     "timeout": EXECUTOR_TIME_BUDGET_SECONDS + 120,

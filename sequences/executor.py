@@ -64,6 +64,7 @@ from sequences.provisioning import (
     ensure_webhook,
     provision,
 )
+from sequences.shares import OPEN as OPEN_SHARES
 from sequences.steps import Steps
 from smartlead.api import Session, SmartleadClient, SmartleadError, new_session
 
@@ -402,6 +403,13 @@ def gather(saved: ExecutorRun, errors: list[str]) -> dict[str, Any]:
         "workers": Share.objects.workers_of(Job.EXECUTE, saved.pk),
         "finished_at": timezone.now(),
     }
+
+
+def shares_done(run_id: uuid.UUID) -> tuple[int, int]:
+    """How many of a run's SDRs are done, and the leads they pushed (for progress)."""
+    done = Share.objects.of_run(Job.EXECUTE, run_id).exclude(state__in=OPEN_SHARES)
+    counts = list(done.values_list("counts", flat=True))
+    return len(counts), sum(int(c.get("pushed") or 0) for c in counts)
 
 
 def summary(record: ExecutorRun) -> str:

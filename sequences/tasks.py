@@ -11,9 +11,10 @@ from django_q.tasks import async_task
 
 from outboundhq import logs
 from outboundhq.schedules import every
+from sequences import workers
 from sequences.context import Run, Scope
-from sequences.executor import as_dict, close, start, work
-from sequences.models import ExecutorRun, RunTrigger
+from sequences.executor import as_dict, close, close_stale, start, work
+from sequences.models import ExecutorRun, Job, RunTrigger, Share, ShareState
 
 SCHEDULE_NAME = "execute-sequences"
 SCHEDULE_FUNC = "sequences.tasks.run_scheduled"
@@ -36,14 +37,37 @@ def fan_out(run: Run) -> int:
     EXECUTOR_MAX_TASKS): each task's threads take SDRs one at a time, so however many
     processes take them, the work spreads evenly and a slow SDR holds up no task. With no
     SDR to work on, the run is closed here."""
-    per_task = settings.EXECUTOR_SDRS_PER_TASK
-    tasks = min(settings.EXECUTOR_MAX_TASKS, math.ceil(run.shares / per_task))
-    ExecutorRun.objects.filter(pk=run.id).update(tasks=tasks)
-    run.record.tasks = tasks
+    ExecutorRun.objects.filter(pk=run.id).update(tasks=enqueue_count(run.shares))
+    run.record.tasks = enqueue(run, run.shares)
+    if not run.record.tasks:
+        close(run)
+    return run.record.tasks
+
+
+def watch() -> dict[str, int]:
+    """The watchdog's executor part (outboundhq/watch.py, every minute): what stopped workers
+    held is given back, runs left open are closed once done or out of time, and a shared-out
+    run whose SDRs wait with no worker on it (its tasks all stopped) gets tasks again."""
+    taken = workers.take_over()
+    closed = close_stale()
+    continued = 0
+    for record in ExecutorRun.objects.filter(finished_at__isnull=True, tasks__gt=0):
+        shares = Share.objects.of_run(Job.EXECUTE, record.pk)
+        waiting = shares.filter(state=ShareState.WAITING).count()
+        if waiting and not shares.filter(state=ShareState.WORKING).exists():
+            continued += enqueue(Run.of(record), waiting)
+    return {"taken_over": taken, "closed": closed, "tasks_enqueued": continued}
+
+
+def enqueue_count(sdrs: int) -> int:
+    return min(settings.EXECUTOR_MAX_TASKS, math.ceil(sdrs / settings.EXECUTOR_SDRS_PER_TASK))
+
+
+def enqueue(run: Run, sdrs: int) -> int:
+    """Tasks for `sdrs` SDRs of the run on the broker; returns how many."""
+    tasks = enqueue_count(sdrs)
     for n in range(tasks):
         async_task(WORK_FUNC, str(run.id), task_name=f"execute-sequences {run.id} {n + 1}/{tasks}")
-    if not tasks:
-        close(run)
     return tasks
 
 

@@ -258,6 +258,17 @@ class ReconcileRun(models.Model):
         default=0, help_text="Enrollments completed because Smartlead finished their emails."
     )
     errors = models.JSONField(default=list, blank=True)
+    # db_default: a version still running during a deploy inserts rows without these.
+    deadline = models.DateTimeField(null=True, blank=True, help_text="No SDR is started after.")
+    scope = models.JSONField(
+        default=dict, blank=True, db_default={}, help_text="--user / --sequence / --since."
+    )
+    tasks = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="django-q2 tasks it was shared out to (0: one process)."
+    )
+    workers = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Worker processes that took a share of it."
+    )
 
     class Meta:
         db_table = "smartlead_reconcile_run"

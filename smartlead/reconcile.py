@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -34,12 +37,16 @@ from django.utils.dateparse import parse_datetime
 
 from outboundhq import logs
 from profiles.models import Profile
+from sequences import workers
 from sequences.models import (
     CampaignProvisioning,
     Enrollment,
     EnrollmentStatus,
+    Job,
     Push,
     SequenceStatus,
+    Share,
+    ShareState,
     StepType,
 )
 from smartlead import applying, webhooks
@@ -56,11 +63,48 @@ from smartlead.models import ReconcileRun, WebhookEvent
 log = logging.getLogger(__name__)
 
 # emailStatus filter → the event a webhook would have brought.
+# What a share of the pass counts (ReconcileRun's fields of the same names).
+COUNTED = ("campaigns", "smartlead_requests", "completed")
 MISSED = {
     "is_replied": events.EMAIL_REPLY,
     "is_bounced": events.EMAIL_BOUNCE,
     "is_unsubscribed": events.LEAD_UNSUBSCRIBED,
 }
+
+
+@dataclass
+class Pass:
+    """One reconcile pass as a worker holds it: its record, what it reads, its deadline (on the
+    client's clock, `limits.clock`), and who is told of progress in this process."""
+
+    record: ReconcileRun
+    user_id: Any = None
+    sequence_id: Any = None
+    since: datetime | None = None
+    deadline: float = 0.0
+    progress: Callable[[int, int, int], None] | None = None
+    campaigns: int = 0  # in all, for progress
+    read: int = 0
+    found: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def of(cls, record: ReconcileRun) -> Pass:
+        """A pass started elsewhere, as a worker of it sees it."""
+        scope = record.scope or {}
+        left = (record.deadline - timezone.now()).total_seconds() if record.deadline else 0.0
+        since = parse_datetime(scope["since"]) if scope.get("since") else None
+        return cls(record, scope.get("user_id"), scope.get("sequence_id"), since)._ends_in(left)
+
+    def _ends_in(self, seconds: float) -> Pass:
+        self.deadline = limits.clock() + seconds
+        return self
+
+    def campaign_read(self, found: int) -> None:
+        with self.lock:
+            self.read, self.found = self.read + 1, self.found + found
+            if self.progress is not None:
+                self.progress(self.read, self.campaigns, self.found)
 
 
 def reconcile(
@@ -72,41 +116,145 @@ def reconcile(
     time_budget: float | None = None,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> ReconcileRun:
-    """One pass; `progress(campaigns done, campaigns in all, events found)` after each campaign
-    (the command's terminal output)."""
-    run = ReconcileRun.objects.create(trigger=trigger)
-    deadline = limits.clock() + (time_budget or settings.RECONCILE_TIME_BUDGET_SECONDS)
+    """One pass in this process; `progress(campaigns done, campaigns in all, events found)`
+    after each campaign (the command's terminal output)."""
+    pass_ = start(
+        trigger=trigger,
+        user_id=user_id,
+        sequence_id=sequence_id,
+        since=since,
+        time_budget=time_budget,
+        shared=False,
+    )
+    pass_.progress = progress
+    try:
+        work(pass_)
+    finally:
+        close(pass_, alone=True)
+    return pass_.record
+
+
+def start(
+    *,
+    trigger: str,
+    user_id: Any = None,
+    sequence_id: Any = None,
+    since: datetime | None = None,
+    time_budget: float | None = None,
+    shared: bool = True,
+) -> Pass:
+    """The pass's record and one share per SDR with campaigns to read, for any worker."""
+    budget = time_budget or settings.RECONCILE_TIME_BUDGET_SECONDS
+    scope = {"user_id": user_id, "sequence_id": sequence_id, "since": since}
+    record = ReconcileRun.objects.create(
+        trigger=trigger,
+        deadline=timezone.now() + timedelta(seconds=budget),
+        scope={k: str(v) if k != "since" else v.isoformat() for k, v in scope.items() if v},
+    )
+    workers.take_over()
     by_sdr = campaigns_to_read(user_id=user_id, sequence_id=sequence_id)
+    Share.objects.share_out(
+        Job.RECONCILE,
+        record.pk,
+        [sdr for sdr in by_sdr if sdr is not None],
+        run_started=record.started_at,
+        deadline=record.deadline,
+        shared=shared,
+    )
+    pass_ = Pass(record, user_id, sequence_id, since)._ends_in(budget)
+    pass_.campaigns = sum(len(campaigns) for campaigns in by_sdr.values())
+    return pass_
+
+
+def work(pass_: Pass) -> None:
+    """This process's threads on the pass's SDRs until none is waiting."""
+    workers.in_threads(settings.RECONCILE_CONCURRENCY, lambda: work_through(pass_), name="rec")
+
+
+def work_through(pass_: Pass) -> None:
+    left = max(0.0, pass_.deadline - limits.clock())
+    for share in workers.taken(Job.RECONCILE, pass_.record.pk, deadline=time.monotonic() + left):
+        tally = read_sdr(pass_, share.profile_id)
+        counts = {name: getattr(tally, name) for name in COUNTED} | {
+            "waiting": tally.waiting,
+            "repaired": tally.repaired,
+        }
+        Share.objects.finish(share, counts=counts, errors=tally.errors)
+
+
+def read_sdr(pass_: Pass, profile_id: Any) -> ReconcileRun:
+    """One SDR's campaigns read with their key, the events found applied; what it did on an
+    unsaved run record (the pass gathers every SDR's when it closes)."""
+    tally = ReconcileRun(trigger=pass_.record.trigger)
+    tally.waiting = 0
+    campaigns = campaigns_to_read(user_id=profile_id, sequence_id=pass_.sequence_id)
+    campaigns = campaigns.get(profile_id, [])
+    sender = next(Profile.objects.senders([profile_id]))
+    if sender.credentials is None:
+        tally.errors.append(f"{sender.why_not}: {len(campaigns)} campaigns wait.")
+        return tally
     stored: list[int] = []
-    total = waiting = sum(len(campaigns) for campaigns in by_sdr.values())
-    for sender in Profile.objects.senders(by_sdr):
-        campaigns = by_sdr[sender.profile_id]
-        if sender.credentials is None:
-            run.errors.append(f"{sender.why_not}: {len(campaigns)} campaigns wait.")
-            waiting -= len(campaigns)
-            continue
-        # The client's deadline is on the same clock: a wait in its limiter or a retry that
-        # would pass it raises instead (the campaign's error), so the pass ends on time.
-        with SmartleadClient(sender.credentials.api_key, deadline=deadline) as client:
-            for record in campaigns:
-                if limits.clock() >= deadline:
-                    break
-                stored += read(run, client, record, since)
-                waiting -= 1
-                if progress is not None:
-                    progress(run.campaigns, total, len(stored))
-    if waiting:
-        run.errors.append(
-            f"The time budget is spent: {waiting} campaigns wait, and go first in the next pass."
-        )
+    # The client's deadline is on the same clock: a wait in its limiter or a retry that would
+    # pass it raises instead (the campaign's error), so the pass ends on time.
+    with SmartleadClient(sender.credentials.api_key, deadline=pass_.deadline) as client:
+        for record in campaigns:
+            if limits.clock() >= pass_.deadline:
+                tally.waiting += 1
+                continue
+            found = read(tally, client, record, pass_.since)
+            stored += found
+            pass_.campaign_read(len(found))
     if stored:
         applying.apply(WebhookEvent.objects.filter(pk__in=stored))
         applied = WebhookEvent.objects.filter(pk__in=stored, outcome="applied")
-        run.repaired = dict(Counter(applied.values_list("event_type", flat=True)))
-    run.finished_at = timezone.now()
-    run.save()
-    log.info("Reconcile run %s: %s", run.pk, summary(run))
-    return run
+        tally.repaired = dict(Counter(applied.values_list("event_type", flat=True)))
+    return tally
+
+
+def close(pass_: Pass, *, alone: bool = False) -> bool:
+    """Once no share is open, every SDR's counts on the pass's record, saved and logged, by
+    whichever worker finishes last; returns whether this call closed it. `alone`: see
+    sequences.executor.close."""
+    record = pass_.record
+    if alone:
+        workers.leave_mine(Job.RECONCILE, record.pk)
+    if alone or limits.clock() >= pass_.deadline:
+        Share.objects.leave_waiting(Job.RECONCILE, record.pk)
+    if Share.objects.still_open(Job.RECONCILE, record.pk):
+        return False
+    gathered = gather(record)
+    closed = ReconcileRun.objects.filter(pk=record.pk, finished_at__isnull=True).update(**gathered)
+    for name, value in gathered.items():
+        setattr(record, name, value)
+    if closed:
+        log.info("Reconcile run %s: %s", record.pk, summary(record))
+    return bool(closed)
+
+
+def gather(record: ReconcileRun) -> dict[str, Any]:
+    totals: Counter[str] = Counter()
+    repaired: Counter[str] = Counter()
+    errors: list[str] = []
+    shares = Share.objects.of_run(Job.RECONCILE, record.pk)
+    for state, counts, share_errors in shares.values_list("state", "counts", "errors"):
+        totals.update({k: int(counts.get(k) or 0) for k in (*COUNTED, "waiting")})
+        repaired.update(counts.get("repaired") or {})
+        errors += share_errors
+        if state == ShareState.LEFT and not counts:
+            totals["sdrs_left"] += 1
+    if totals["waiting"]:
+        errors.append(
+            f"The time budget is spent: {totals['waiting']} campaigns wait, and go first in "
+            "the next pass."
+        )
+    if totals["sdrs_left"]:
+        errors.append(f"The time budget is spent: {totals['sdrs_left']} SDRs' campaigns wait.")
+    return {name: totals[name] for name in COUNTED} | {
+        "repaired": dict(repaired),
+        "errors": errors[:200],
+        "workers": Share.objects.workers_of(Job.RECONCILE, record.pk),
+        "finished_at": timezone.now(),
+    }
 
 
 def campaigns_to_read(

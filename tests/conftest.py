@@ -134,8 +134,8 @@ def make_sandbox(settings) -> Iterator[Callable[..., Any]]:  # noqa: ANN001 - py
     """Starts a Smartlead sandbox for the test and points the client at it (stopped after the
     test). `accounts`: the demo file's when None, account dicts, or {key: [mailbox ids]} for
     pro-plan accounts; other keywords go to SandboxServer (rate limits, clock, latency...). The
-    executor runs its SDRs on the test's own thread: workers' own database connections would not
-    see the test's uncommitted rows."""
+    executor and the reconcile pass run their SDRs on the test's own thread: workers' own
+    database connections would not see the test's uncommitted rows."""
     from smartlead.sandbox import SandboxServer, load_accounts
 
     started: list[SandboxServer] = []
@@ -151,7 +151,7 @@ def make_sandbox(settings) -> Iterator[Callable[..., Any]]:  # noqa: ANN001 - py
         server = SandboxServer(accounts, **options).start()
         started.append(server)
         settings.SMARTLEAD_BASE_URL = server.base_url
-        settings.EXECUTOR_CONCURRENCY = 1
+        settings.EXECUTOR_CONCURRENCY = settings.RECONCILE_CONCURRENCY = 1
         return server
 
     yield make

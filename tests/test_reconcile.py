@@ -213,8 +213,9 @@ def test_a_lead_smartlead_completed_completes_only_when_no_step_of_ours_is_left(
 
 
 def test_campaigns_a_spent_budget_left_unread_go_first_in_the_next_pass(
-    smartlead_clock, monkeypatch
+    smartlead_clock, monkeypatch, settings
 ):
+    settings.RECONCILE_CONCURRENCY = 1  # its threads' own connections can't see the test's rows
     for n in range(3):
         sdr = make_profile(smartlead_api_key=f"{KEY}-{n}", smartlead_email_account_id="3501")
         sequence = make_sequence(creator=sdr)

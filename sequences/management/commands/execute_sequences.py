@@ -1,22 +1,29 @@
 """`manage.py execute_sequences`: one executor run, now.
 
-Exit 0 when the run completed (skips and per-SDR errors included); non-zero only when it could
-not run at all, such as an unreachable database.
+By default the run is worked on in this process; with `--fan-out` it is shared out to
+django-q2 tasks, as the schedule does, for every running qcluster process to take, and the
+command waits until the run is closed. Exit 0 when the run completed (skips and per-SDR errors
+included); non-zero when it could not run at all, such as an unreachable database, or when a
+fanned-out run is not closed in time (no qcluster running).
 """
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from outboundhq.progress import Progress, wanted
-from sequences.executor import as_dict, execute, summary
+from sequences.context import Scope
+from sequences.executor import as_dict, execute, shares_done, start, summary
 from sequences.models import ExecutorRun, RunTrigger
+from sequences.tasks import fan_out
 
 
 class Command(BaseCommand):
@@ -33,6 +40,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--sequence", type=uuid.UUID, help="Only this sequence (id).")
         parser.add_argument("--limit", type=int, help="At most this many enrollments.")
+        parser.add_argument(
+            "--fan-out",
+            action="store_true",
+            help="Share the run out to django-q2 tasks (qcluster processes do the work) and wait.",
+        )
         parser.add_argument("--json", action="store_true", help="Print the run record as JSON.")
         parser.add_argument(
             "--progress",
@@ -43,6 +55,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["limit"] is not None and options["limit"] < 1:
             raise CommandError("--limit must be a positive number of enrollments.")
+        if options["fan_out"] and (options["limit"] is not None or options["dry_run"]):
+            raise CommandError("--fan-out cannot be combined with --limit or --dry-run.")
         progress = Progress(self.stderr) if wanted(self.stderr, options) else None
         record = self.run(options, progress)
         if progress is not None and not record.dry_run:
@@ -51,6 +65,8 @@ class Command(BaseCommand):
 
     def run(self, options: dict[str, Any], progress: Progress | None) -> ExecutorRun:
         try:
+            if options["fan_out"]:
+                return self.fan_out(options, progress)
             return execute(
                 trigger=RunTrigger.COMMAND,
                 dry_run=options["dry_run"],
@@ -63,6 +79,24 @@ class Command(BaseCommand):
             raise CommandError(
                 f"The executor could not run: the database is unreachable ({exc})."
             ) from None
+
+    def fan_out(self, options: dict[str, Any], progress: Progress | None) -> ExecutorRun:
+        """Steps 0-2 here, step 3 by the qcluster processes; waits until the run is closed."""
+        scope = Scope(user_id=options["user"], sequence_id=options["sequence"])
+        run = start(trigger=RunTrigger.COMMAND, scope=scope)
+        fan_out(run)
+        give_up = time.monotonic() + settings.EXECUTOR_TIME_BUDGET_SECONDS + 60
+        while (record := ExecutorRun.objects.get(pk=run.id)).finished_at is None:
+            if time.monotonic() > give_up:
+                raise CommandError(
+                    f"Run {run.id} is still open: is a qcluster process running "
+                    "(`manage.py qcluster`)? Its tasks wait on the broker."
+                )
+            if progress is not None:
+                done, pushed = shares_done(run.id)
+                progress.sdrs(done, run.shares, pushed)
+            time.sleep(0.2)
+        return record
 
     def report(self, record: ExecutorRun, *, as_json: bool) -> None:
         if as_json:
