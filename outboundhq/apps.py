@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
 
 
 class OutboundHQConfig(AppConfig):
@@ -13,10 +12,6 @@ class OutboundHQConfig(AppConfig):
 
         from outboundhq import checks  # noqa: F401 - registers the configuration checks
         from outboundhq.logs import register_secret
-        from outboundhq.watch import ensure_schedule
-
-        # django_q's tables must exist: the schedule is made after every app has migrated.
-        post_migrate.connect(ensure_schedule, sender=self, dispatch_uid="outboundhq-watch")
 
         # Our own secrets are redacted wherever they appear, like the SDRs' keys.
         for secret in (

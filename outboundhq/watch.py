@@ -6,19 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from outboundhq.schedules import every
 from sequences import tasks as executor_tasks
 from smartlead import tasks as reconcile_tasks
 
-SCHEDULE_NAME = "watch-workers"
-SCHEDULE_FUNC = "outboundhq.watch.run_scheduled"
-EVERY_MINUTES = 1
-
 
 def run_scheduled() -> dict[str, Any]:
+    """What the `watch-workers` schedule runs (defined with the executor's, sequences/tasks.py).
+    Every live worker's heartbeat takes over a stopped one's work within seconds as well; this
+    also covers a run whose every worker stopped, and tasks the broker lost."""
     return {"executor": executor_tasks.watch(), "reconcile": reconcile_tasks.watch()}
-
-
-def ensure_schedule(**kwargs: Any) -> None:
-    """Creates or updates the one schedule (post_migrate), never a second copy."""
-    every(SCHEDULE_NAME, SCHEDULE_FUNC, EVERY_MINUTES)

@@ -120,6 +120,7 @@ def start(
         trigger=trigger,
         deadline=timezone.now() + timedelta(seconds=budget),
         scope=scope.as_dict(),
+        started_by=workers.identity(),
     )
     run = Run(record, scope, time.monotonic() + budget, limit)
     token = logs.run_id.set(str(record.id))
@@ -352,14 +353,15 @@ def campaign_for(
     return sequence.campaign
 
 
-def close(run: Run, *, alone: bool = False) -> bool:
+def close(run: Run, *, alone: bool = False, left_alone: bool = False) -> bool:
     """Step 4, by whichever worker finds no share open: every share's counts on the run record,
     saved and logged; returns whether this call closed it. Past the deadline, shares no worker
     took are left for the next run. `alone`: the run had only this process's threads, now all
-    ended, so a share still marked as theirs (a thread that died) is left too."""
+    ended, so a share still marked as theirs (a thread that died) is left too. `left_alone`:
+    a run of one process that stopped: its waiting shares are left for the next run."""
     if alone:
         workers.leave_mine(Job.EXECUTE, run.id)
-    if run.out_of_time or alone:
+    if run.out_of_time or alone or left_alone:
         left = Share.objects.leave_waiting(Job.EXECUTE, run.id)
         if left:
             run.record.errors.append(f"{TIME_SPENT} ({left} SDRs not reached)")
@@ -385,8 +387,10 @@ def close_stale(*, but: uuid.UUID | None = None) -> int:
     now, closed = timezone.now(), 0
     open_runs = ExecutorRun.objects.filter(finished_at__isnull=True, deadline__isnull=False)
     for record in open_runs.exclude(pk=but):
-        if record.deadline < now or Share.objects.of_run(Job.EXECUTE, record.pk).exists():
-            closed += close(Run.of(record))
+        # A run of one process whose process is gone: nobody takes its waiting SDRs.
+        alone = not record.tasks and workers.is_gone(record.started_by, since=record.started_at)
+        if alone or record.deadline < now or Share.objects.of_run(Job.EXECUTE, record.pk).exists():
+            closed += close(Run.of(record), left_alone=alone)
     return closed
 
 

@@ -92,7 +92,9 @@ class Push(models.Model):
     counts = models.JSONField(
         default=dict, blank=True, help_text="Smartlead's counts for the batch."
     )
-    attempts = models.PositiveIntegerField(default=1)
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Requests that carried it (0: reserved, never sent)."
+    )
     run_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     pushed_at = models.DateTimeField(null=True, blank=True)
@@ -180,6 +182,9 @@ class ExecutorRun(models.Model):
     )
     workers = models.PositiveIntegerField(
         default=0, db_default=0, help_text="Worker processes that took a share of it."
+    )
+    started_by = models.CharField(
+        max_length=120, blank=True, db_default="", help_text="The worker process that started it."
     )
 
     class Meta:

@@ -71,7 +71,7 @@ class WorkerQuerySet(models.QuerySet):
     def dead(self) -> list[str]:
         """Workers that stopped: no beat for WORKER_TIMEOUT_SECONDS, or, on this host, a process
         that is gone (a `kill -9` is seen at once)."""
-        here, cutoff = socket.gethostname(), stale_before(timezone.now())
+        here, cutoff = socket.gethostname()[:80], stale_before(timezone.now())
         return [
             pk
             for pk, host, beat_at in self.values_list("pk", "host", "beat_at")
@@ -122,7 +122,7 @@ class ShareQuerySet(models.QuerySet):
             self.filter(pk=share.pk, state=ShareState.WORKING, worker_id=share.worker_id).update(
                 state=ShareState.DONE,
                 counts=counts,
-                errors=errors[:MAX_ERRORS],
+                errors=[*share.errors, *errors][:MAX_ERRORS],  # a takeover's note stays
                 finished_at=timezone.now(),
             )
         )

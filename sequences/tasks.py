@@ -18,8 +18,11 @@ from sequences.models import ExecutorRun, Job, RunTrigger, Share, ShareState
 
 SCHEDULE_NAME = "execute-sequences"
 SCHEDULE_FUNC = "sequences.tasks.run_scheduled"
-WORK_FUNC = "sequences.tasks.work_on_run"
+WORK_FUNC = workers.WORK_TASKS[Job.EXECUTE]
 EVERY_MINUTES = 15
+# The watchdog (outboundhq/watch.py) is scheduled with the executor's: outboundhq has no models,
+# and Django sends post_migrate only to apps that have.
+WATCH_NAME, WATCH_FUNC = "watch-workers", "outboundhq.watch.run_scheduled"
 
 
 def run_scheduled() -> dict[str, Any]:
@@ -88,5 +91,6 @@ def work_on_run(run_id: str) -> dict[str, Any]:
 
 
 def ensure_schedule(**kwargs: Any) -> None:
-    """Creates or updates the one schedule (post_migrate), never a second copy."""
+    """Creates or updates the schedules (post_migrate), never a second copy."""
     every(SCHEDULE_NAME, SCHEDULE_FUNC, EVERY_MINUTES)
+    every(WATCH_NAME, WATCH_FUNC, 1)

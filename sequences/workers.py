@@ -20,16 +20,24 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
+from django_q.tasks import async_task
 
 from outboundhq import logs
-from sequences.models import CampaignProvisioning, Enrollment, Share, Worker
-from sequences.shares import process_start
+from sequences.models import CampaignProvisioning, Enrollment, Job, Share, Worker
+from sequences.shares import is_alive_here, process_start, stale_before
 
 log = logging.getLogger(__name__)
+# The task that works on a run of each job, by name: django-q2 imports it when a process takes
+# it (these modules are above this one).
+WORK_TASKS = {
+    Job.EXECUTE: "sequences.tasks.work_on_run",
+    Job.RECONCILE: "smartlead.tasks.work_on_pass",
+}
 
 
 @dataclass
@@ -40,9 +48,12 @@ class Heartbeat:
     thread: threading.Thread | None = None
 
     def run(self) -> None:
+        """Beat; and look for workers that stopped: their work is taken over from here, so a
+        live process hands it on within seconds even when nothing else runs."""
         while True:
             try:
                 Worker.objects.beat(self.worker_id, host=self.host, pid=self.pid)
+                take_over()
             except Exception:  # noqa: BLE001 - a missed beat is retried; the thread never dies
                 log.warning("Worker %s could not beat", self.worker_id, exc_info=True)
             finally:
@@ -63,7 +74,7 @@ def heartbeat() -> Heartbeat:
         pid = os.getpid()
         if _heartbeat is None or _heartbeat.pid != pid:
             host = socket.gethostname()[:80]
-            worker = Heartbeat(f"{host}:{pid}:{process_start(pid) or ''}", host, pid)
+            worker = Heartbeat(identity(), host, pid)
             worker.thread = threading.Thread(target=worker.run, name="heartbeat", daemon=True)
             worker.thread.start()
             _heartbeat = worker
@@ -76,16 +87,42 @@ def take_over() -> int:
     dead = Worker.objects.dead()
     if not dead:
         return 0
-    now, given = timezone.now(), 0
+    now, given, runs = timezone.now(), 0, set()
     for share in Share.objects.held_by(dead):
         why = f"Taken over from worker {share.worker_id}, which stopped."
         # A run of one process (a command) has no other worker to take it over: left, then.
-        given += give_back(share, in_time=share.shared and share.deadline > now, why=why)
+        in_time = share.shared and share.deadline > now
+        if give_back(share, in_time=in_time, why=why):
+            given += 1
+            if in_time:
+                runs.add((share.job, share.run_id))
     CampaignProvisioning.objects.release_leases_of(dead)
     Worker.objects.filter(pk__in=dead).delete()
+    for job, run_id in sorted(runs):
+        # A task for any live process: its other workers may have finished already.
+        async_task(WORK_TASKS[job], run_id, task_name=f"{job} {run_id}: take over")
     if given:
         log.warning("Took over %d shares of %d stopped workers", given, len(dead))
     return given
+
+
+def identity() -> str:
+    """This process's worker id, without starting its heartbeat."""
+    host, pid = socket.gethostname()[:80], os.getpid()
+    return f"{host}:{pid}:{process_start(pid) or ''}"
+
+
+def is_gone(worker_id: str, *, since: datetime) -> bool:
+    """Whether the worker that started a run `since` then has stopped: on this host, its process
+    is gone; elsewhere, it beat no more for WORKER_TIMEOUT_SECONDS (or never beat at all)."""
+    if not worker_id:
+        return False
+    host = worker_id.rsplit(":", 2)[0]
+    if host == socket.gethostname()[:80]:
+        return not is_alive_here(worker_id)
+    cutoff = stale_before(timezone.now())
+    beat_at = Worker.objects.filter(pk=worker_id).values_list("beat_at", flat=True).first()
+    return (beat_at or since) < cutoff
 
 
 def give_back(share: Share, *, in_time: bool, why: str) -> bool:

@@ -269,6 +269,9 @@ class ReconcileRun(models.Model):
     workers = models.PositiveIntegerField(
         default=0, db_default=0, help_text="Worker processes that took a share of it."
     )
+    started_by = models.CharField(
+        max_length=120, blank=True, db_default="", help_text="The worker process that started it."
+    )
 
     class Meta:
         db_table = "smartlead_reconcile_run"

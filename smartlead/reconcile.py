@@ -148,6 +148,7 @@ def start(
     scope = {"user_id": user_id, "sequence_id": sequence_id, "since": since}
     record = ReconcileRun.objects.create(
         trigger=trigger,
+        started_by=workers.identity(),
         deadline=timezone.now() + timedelta(seconds=budget),
         scope={k: str(v) if k != "since" else v.isoformat() for k, v in scope.items() if v},
     )
@@ -211,14 +212,14 @@ def read_sdr(pass_: Pass, profile_id: Any) -> ReconcileRun:
     return tally
 
 
-def close(pass_: Pass, *, alone: bool = False) -> bool:
+def close(pass_: Pass, *, alone: bool = False, left_alone: bool = False) -> bool:
     """Once no share is open, every SDR's counts on the pass's record, saved and logged, by
-    whichever worker finishes last; returns whether this call closed it. `alone`: see
-    sequences.executor.close."""
+    whichever worker finishes last; returns whether this call closed it. `alone` and
+    `left_alone`: see sequences.executor.close."""
     record = pass_.record
     if alone:
         workers.leave_mine(Job.RECONCILE, record.pk)
-    if alone or limits.clock() >= pass_.deadline:
+    if alone or left_alone or limits.clock() >= pass_.deadline:
         Share.objects.leave_waiting(Job.RECONCILE, record.pk)
     if Share.objects.still_open(Job.RECONCILE, record.pk):
         return False

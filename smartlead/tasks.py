@@ -18,7 +18,7 @@ from smartlead.reconcile import Pass, close, start, work
 
 SCHEDULE_NAME = "reconcile-smartlead"
 SCHEDULE_FUNC = "smartlead.tasks.run_scheduled"
-WORK_FUNC = "smartlead.tasks.work_on_pass"
+WORK_FUNC = workers.WORK_TASKS[Job.RECONCILE]
 EVERY_MINUTES = 60
 
 
@@ -46,8 +46,8 @@ def enqueue(record: ReconcileRun, sdrs: int) -> int:
     return tasks
 
 
-def work_on_pass(run_pk: int) -> dict[str, Any]:
-    record = ReconcileRun.objects.filter(pk=run_pk, finished_at__isnull=True).first()
+def work_on_pass(run_pk: int | str) -> dict[str, Any]:
+    record = ReconcileRun.objects.filter(pk=int(run_pk), finished_at__isnull=True).first()
     if record is None:
         return {"id": run_pk, "closed": True}
     pass_ = Pass.of(record)
@@ -65,9 +65,11 @@ def watch() -> dict[str, int]:
     closed = continued = 0
     for record in ReconcileRun.objects.filter(finished_at__isnull=True, deadline__isnull=False):
         shares = Share.objects.of_run(Job.RECONCILE, record.pk)
-        if not shares.exists() and record.tasks == 0:
-            continue  # still being shared out, or a pass of one process
-        if close(Pass.of(record)):
+        # A pass of one process whose process is gone: nobody takes its waiting SDRs.
+        alone = not record.tasks and workers.is_gone(record.started_by, since=record.started_at)
+        if not (alone or shares.exists()):
+            continue  # still being shared out
+        if close(Pass.of(record), left_alone=alone):
             closed += 1
             continue
         waiting = shares.filter(state=ShareState.WAITING).count()
