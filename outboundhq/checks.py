@@ -54,6 +54,24 @@ def configuration_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         )
     if not 1 <= settings.EXECUTOR_CONCURRENCY <= 64:
         errors.append(Error("EXECUTOR_CONCURRENCY must be between 1 and 64.", id="outboundhq.E004"))
+    if settings.SMARTLEAD_BUDGET_STORE not in ("auto", "redis", "postgres", "memory"):
+        errors.append(
+            Error(
+                "SMARTLEAD_BUDGET_STORE must be auto, redis, postgres or memory.",
+                id="outboundhq.E020",
+            )
+        )
+    if settings.SMARTLEAD_BUDGET_STORE == "redis" and not settings.REDIS_URL:
+        errors.append(Error("SMARTLEAD_BUDGET_STORE=redis needs REDIS_URL.", id="outboundhq.E021"))
+    if not 1 <= settings.SMARTLEAD_REQUESTS_PER_MINUTE <= settings.SMARTLEAD_REQUESTS_PER_HOUR:
+        errors.append(
+            Error(
+                "SMARTLEAD_REQUESTS_PER_MINUTE must be at least 1 and at most "
+                "SMARTLEAD_REQUESTS_PER_HOUR (Smartlead: 60 and 1,000 on Standard, 120 and "
+                "3,000 on Pro).",
+                id="outboundhq.E022",
+            )
+        )
     if not 10 <= settings.EXECUTOR_TIME_BUDGET_SECONDS < 900:
         errors.append(
             Error(

@@ -214,7 +214,13 @@ CORS_ALLOWED_ORIGINS = _read("CORS_ALLOWED_ORIGINS", list, [])
 
 # --- Smartlead ---------------------------------------------------------------------------
 SMARTLEAD_BASE_URL = _read("SMARTLEAD_BASE_URL", str, "https://server.smartlead.ai/api/v1")
+# One request budget per SDR key, shared by every process (smartlead/api/limits.py): Smartlead's
+# Standard plan allows 60 a minute and 1,000 an hour (Pro: 120 and 3,000).
 SMARTLEAD_REQUESTS_PER_MINUTE = _read("SMARTLEAD_REQUESTS_PER_MINUTE", int, 60)
+SMARTLEAD_REQUESTS_PER_HOUR = _read("SMARTLEAD_REQUESTS_PER_HOUR", int, 1000)
+# Where the budgets live: auto (Redis with REDIS_URL, else Postgres, else memory), redis,
+# postgres or memory (one process only).
+SMARTLEAD_BUDGET_STORE = _read("SMARTLEAD_BUDGET_STORE", str, "auto")
 SMARTLEAD_LEADS_PER_REQUEST = _read("SMARTLEAD_LEADS_PER_REQUEST", int, 100)
 SMARTLEAD_CONNECT_TIMEOUT = _read("SMARTLEAD_CONNECT_TIMEOUT", float, 5.0)
 SMARTLEAD_READ_TIMEOUT = _read("SMARTLEAD_READ_TIMEOUT", float, 30.0)

@@ -17,7 +17,9 @@ from smartlead.api import (
     NoApiAccess,
     SmartleadClient,
     SmartleadError,
+    limits,
 )
+from smartlead.api.limits import Priority
 
 # Why an SDR cannot send, in the one wording every per-SDR loop uses (`Profile.objects.senders`);
 # the first is also the executor's log line for them.
@@ -27,8 +29,10 @@ UNREADABLE = (
     "encrypted it is missing from SMARTLEAD_KEY_ENCRYPTION_KEYS)"
 )
 
-# A person is waiting on these calls: retry a blip once or twice, then answer.
+# A person is waiting on these calls: retry a blip once or twice, then answer; and wait no
+# longer than this for the key's request budget (the answer then says when to try again).
 INTERACTIVE_RETRY_BUDGET = 3.0
+INTERACTIVE_WAIT = 10.0
 
 
 @dataclass(frozen=True)
@@ -65,12 +69,14 @@ def key_fingerprint(api_key: str) -> str:
 
 
 def interactive_client(api_key: str, **options: Any) -> SmartleadClient:
-    """A Smartlead client for the web app and the admin: gives up after a short retry budget.
-
-    No deadline is needed for the rate limiter: in the web process only web requests share a
-    key's limiter (the executor runs in the worker), so its waits stay short.
-    """
-    return SmartleadClient(api_key, **({"retry_budget": INTERACTIVE_RETRY_BUDGET} | options))
+    """A Smartlead client for the web app and the admin: a person is waiting, so it gives up
+    after a short retry budget and draws on the key's budget before new pushes do."""
+    defaults = {
+        "retry_budget": INTERACTIVE_RETRY_BUDGET,
+        "deadline": limits.clock() + INTERACTIVE_WAIT,
+        "priority": Priority.INTERACTIVE,
+    }
+    return SmartleadClient(api_key, **(defaults | options))
 
 
 def fetch_email_accounts(api_key: str) -> list[EmailAccount]:

@@ -34,6 +34,7 @@ from sequences.models import (
     SyncState,
 )
 from smartlead.api import NotFound, SmartleadClient, SmartleadError, ValidationFailed
+from smartlead.api.limits import Priority
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,10 @@ def apply_pending(changes: Any, *, deadline: float) -> tuple[int, list[str]]:
             SyncChange.objects.filter(pk__in=[c.pk for c in pending]).update(last_error=waiting)
             errors.append(waiting)
             continue
-        with SmartleadClient(credentials.api_key, deadline=deadline) as client:
+        # App changes go before new pushes when the key's budget is short (api/limits.py).
+        with SmartleadClient(
+            credentials.api_key, deadline=deadline, priority=Priority.CHANGE
+        ) as client:
             for change in pending:
                 if time.monotonic() >= deadline:
                     return done, [*errors, "The time budget is spent; the outbox waits."]
@@ -178,7 +182,7 @@ def change_campaign_now(
         profile_id=sequence.created_by_id,
         campaign_id=sequence.campaign,
     )
-    with interactive_client(credentials.api_key) as client:
+    with interactive_client(credentials.api_key, priority=Priority.CHANGE) as client:
         change.attempts += 1
         try:
             ACTIONS[action](change, client, credentials)
@@ -202,7 +206,7 @@ def pause_before_disconnect(profile: Profile, api_key: str) -> list[str]:
     ).select_related("sequence")
     known = SyncChange.objects.known_campaign_states({r.campaign_id for r in records})
     failed = []
-    with interactive_client(api_key) as client:
+    with interactive_client(api_key, priority=Priority.CHANGE) as client:
         for record in records:
             if known.get(record.campaign_id, outbox.campaign_state(record)) != outbox.ACTIVE:
                 continue

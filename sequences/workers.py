@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
@@ -46,6 +46,7 @@ class Heartbeat:
     host: str
     pid: int
     thread: threading.Thread | None = None
+    stopped: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         """Beat; and look for workers that stopped: their work is taken over from here, so a
@@ -59,7 +60,8 @@ class Heartbeat:
             finally:
                 # Not a connection held for ever per process (nor through a test's teardown).
                 connections.close_all()
-            time.sleep(settings.WORKER_BEAT_SECONDS)
+            if self.stopped.wait(settings.WORKER_BEAT_SECONDS):
+                return
 
 
 _heartbeat: Heartbeat | None = None
@@ -79,6 +81,16 @@ def heartbeat() -> Heartbeat:
             worker.thread.start()
             _heartbeat = worker
         return _heartbeat
+
+
+def stop_heartbeat() -> None:
+    """Stops this process's heartbeat (the test suite does, before it drops its database); a
+    worker process's simply ends with it."""
+    with _lock:
+        beating = _heartbeat
+    if beating is not None and beating.thread is not None:
+        beating.stopped.set()
+        beating.thread.join()
 
 
 def take_over() -> int:

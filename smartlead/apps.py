@@ -9,7 +9,11 @@ class SmartleadConfig(AppConfig):
     verbose_name = "Smartlead"
 
     def ready(self) -> None:
+        from smartlead import budget
         from smartlead.tasks import ensure_schedule
+
+        # Every Smartlead key's request budget, shared by the processes using it.
+        budget.install()
 
         # The reconcile pass's hourly schedule, defined in code and synced on migrate.
         post_migrate.connect(ensure_schedule, sender=self, dispatch_uid="smartlead-reconcile")

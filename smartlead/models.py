@@ -279,3 +279,19 @@ class ReconcileRun(models.Model):
 
     def __str__(self) -> str:
         return f"reconcile {self.started_at:%Y-%m-%d %H:%M} ({self.trigger})"
+
+
+class RequestBudget(models.Model):
+    """One Smartlead key's recent requests, shared by every process (smartlead/budget.py writes
+    it in SQL; PostgreSQL only, created by migration 0010). `key` is a SHA-256 of the API key."""
+
+    key = models.CharField(primary_key=True, max_length=64)
+    used_at = models.DateTimeField()
+    paused_until = models.FloatField(help_text="Seconds since the epoch, on the database's clock.")
+
+    class Meta:
+        managed = False
+        db_table = "outboundhq_request_budget"
+
+    def __str__(self) -> str:
+        return f"budget …{self.key[-8:]}"

@@ -165,6 +165,16 @@ def smartlead_sandbox(make_sandbox: Callable[..., Any]) -> Any:
     return make_sandbox()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _heartbeat_stops_before_the_database_goes(django_db_setup: None) -> Iterator[None]:
+    """A worker's heartbeat thread (sequences/workers.py) beats into the test database: it
+    stops before pytest-django drops that database."""
+    yield
+    from sequences.workers import stop_heartbeat
+
+    stop_heartbeat()
+
+
 @pytest.fixture(autouse=True)
 def _tasks_run_inline(monkeypatch: pytest.MonkeyPatch) -> None:
     """A task the code enqueues (a run shared out to django-q2) runs at once, in the test's

@@ -27,7 +27,7 @@ from smartlead.api.errors import (
     refused_in_body,
     status_error,
 )
-from smartlead.api.limits import limiter_for
+from smartlead.api.limits import Limits, Priority, budget_for
 
 # One logger for the whole seam (its name is what operators filter on and what is redacted).
 LOGGER_NAME = "smartlead.client"
@@ -93,10 +93,13 @@ class Transport:
         retry_budget: float = 60.0,
         deadline: float | None = None,
         requests_per_minute: int | None = None,
+        requests_per_hour: int | None = None,
+        priority: Priority = Priority.BULK,
         session: requests.Session | None = None,
     ):
         """`session` (from `new_session()`) lets one thread keep one connection to Smartlead
-        across many SDRs' clients; the caller closes it. Without it the client owns one."""
+        across many SDRs' clients; the caller closes it. Without it the client owns one.
+        `priority`: how much of the key's budget its requests may use (smartlead/api/limits.py)."""
         if not api_key:
             raise ValueError("A Smartlead API key is required.")
         register_secret(api_key)
@@ -111,8 +114,12 @@ class Transport:
         )
         per_request = int(_setting("SMARTLEAD_LEADS_PER_REQUEST", 100))
         self.batch_size = min(MAX_LEADS_PER_REQUEST, max(1, per_request))
-        per_minute = requests_per_minute or int(_setting("SMARTLEAD_REQUESTS_PER_MINUTE", 60))
-        self._limiter = limiter_for(api_key, per_minute)
+        self._limits = Limits(
+            per_minute=requests_per_minute or int(_setting("SMARTLEAD_REQUESTS_PER_MINUTE", 60)),
+            per_hour=requests_per_hour or int(_setting("SMARTLEAD_REQUESTS_PER_HOUR", 1000)),
+        )
+        self._budget = budget_for(api_key, self._limits)
+        self.priority = priority
         self._owns_session = session is None
         self._session = session or new_session()
         # HTTP exchanges sent, retries included: what a run record reports as its cost.
@@ -180,7 +187,7 @@ class Transport:
 
     def _wait_for_slot(self) -> None:
         max_wait = None if self.deadline is None else max(0.0, self.deadline - limits.clock())
-        self._limiter.acquire(max_wait)
+        self._budget.acquire(max_wait, self.priority)
 
     def _attempt(
         self, method: str, path: str, what: str, params: Mapping[str, Any] | None, body: Any
@@ -202,6 +209,7 @@ class Transport:
         except requests.RequestException as exc:
             return network_error(exc, method, path), None
         logger.debug("Smartlead %s %s -> HTTP %s", method, path, response.status_code)
+        self._budget.observe(response.headers)
         payload = _json_or_text(response)
         if not 200 <= response.status_code < 300:
             return status_error(response, payload, method, path, what), None
@@ -223,7 +231,7 @@ class Transport:
         delay = backoff / 2 + limits.jitter() * backoff / 2
         now = limits.clock()
         if isinstance(error, RateLimited):
-            self._limiter.pause_until(now + error.retry_after)
+            self._budget.pause(error.retry_after)
             delay = max(delay, error.retry_after + limits.jitter() * RETRY_AFTER_JITTER)
         if now + delay - started > self.retry_budget:
             return None

@@ -105,6 +105,7 @@ class Account:
     # integrators have seen (ODD_REPLIES), for tests that the client never trusts them.
     add_leads_reply: str = "live"
     requests_per_minute: int | None = None
+    requests_per_hour: int | None = None
     campaigns: dict[int, CampaignState] = field(default_factory=dict)
     leads: dict[str, dict] = field(default_factory=dict)  # lowercased email -> lead record
     hits: deque[float] = field(default_factory=deque)
@@ -139,6 +140,7 @@ def build_account(raw: dict, mailbox_ids: Iterable[int]) -> Account:
         bounced={e.strip().lower() for e in raw.get("bounced", [])},
         lead_quota=raw.get("lead_quota"),
         requests_per_minute=raw.get("requests_per_minute"),
+        requests_per_hour=raw.get("requests_per_hour"),
     )
 
 

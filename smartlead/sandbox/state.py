@@ -39,7 +39,9 @@ from smartlead.sandbox.leads import LeadRoutes
 
 
 class SandboxState(LeadRoutes):
-    """Every key's account, and the per-key rate limit (a sliding window plus a burst window)."""
+    """Every key's account, and the per-key rate limits Smartlead's current guide states
+    (Standard: 60 a minute and 1,000 an hour; bursts of 10 in 2 s here, the stricter legacy
+    rule), each a sliding window, across every caller of the key."""
 
     def __init__(
         self,
@@ -47,6 +49,8 @@ class SandboxState(LeadRoutes):
         *,
         requests_per_minute: int = 60,
         window: float = 60.0,
+        requests_per_hour: int = 1000,
+        hour_window: float = 3600.0,
         burst: int = 10,
         burst_window: float = 2.0,
         max_leads_per_request: int = MAX_LEADS_PER_REQUEST,
@@ -54,6 +58,7 @@ class SandboxState(LeadRoutes):
     ):
         self.accounts = {account.api_key: account for account in accounts}
         self.requests_per_minute, self.window = requests_per_minute, window
+        self.requests_per_hour, self.hour_window = requests_per_hour, hour_window
         self.burst, self.burst_window = burst, burst_window
         self.max_leads_per_request = max_leads_per_request
         self.clock = clock
@@ -75,22 +80,31 @@ class SandboxState(LeadRoutes):
     def admit(self, account: Account) -> dict[str, str]:
         """Count one request against the key, or refuse it with Smartlead's documented 429."""
         limit = account.requests_per_minute or self.requests_per_minute
+        per_hour = account.requests_per_hour or self.requests_per_hour
         now = self.clock()
         with account.lock:
             hits = account.hits
-            while hits and hits[0] <= now - self.window:
+            while hits and hits[0] <= now - max(self.hour_window, self.window):
                 hits.popleft()
+            in_minute = sum(
+                1 for _ in itertools.takewhile(lambda t: t > now - self.window, reversed(hits))
+            )
             wait = 0.0
-            if len(hits) >= limit:
-                wait = hits[-limit] + self.window - now
-            if len(hits) >= self.burst and hits[-self.burst] > now - self.burst_window:
-                wait = max(wait, hits[-self.burst] + self.burst_window - now)
+            for allowed, window, inside in (
+                (limit, self.window, in_minute),
+                (per_hour, self.hour_window, len(hits)),
+                (self.burst, self.burst_window, self.burst),
+            ):
+                if inside >= allowed and len(hits) >= allowed:
+                    wait = max(wait, hits[-allowed] + window - now)
             if wait <= 0:
                 hits.append(now)
-            reset_in = (hits[0] + self.window - now) if hits else self.window
+                in_minute += 1
+            oldest = hits[-in_minute] if in_minute else now
+            reset_in = wait if wait > 0 else oldest + self.window - now
         headers = {
             "X-RateLimit-Limit": str(limit),
-            "X-RateLimit-Remaining": str(max(0, limit - len(hits))),
+            "X-RateLimit-Remaining": str(0 if wait > 0 else max(0, limit - in_minute)),
             "X-RateLimit-Reset": str(int(time.time() + reset_in)),
         }
         if wait > 0:
