@@ -8,6 +8,7 @@ message next to the right input.
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 from rest_framework import exceptions, serializers
@@ -15,7 +16,14 @@ from rest_framework.parsers import JSONParser
 
 from profiles.credentials import SmartleadStatus
 from profiles.models import CredentialCheck, Profile
-from smartlead.api import EmailAccount, InvalidApiKey, NoApiAccess, NotFound, SmartleadError
+from smartlead.api import (
+    EmailAccount,
+    InvalidApiKey,
+    NoApiAccess,
+    NotFound,
+    RateLimited,
+    SmartleadError,
+)
 from smartlead.api import ValidationFailed as SmartleadValidationFailed
 
 MAX_BODY_BYTES = 64 * 1024
@@ -31,6 +39,11 @@ class RequestTooLarge(exceptions.APIException):
 class BadGateway(exceptions.APIException):
     status_code = 502
     default_code = "smartlead_unavailable"
+
+
+class BudgetSpent(exceptions.APIException):
+    status_code = 429
+    default_code = "smartlead_budget_spent"
 
 
 class Conflict(exceptions.APIException):
@@ -75,6 +88,19 @@ def smartlead_failure(exc: SmartleadError, *, prefix: str = "") -> exceptions.AP
         )
     elif isinstance(exc, SmartleadValidationFailed | NotFound):
         message, code = f"Smartlead refused the request: {exc}", "smartlead_refused"
+    elif isinstance(exc, RateLimited):
+        # Not Smartlead's failure: the key's request budget, shared with the executor and the
+        # SDR's other tools, is used up for now. Answered before Smartlead would say 429.
+        seconds = max(1, math.ceil(exc.retry_after))
+        failure = problem(
+            BudgetSpent,
+            f"{prefix}Smartlead's request budget for this API key is used up for now (it is "
+            f"shared with sending and your other Smartlead tools); try again in {seconds} s.",
+            "smartlead_budget_spent",
+            retry_after=seconds,
+        )
+        failure.wait = seconds  # DRF sends it as Retry-After
+        return failure
     else:
         message = f"Smartlead could not be reached or failed: {exc}"
         return problem(BadGateway, prefix + message, "smartlead_unavailable")

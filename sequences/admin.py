@@ -90,7 +90,7 @@ class EnrollmentAdmin(admin.ModelAdmin):
     list_select_related = ["contact", "sequence"]
     search_fields = ["contact__email"]
     raw_id_fields = ["sequence", "contact", "enrolled_by"]
-    readonly_fields = ["why_not_sent", "records"]
+    readonly_fields = ["why_not_sent", "request_budget", "records"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Enrollment]:
         # Everything the why-not-sent column reads, in a fixed number of queries per page. The
@@ -101,6 +101,11 @@ class EnrollmentAdmin(admin.ModelAdmin):
     @admin.display(description="Why not sent")
     def why_not_sent(self, obj: Enrollment) -> str:
         return explain.explain(obj)
+
+    @admin.display(description="Smartlead request budget")
+    def request_budget(self, obj: Enrollment) -> str:
+        """On one enrollment's page only: it asks the budget's store."""
+        return explain.budget_note(obj) or "Room for new pushes now."
 
     @admin.display(description="Records")
     def records(self, obj: Enrollment) -> SafeString:

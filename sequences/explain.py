@@ -7,9 +7,10 @@ still answers, at the price of a few queries for that one row.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 
+from django.conf import settings
 from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.utils import timezone
 
@@ -31,6 +32,7 @@ from sequences.models import (
 )
 from sequences.provisioning import unsupported_reason
 from sequences.steps import Steps, decide, describe
+from smartlead.api.limits import Limits, budget_for
 
 FINISHED = {
     EnrollmentStatus.COMPLETED: "Completed: every step is done.",
@@ -158,6 +160,35 @@ def as_claimed(enrollment: Enrollment, *, pushed: bool) -> Claimed:
         ),
         getattr(contact, "unsubscribed_at", None),
         pushed,
+    )
+
+
+def budget_note(enrollment: Enrollment) -> str | None:
+    """When the sequence's SDR's key has no request budget left for new pushes (the hour's or
+    the minute's, shared by every process using the key): what this enrollment waits for.
+    Asks the budget's store, so only for one enrollment at a time (the command, the admin's
+    page of one enrollment), never a list."""
+    sequence = enrollment.sequence
+    creator = sequence.created_by if sequence is not None else None
+    credentials = creator.smartlead_credentials() if creator is not None else None
+    if credentials is None or enrollment.status != EnrollmentStatus.ACTIVE:
+        return None
+    budget = budget_for(
+        credentials.api_key,
+        Limits(
+            per_minute=settings.SMARTLEAD_REQUESTS_PER_MINUTE,
+            per_hour=settings.SMARTLEAD_REQUESTS_PER_HOUR,
+        ),
+    )
+    usage = budget.usage()
+    if usage["wait"] <= 0:
+        return None
+    until = timezone.now() + timedelta(seconds=usage["wait"])
+    return (
+        f"Waiting: the SDR's Smartlead request budget for new pushes is spent "
+        f"({usage['minute']} requests in the last minute, {usage['hour']} in the last hour; "
+        f"{budget.describe()} for new pushes, shared by every process using the key). The "
+        f"first run after {when(until)} sends it."
     )
 
 

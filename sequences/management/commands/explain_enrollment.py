@@ -6,7 +6,7 @@ import uuid
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from sequences.explain import explain, for_explanation, when
+from sequences.explain import budget_note, explain, for_explanation, when
 from sequences.models import Enrollment
 
 
@@ -20,6 +20,9 @@ class Command(BaseCommand):
         enrollment = self.load(self.parse(enrollment_id))
         self.stdout.write(self.summary(enrollment))
         self.stdout.write(explain(enrollment))
+        note = budget_note(enrollment)
+        if note:
+            self.stdout.write(note)
 
     def parse(self, value: str) -> uuid.UUID:
         try:
