@@ -250,6 +250,10 @@ def test_it_drops_mailbox_passwords_and_server_details_at_the_seam(
         "imap_ok": False,
         "daily_limit": 40,
         "warmup_status": "ACTIVE",
+        "suspended": False,  # no is_suspended in the row: as in Smartlead's examples
+        "warmup_reputation": 95.0,  # "95%" on the list route
+        "smtp_error": None,
+        "imap_error": None,
     }
     assert "hunter2" not in repr(account) and "smtp.acme" not in repr(account)
 

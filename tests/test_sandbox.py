@@ -132,6 +132,10 @@ def test_it_lists_every_mailbox_across_pages_without_secrets(sandbox: SandboxSer
         "imap_ok",
         "daily_limit",
         "warmup_status",
+        "suspended",
+        "warmup_reputation",
+        "smtp_error",
+        "imap_error",
     }
     assert accounts[0].daily_limit == 40  # the sandbox sends it as the string "40"
     status, _, body = raw(sandbox, "GET", "/email-accounts/?limit=1")

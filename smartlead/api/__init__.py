@@ -20,6 +20,7 @@ from smartlead.api.errors import (
     ValidationFailed,
 )
 from smartlead.api.limits import reset_rate_limiters
+from smartlead.api.mailboxes import Reallocation
 from smartlead.api.results import (
     Campaign,
     CampaignLead,
@@ -50,6 +51,7 @@ __all__ = [
     "NoApiAccess",
     "NotFound",
     "RateLimited",
+    "Reallocation",
     "SequenceStepSpec",
     "Session",
     "SmartleadClient",

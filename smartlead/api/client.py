@@ -14,6 +14,7 @@ from typing import Any
 from outboundhq.logs import mask
 from smartlead.api.add_leads import AddLeadsResult, add_leads_result_from
 from smartlead.api.errors import NotFound, SmartleadError
+from smartlead.api.mailboxes import MailboxCalls
 from smartlead.api.results import (
     Campaign,
     CampaignLead,
@@ -33,15 +34,16 @@ from smartlead.api.results import (
     rows_of,
     webhook_from,
 )
-from smartlead.api.transport import Transport, check_reply
+from smartlead.api.transport import check_reply
 
 PAGE_SIZE = 100  # /email-accounts/ answers 422 above this
 MAX_PAGES = 1000
 STATUS_WRITES = ("START", "PAUSED", "STOPPED")
 
 
-class SmartleadClient(Transport):
-    """One Smartlead account's API, a method per call (smartlead/transport.py carries them).
+class SmartleadClient(MailboxCalls):
+    """One Smartlead account's API, a method per call (smartlead/transport.py carries them; the
+    calls that move leads between mailboxes are in smartlead/api/mailboxes.py).
 
     Use one client per thread; the rate limiter behind it is shared by every client of the same
     key in the process.

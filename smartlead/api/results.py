@@ -25,6 +25,13 @@ class EmailAccount:
     imap_ok: bool
     daily_limit: int | None
     warmup_status: str | None
+    # Health beyond SMTP/IMAP. `is_suspended` is in Smartlead's schema but in none of its
+    # examples (missing: not suspended); `warmup_reputation` is "95%" on the list route and 95
+    # by id (None: no warmup data).
+    suspended: bool = False
+    warmup_reputation: float | None = None
+    smtp_error: str | None = None
+    imap_error: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -147,7 +154,30 @@ def email_account_from(row: dict) -> EmailAccount | None:
         imap_ok=as_bool(row.get("is_imap_success")),
         daily_limit=as_int(row.get("message_per_day")),
         warmup_status=as_str(warmup.get("status")) or as_str(row.get("warmup_status")),
+        suspended=as_bool(row.get("is_suspended")),
+        warmup_reputation=percent(warmup.get("warmup_reputation")),
+        smtp_error=short_text(row.get("smtp_failure_error")),
+        imap_error=short_text(row.get("imap_failure_error")),
     )
+
+
+def percent(value: Any) -> float | None:
+    """A percentage sent as "95%", "95", 95 or 95.5; None when missing or unreadable."""
+    if isinstance(value, str):
+        value = value.strip().removesuffix("%").strip()
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def short_text(value: Any, limit: int = 300) -> str | None:
+    """Smartlead's error words about a mailbox, redacted and cut (they can quote a server reply)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return redact(value.strip())[:limit]
 
 
 def campaign_from(row: dict, default_name: str = "", default_status: str | None = None) -> Campaign:

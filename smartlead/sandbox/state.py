@@ -1,9 +1,10 @@
 """The sandbox's Smartlead accounts and the rules of each v1 route, with no HTTP and no Django.
 
 Each route is a SandboxState method taking (account, query, body, **path ids) and returning the
-JSON body, or raising ApiError. Behaviour follows the integrators' live findings in the shared
-smartlead-api.md, not Smartlead's doc examples. Every account has its own lock, so 1,000 keys
-never queue behind one another; work per request is proportional to its batch.
+JSON body, or raising ApiError; the lead routes are in leads.py, the mailbox routes (health,
+pinning, reallocation) in mailboxes.py. Behaviour follows the integrators' live findings in the
+shared smartlead-api.md, not Smartlead's doc examples. Every account has its own lock, so 1,000
+keys never queue behind one another; work per request is proportional to its batch.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ from smartlead.sandbox.data import (
     validated_webhook,
 )
 from smartlead.sandbox.leads import LeadRoutes
+from smartlead.sandbox.mailboxes import MailboxRoutes
 
 
-class SandboxState(LeadRoutes):
+class SandboxState(LeadRoutes, MailboxRoutes):
     """Every key's account, and the per-key rate limit (a sliding window plus a burst window)."""
 
     def __init__(
@@ -159,29 +161,6 @@ class SandboxState(LeadRoutes):
                 step["id"] = step["id"] or next(self._step_ids)
             campaign.sequences = saved
         return {"ok": True, "data": "success"}
-
-    def attach_mailboxes(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
-        campaign = self._campaign(account, campaign_id)
-        ids = require_object(body).get("email_account_ids")
-        if not isinstance(ids, list) or not ids:
-            raise joi('"email_account_ids" is required')
-        foreign = [i for i in ids if not isinstance(i, int) or i not in account.mailboxes]
-        if foreign:
-            raise legacy(f"Email account not found - {foreign[0]}")
-        with account.lock:
-            campaign.email_account_ids = sorted(set(campaign.email_account_ids) | set(ids))
-        return {"ok": True}
-
-    def detach_mailboxes(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
-        campaign = self._campaign(account, campaign_id)
-        ids = require_object(body).get("email_account_ids")
-        if not isinstance(ids, list) or not ids:
-            raise joi('"email_account_ids" is required')
-        with account.lock:
-            kept = [i for i in campaign.email_account_ids if i not in ids]
-            removed = len(campaign.email_account_ids) - len(kept)
-            campaign.email_account_ids = kept
-        return {"ok": True, "result": removed}
 
     def set_schedule(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
         campaign = self._campaign(account, campaign_id)
