@@ -227,6 +227,8 @@ SMARTLEAD_WEBHOOK_SECRET_PREVIOUS = _read("SMARTLEAD_WEBHOOK_SECRET_PREVIOUS", s
 # Ops turn this off once `manage.py resave_webhooks` has given every campaign its token URL.
 SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET = _read("SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET", bool, True)
 SMARTLEAD_SCHEDULE_TIMEZONE = _read("SMARTLEAD_SCHEDULE_TIMEZONE", str, "America/New_York")
+# A mailbox sends only at or above this warmup reputation (0-100); unset: not checked.
+SMARTLEAD_MIN_WARMUP_REPUTATION = _read("SMARTLEAD_MIN_WARMUP_REPUTATION", float, None)
 PUBLIC_BASE_URL = _read("PUBLIC_BASE_URL", str, "")
 # The SDRs' keys are stored encrypted (profiles/crypto.py): the first key encrypts, all decrypt.
 SMARTLEAD_KEY_ENCRYPTION_KEYS = [k for k in _read("SMARTLEAD_KEY_ENCRYPTION_KEYS", list, []) if k]

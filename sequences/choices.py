@@ -85,7 +85,10 @@ class SyncAction(models.TextChoices):
     REMOVE_LEAD = "remove_lead", "Remove the lead"
     PAUSE_CAMPAIGN = "pause_campaign", "Pause the campaign"
     RESUME_CAMPAIGN = "resume_campaign", "Resume the campaign"
-    MOVE_MAILBOX = "move_mailbox", "Move the campaign to the SDR's new mailbox"
+    # The campaign's mailboxes made the SDR's healthy ones; leads on a mailbox that left are
+    # moved to one that stays, or paused when none is left (sequences/mailboxes.py).
+    SYNC_MAILBOXES = "sync_mailboxes", "Bring the campaign's mailboxes in line with the SDR's"
+    MOVE_MAILBOX = "move_mailbox", "Move the campaign's mailboxes (older rows)"
 
 
 class SyncState(models.TextChoices):

@@ -14,6 +14,7 @@ from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.utils import timezone
 
 from profiles.credentials import SmartleadStatus
+from profiles.health import why_held
 from profiles.models import Profile
 from sequences.claimed import Claimed
 from sequences.models import (
@@ -22,6 +23,7 @@ from sequences.models import (
     Engagement,
     Enrollment,
     EnrollmentStatus,
+    MailboxPause,
     ProvisioningState,
     Push,
     PushState,
@@ -53,11 +55,13 @@ def for_explanation(queryset: QuerySet[Enrollment]) -> QuerySet[Enrollment]:
     """Loads everything `explain` reads, in a fixed number of queries for any number of rows."""
     latest_push = Push.objects.filter(enrollment_id=OuterRef("pk")).order_by("-created_at")
     failure = StepRecord.objects.filter(enrollment_id=OuterRef("pk"), action="failed")
+    held = MailboxPause.objects.filter(enrollment_id=OuterRef("pk")).values("reason")[:1]
+    # The annotated status and the mailboxes, so no row asks for its creator's again.
+    creators = Profile.objects.with_smartlead_status().with_mailboxes()
     return (
         queryset.select_related("sequence__provisioning", "contact")
         .prefetch_related(
-            # The annotated status, so no row asks for its creator's credential check again.
-            Prefetch("sequence__created_by", queryset=Profile.objects.with_smartlead_status()),
+            Prefetch("sequence__created_by", queryset=creators),
             "sequence__steps",
             Prefetch(
                 "engagements",
@@ -68,6 +72,7 @@ def for_explanation(queryset: QuerySet[Enrollment]) -> QuerySet[Enrollment]:
         .annotate(
             **{f"push_{name}": Subquery(latest_push.values(name)[:1]) for name in PUSH_FIELDS},
             failure_detail=Subquery(failure.order_by("-created_at").values("detail")[:1]),
+            mailbox_pause=Subquery(held),
         )
     )
 
@@ -76,6 +81,8 @@ def explain(enrollment: Enrollment) -> str:
     """What this enrollment is waiting for, or why it stopped, in one sentence or two."""
     if enrollment.status == EnrollmentStatus.FAILED:
         return f"Failed because: {failure_reason(enrollment)}"
+    if enrollment.status == EnrollmentStatus.PAUSED and (held := paused_for_mailbox(enrollment)):
+        return held
     if enrollment.status in FINISHED:
         return FINISHED[enrollment.status]
     sequence = enrollment.sequence
@@ -91,6 +98,12 @@ def sequence_blocker(sequence: Sequence) -> str | None:
     if creator is None:
         return "Blocked: the sequence has no creator, so no Smartlead account to send from."
     status = creator.smartlead_status()
+    if status == SmartleadStatus.NO_HEALTHY_MAILBOX:
+        return (
+            f"Held: none of the mailboxes of the sequence's creator ({creator}) may send "
+            f"({why_held(creator)}). Nothing new is sent until a health read shows one healthy "
+            "(verifying in the admin, or the hourly reconcile pass) or they choose another."
+        )
     if status in NOT_CONNECTED:
         return f"Blocked: the sequence's creator ({creator}) {NOT_CONNECTED[status]}."
     return provisioning_blocker(sequence)
@@ -159,6 +172,14 @@ def as_claimed(enrollment: Enrollment, *, pushed: bool) -> Claimed:
         getattr(contact, "unsubscribed_at", None),
         pushed,
     )
+
+
+def paused_for_mailbox(enrollment: Enrollment) -> str | None:
+    """Why the backend paused it (no mailbox of its SDR could send), if it did."""
+    if hasattr(enrollment, "mailbox_pause"):
+        return enrollment.mailbox_pause
+    held = MailboxPause.objects.filter(enrollment_id=enrollment.id)
+    return held.values_list("reason", flat=True).first()
 
 
 def failure_reason(enrollment: Enrollment) -> str:

@@ -2,12 +2,12 @@
 
 Every write of an enrollment's status is a method of `EnrollmentQuerySet` below: the executor's
 (`advance`, `advance_pushed`, `end`, `fail`), Smartlead's word by its ladder (`end_by_event`, for
-webhooks and the reconcile pass) and ops' (`pause`). The three statements the executor runs for
-every chunk or batch (claim, reserve, advance pushed) are raw SQL on PostgreSQL
-(sequences/statements.py, built from the models' `db_table` and choices). On SQLite (the
-embedded default) each of these methods is the ORM expression of the same thing. Everything
-else is plain ORM. Other models are looked up by name (`_model`): the models import these
-querysets.
+webhooks and the reconcile pass), ops' (`pause`) and the mailbox holds' (`pause`, `resume`).
+The three statements the executor runs for every chunk or batch (claim, reserve, advance pushed)
+are raw SQL on PostgreSQL (sequences/statements.py, built from the models' `db_table` and
+choices). On SQLite (the embedded default) each of these methods is the ORM expression of the
+same thing. Everything else is plain ORM. Other models are looked up by name (`_model`): the
+models import these querysets.
 """
 
 from __future__ import annotations
@@ -191,6 +191,12 @@ class EnrollmentQuerySet(models.QuerySet):
         its own in the hosted table)."""
         active = self.filter(id__in=ids, status=EnrollmentStatus.ACTIVE)
         return active.update(status=EnrollmentStatus.PAUSED, updated_at=now)
+
+    def resume(self, ids: Any, now: datetime) -> int:
+        """Paused enrollments active again (the backend's own pauses, for want of a healthy
+        mailbox, once one is healthy: sequences/mailboxes.py)."""
+        paused = self.filter(id__in=ids, status=EnrollmentStatus.PAUSED)
+        return paused.update(status=EnrollmentStatus.ACTIVE, updated_at=now)
 
     def fail(self, reasons: dict[uuid.UUID, str], *, step: int, now: datetime) -> int:
         """Active enrollments fail, each with its reason kept as a step record (for explain)."""

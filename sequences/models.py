@@ -29,13 +29,15 @@ from sequences.choices import (
     SyncAction,
     SyncState,
 )
+
+# The querysets, and the backend's own records (holds.py, records.py), registered with this app
+# and importable from here like the rest.
+from sequences.holds import MailboxPause
 from sequences.managers import (
     CallTaskQuerySet,
     EngagementQuerySet,
     EnrollmentQuerySet,
 )
-
-# The backend's own records, registered with this app and importable from here like the rest.
 from sequences.records import (
     CampaignProvisioning,
     ExecutorRun,
@@ -286,6 +288,7 @@ __all__ = [
     "Enrollment",
     "EnrollmentStatus",
     "ExecutorRun",
+    "MailboxPause",
     "ProvisioningState",
     "Push",
     "PushState",

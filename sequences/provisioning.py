@@ -228,7 +228,9 @@ def _settle(record: CampaignProvisioning, state: str, reason: str) -> None:
 def _stage_done(record: CampaignProvisioning, stage: str) -> None:
     if stage not in record.completed_stages:
         record.completed_stages = [*record.completed_stages, stage]
-    record.save(update_fields=["completed_stages", "campaign_id", "mailbox_id", "updated_at"])
+    record.save(
+        update_fields=["completed_stages", "campaign_id", "mailbox_id", "mailbox_ids", "updated_at"]
+    )
 
 
 def _run_stages(
@@ -241,7 +243,7 @@ def _run_stages(
     actions: dict[str, Callable[[], object]] = {
         "created": lambda: _create_or_find(record, sequence, client),
         "sequences": lambda: client.save_sequences(record.campaign_id, smartlead_steps(steps)),
-        "email_accounts": lambda: _attach_mailbox(record, client, credentials.email_account_id),
+        "email_accounts": lambda: _attach_mailboxes(record, client, credentials),
         "schedule": lambda: client.set_schedule(
             record.campaign_id,
             timezone=settings.SMARTLEAD_SCHEDULE_TIMEZONE,
@@ -261,9 +263,16 @@ def _run_stages(
             _stage_done(record, stage)
 
 
-def _attach_mailbox(record: CampaignProvisioning, client: SmartleadClient, mailbox: int) -> None:
-    client.add_email_accounts(record.campaign_id, [mailbox])
-    record.mailbox_id = mailbox  # saved with the stage; the outbox moves it when the SDR changes
+def _attach_mailboxes(
+    record: CampaignProvisioning, client: SmartleadClient, credentials: SmartleadCredentials
+) -> None:
+    """All the SDR's healthy mailboxes (Smartlead rotates them); saved with the stage, and
+    kept in line by the outbox when they change (sequences/mailboxes.py)."""
+    mailboxes = list(credentials.email_account_ids)
+    if not mailboxes:
+        raise ProvisioningBlocked("None of the SDR's mailboxes is healthy: nothing can send.")
+    client.add_email_accounts(record.campaign_id, mailboxes)
+    record.mailbox_id, record.mailbox_ids = mailboxes[0], mailboxes
 
 
 def _start_unless_paused(

@@ -45,7 +45,14 @@ class CampaignProvisioning(models.Model):
     # What Smartlead last said about the campaign itself (CAMPAIGN_STATUS_CHANGED, or a bounce
     # breach): e.g. it paused the campaign for bounces. Shown to ops; sending is Smartlead's.
     mailbox_id = models.BigIntegerField(
-        null=True, blank=True, help_text="The SDR's email account the campaign sends from."
+        null=True, blank=True, help_text="The SDR's first email account the campaign sends from."
+    )
+    # Null on records from before several mailboxes: `mailbox_id` alone was attached.
+    mailbox_ids = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The SDR's healthy mailboxes the campaign was last brought in line with "
+        "(empty: none was healthy, its in-progress leads paused).",
     )
     # db_default: a version still running during a deploy inserts rows without these columns.
     smartlead_status = models.CharField(max_length=32, blank=True, db_default="")

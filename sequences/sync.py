@@ -24,7 +24,7 @@ from django.utils import timezone
 from outboundhq import logs
 from profiles.credentials import SmartleadCredentials, interactive_client
 from profiles.models import Profile
-from sequences import outbox
+from sequences import mailboxes, outbox
 from sequences.models import (
     CampaignProvisioning,
     ProvisioningState,
@@ -144,17 +144,6 @@ def _resume_campaign(change: SyncChange, client: SmartleadClient, _: Any) -> Non
     client.set_status(change.campaign_id, "START")  # Smartlead resumes each lead where it was
 
 
-def _move_mailbox(change: SyncChange, client: SmartleadClient, _: Any) -> str:
-    """The new mailbox is attached before the old one is detached: never a campaign with none."""
-    record = CampaignProvisioning.objects.get(sequence_id=change.sequence_id)
-    old = record.mailbox_id
-    client.add_email_accounts(change.campaign_id, [change.mailbox_id])
-    if old and old != change.mailbox_id:
-        client.remove_email_accounts(change.campaign_id, [old])
-    CampaignProvisioning.objects.filter(pk=record.pk).update(mailbox_id=change.mailbox_id)
-    return f"Moved from email account {old} to {change.mailbox_id}."
-
-
 ACTIONS = {
     SyncAction.PAUSE_LEAD: _pause_lead,
     SyncAction.RESUME_LEAD: _resume_lead,
@@ -162,7 +151,8 @@ ACTIONS = {
     SyncAction.REMOVE_LEAD: _remove_lead,
     SyncAction.PAUSE_CAMPAIGN: _pause_campaign,
     SyncAction.RESUME_CAMPAIGN: _resume_campaign,
-    SyncAction.MOVE_MAILBOX: _move_mailbox,
+    SyncAction.SYNC_MAILBOXES: mailboxes.sync_mailboxes,
+    SyncAction.MOVE_MAILBOX: mailboxes.sync_mailboxes,  # rows written by older versions
 }
 
 

@@ -227,6 +227,7 @@ def apply_events(
         targets = targets_for([e for e, _ in work])
     changes = Changes()
     sender_bounces: defaultdict[UUID, list[str]] = defaultdict(list)
+    senders: set[str] = set()  # the SDRs' mailboxes those bounces name (`from_email`)
     for event, effect in work:
         target = targets[str(event.campaign_id), event.lead_email]
         if isinstance(target, str):
@@ -235,12 +236,14 @@ def apply_events(
         changes.add(event, effect, target, now)
         if effect is SENDER_BOUNCE:
             sender_bounces[target.sequence_id].append(_bounce_reason(event))
+            senders.add(_bounce_sender(event))
             outcomes[Outcome.APPLIED, SENDER_BOUNCE_DETAIL].append(event.pk)
             continue
         outcomes[Outcome.APPLIED, ""].append(event.pk)
     changes.write(now)
     if sender_bounces:
-        notices.flag_mailboxes(sender_bounces, [r for rs in sender_bounces.values() for r in rs])
+        reasons = [r for rs in sender_bounces.values() for r in rs]
+        notices.flag_mailboxes(sender_bounces, reasons, senders - {""})
     counts: Counter[str] = Counter()
     for (outcome, detail), ids in outcomes.items():
         WebhookEvent.objects.filter(pk__in=ids).update(
@@ -251,8 +254,8 @@ def apply_events(
 
 
 SENDER_BOUNCE_DETAIL = (
-    "A bounce caused by the SDR's own mailbox: the lead is not marked bounced; the SDR's "
-    "mailbox is flagged (credential status) until it is fixed and verified again."
+    "A bounce caused by the SDR's own mailbox: the lead is not marked bounced; the mailbox that "
+    "sent it is marked failed until a health read finds it working."
 )
 
 
@@ -260,6 +263,12 @@ def _bounce_effect(event: WebhookEvent) -> Effect:
     if sender_originated(json.loads(event.raw_body)):
         return SENDER_BOUNCE
     return EFFECTS[events.EMAIL_BOUNCE]
+
+
+def _bounce_sender(event: WebhookEvent) -> str:
+    payload = json.loads(event.raw_body)
+    sender = payload.get("from_email") if isinstance(payload, dict) else None
+    return sender.strip().lower() if isinstance(sender, str) else ""
 
 
 def _bounce_reason(event: WebhookEvent) -> str:

@@ -15,6 +15,9 @@ connected SDR, with that SDR's key, within its rate limit and a time budget:
 4. leads Smartlead has COMPLETED whose remaining steps here are all emails: their enrollment
    completes (a call step still ahead is ours to do, so that one is left to the executor).
 
+Each SDR's mailboxes are read for health first (`read_health`): the hourly health read that
+holds a failing mailbox and releases a mended one.
+
 What it found is on a `ReconcileRun` (admin).
 """
 
@@ -33,6 +36,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from outboundhq import logs
+from profiles.health import read_mailbox_health
 from profiles.models import Profile
 from sequences.models import (
     CampaignProvisioning,
@@ -88,6 +92,7 @@ def reconcile(
         # The client's deadline is on the same clock: a wait in its limiter or a retry that
         # would pass it raises instead (the campaign's error), so the pass ends on time.
         with SmartleadClient(sender.credentials.api_key, deadline=deadline) as client:
+            read_health(run, client, sender.profile)
             for record in campaigns:
                 if limits.clock() >= deadline:
                     break
@@ -107,6 +112,14 @@ def reconcile(
     run.save()
     log.info("Reconcile run %s: %s", run.pk, summary(run))
     return run
+
+
+def read_health(run: ReconcileRun, client: SmartleadClient, profile: Profile) -> None:
+    """One SDR's hourly mailbox health read (profiles/health.py), counted on the run: a mailbox
+    failing is held, a mended one released; the outbox acts on either at the next run."""
+    before = client.requests_sent
+    run.errors.extend(read_mailbox_health(client, profile))
+    run.smartlead_requests += client.requests_sent - before
 
 
 def campaigns_to_read(

@@ -69,8 +69,9 @@ def test_it_repairs_lost_replies_bounces_and_unsubscribes_and_no_call_follows_a_
     run = reconcile(trigger="command")
 
     assert run.repaired == {"EMAIL_REPLY": 1, "EMAIL_BOUNCE": 1, "LEAD_UNSUBSCRIBED": 1}, run.errors
-    # 3 filtered lead lists, 3 histories, the full list for completions; as Smartlead counts it.
-    assert run.smartlead_requests == sandbox.request_count(KEY) - before == 7
+    # The SDR's mailbox health read, 3 filtered lead lists, 3 histories, the full list for
+    # completions; as Smartlead counts it.
+    assert run.smartlead_requests == sandbox.request_count(KEY) - before == 8
     assert [status(enrollments[a]) for a in LEADS] == [
         "replied",
         "bounced",
@@ -227,6 +228,7 @@ def test_campaigns_a_spent_budget_left_unread_go_first_in_the_next_pass(
         return []
 
     monkeypatch.setattr(reconciling, "repair", ten_seconds_each)
+    monkeypatch.setattr(reconciling, "read_mailbox_health", lambda client, profile: [])
 
     first = reconcile(trigger="command", time_budget=15)
     second = reconcile(trigger="command", time_budget=15)

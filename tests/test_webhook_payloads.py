@@ -70,8 +70,9 @@ def test_a_bounce_from_the_sdrs_own_mailbox_flags_the_mailbox_not_the_lead(clien
     assert engagement.engagement_type == EngagementType.EMAIL_BOUNCED
     assert engagement.metadata["sender_originated"] is True
     assert status(lead.enrollment) == EnrollmentStatus.ACTIVE  # the lead did not bounce
-    assert connection_status(sdr) == SmartleadStatus.NO_EMAIL_ACCOUNT
-    assert "SMTP authentication failed" in sdr.credential_check.detail
+    assert connection_status(sdr) == SmartleadStatus.NO_HEALTHY_MAILBOX
+    [mailbox] = Profile.objects.get(pk=sdr.pk).mailbox_rows()
+    assert mailbox.state == "failed" and "SMTP authentication failed" in mailbox.failure
     assert not Profile.objects.connected().filter(pk=sdr.pk).exists()  # the executor skips them
 
 
@@ -117,9 +118,10 @@ def test_a_disconnected_mailbox_notification_marks_the_sdr_whose_mailbox_it_is(c
     event = replay(client, "email_account_disconnected")
 
     assert event.event_type == "EMAIL_ACCOUNT_DISCONNECTED" and event.outcome == Outcome.APPLIED
-    assert connection_status(sdr) == SmartleadStatus.NO_EMAIL_ACCOUNT
-    assert "email account 3101 disconnected" in sdr.credential_check.detail
-    assert connection_status(other) != SmartleadStatus.NO_EMAIL_ACCOUNT
+    assert connection_status(sdr) == SmartleadStatus.NO_HEALTHY_MAILBOX
+    [mailbox] = Profile.objects.get(pk=sdr.pk).mailbox_rows()
+    assert "email account 3101 disconnected" in mailbox.failure
+    assert connection_status(other) != SmartleadStatus.NO_HEALTHY_MAILBOX
 
 
 def test_a_disconnected_mailbox_nobody_sends_from_is_unmatched(client):
