@@ -86,6 +86,7 @@ class SyncAction(models.TextChoices):
     PAUSE_CAMPAIGN = "pause_campaign", "Pause the campaign"
     RESUME_CAMPAIGN = "resume_campaign", "Resume the campaign"
     MOVE_MAILBOX = "move_mailbox", "Move the campaign to the SDR's new mailbox"
+    APPLY_SETTINGS = "apply_settings", "Apply the campaign settings (out-of-office, categories)"
 
 
 class SyncState(models.TextChoices):
@@ -93,3 +94,10 @@ class SyncState(models.TextChoices):
     DONE = "done", "Done"
     SUPERSEDED = "superseded", "Superseded by a later change"
     FAILED = "failed", "Failed for good"
+
+
+class HoldKind(models.TextChoices):
+    """Why the backend paused an enrollment (`EnrollmentHold`); its hosted status is `paused`."""
+
+    OUT_OF_OFFICE = "out_of_office", "Out of office (resumes by itself)"
+    SAME_COMPANY = "same_company", "Someone at the same company replied"

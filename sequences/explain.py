@@ -21,7 +21,9 @@ from sequences.models import (
     CampaignProvisioning,
     Engagement,
     Enrollment,
+    EnrollmentHold,
     EnrollmentStatus,
+    HoldKind,
     ProvisioningState,
     Push,
     PushState,
@@ -47,12 +49,14 @@ NOT_CONNECTED = {
     SmartleadStatus.UNREADABLE_KEY: "has a saved Smartlead key the server cannot decrypt",
 }
 PUSH_FIELDS = ("state", "campaign_id", "outcome", "pushed_at")
+HOLD_FIELDS = ("kind", "until", "detail")
 
 
 def for_explanation(queryset: QuerySet[Enrollment]) -> QuerySet[Enrollment]:
     """Loads everything `explain` reads, in a fixed number of queries for any number of rows."""
     latest_push = Push.objects.filter(enrollment_id=OuterRef("pk")).order_by("-created_at")
     failure = StepRecord.objects.filter(enrollment_id=OuterRef("pk"), action="failed")
+    hold = EnrollmentHold.objects.open().filter(enrollment_id=OuterRef("pk"))
     return (
         queryset.select_related("sequence__provisioning", "contact")
         .prefetch_related(
@@ -68,6 +72,7 @@ def for_explanation(queryset: QuerySet[Enrollment]) -> QuerySet[Enrollment]:
         .annotate(
             **{f"push_{name}": Subquery(latest_push.values(name)[:1]) for name in PUSH_FIELDS},
             failure_detail=Subquery(failure.order_by("-created_at").values("detail")[:1]),
+            **{f"hold_{name}": Subquery(hold.values(name)[:1]) for name in HOLD_FIELDS},
         )
     )
 
@@ -76,6 +81,8 @@ def explain(enrollment: Enrollment) -> str:
     """What this enrollment is waiting for, or why it stopped, in one sentence or two."""
     if enrollment.status == EnrollmentStatus.FAILED:
         return f"Failed because: {failure_reason(enrollment)}"
+    if enrollment.status == EnrollmentStatus.PAUSED and (held := why_paused(enrollment)):
+        return held
     if enrollment.status in FINISHED:
         return FINISHED[enrollment.status]
     sequence = enrollment.sequence
@@ -159,6 +166,23 @@ def as_claimed(enrollment: Enrollment, *, pushed: bool) -> Claimed:
         getattr(contact, "unsubscribed_at", None),
         pushed,
     )
+
+
+def why_paused(enrollment: Enrollment) -> str | None:
+    """The backend's own pause (EnrollmentHold), in words; None for any other pause."""
+    if hasattr(enrollment, "hold_kind"):
+        hold = {name: getattr(enrollment, f"hold_{name}") for name in HOLD_FIELDS}
+    else:
+        holds = EnrollmentHold.objects.open().filter(enrollment_id=enrollment.id)
+        hold = holds.values(*HOLD_FIELDS).first() or {"kind": None}
+    if hold["kind"] == HoldKind.OUT_OF_OFFICE:
+        return (
+            f"Paused: out of office until {when(hold['until'])} (an auto-reply); it resumes by "
+            "itself then, here and at Smartlead, and its next step follows."
+        )
+    if hold["kind"] == HoldKind.SAME_COMPANY:
+        return f"Paused: {hold['detail']}, someone at the same company. Resume it to go on."
+    return None
 
 
 def failure_reason(enrollment: Enrollment) -> str:

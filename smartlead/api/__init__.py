@@ -23,6 +23,7 @@ from smartlead.api.limits import reset_rate_limiters
 from smartlead.api.results import (
     Campaign,
     CampaignLead,
+    Category,
     EmailAccount,
     FoundLead,
     HistoryMessage,
@@ -40,6 +41,7 @@ __all__ = [
     "AddLeadsResult",
     "Campaign",
     "CampaignLead",
+    "Category",
     "EmailAccount",
     "FoundLead",
     "HistoryMessage",

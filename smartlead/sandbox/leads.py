@@ -23,6 +23,7 @@ from smartlead.sandbox.data import (
     require_object,
     timestamp,
 )
+from smartlead.sandbox.replies import ReplyBook
 
 
 class LeadRoutes:
@@ -30,6 +31,7 @@ class LeadRoutes:
 
     max_leads_per_request: int
     global_block_list: set[str]
+    replies: ReplyBook
     _lead_ids: Iterator[int]
     _campaign: Callable[[Account, str], CampaignState]
 
@@ -83,7 +85,7 @@ class LeadRoutes:
                     "campaign_name": campaign.name,
                     "client_id": None,
                     "client_email": None,
-                    "lead_category_id": None,
+                    "lead_category_id": self.replies.category_of(campaign.id, lead["id"]),
                 }
                 for campaign in account.campaigns.values()
                 if address in campaign.leads
@@ -144,7 +146,7 @@ class LeadRoutes:
             rows = [
                 {
                     "campaign_lead_map_id": lead_id + campaign.id,
-                    "lead_category_id": None,
+                    "lead_category_id": self.replies.category_of(campaign.id, lead_id),
                     "status": campaign.lead_status.get(lead_id, "STARTED"),
                     "created_at": account.leads[address].get("created_at"),
                     "lead": {

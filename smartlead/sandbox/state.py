@@ -36,9 +36,10 @@ from smartlead.sandbox.data import (
     validated_webhook,
 )
 from smartlead.sandbox.leads import LeadRoutes
+from smartlead.sandbox.replies import CategoryRoutes, ReplyBook, check_settings
 
 
-class SandboxState(LeadRoutes):
+class SandboxState(LeadRoutes, CategoryRoutes):
     """Every key's account, and the per-key rate limit (a sliding window plus a burst window)."""
 
     def __init__(
@@ -62,6 +63,7 @@ class SandboxState(LeadRoutes):
         self._webhook_ids = itertools.count(501)
         self._step_ids = itertools.count(9001)
         self.global_block_list: set[str] = set()  # Smartlead's own, for every account
+        self.replies = ReplyBook()  # lead categories (smartlead/sandbox/replies.py)
 
     # --- Gatekeeping ---
     def authenticate(self, api_key: str | None) -> Account:
@@ -199,6 +201,7 @@ class SandboxState(LeadRoutes):
             raise joi(f'"track_settings" must be an array of {", ".join(TRACK_SETTINGS)}')
         if body.get("stop_lead_settings", STOP_SETTINGS[0]) not in STOP_SETTINGS:
             raise joi(f'"stop_lead_settings" must be one of [{", ".join(STOP_SETTINGS)}]')
+        check_settings(body)
         with account.lock:
             campaign.settings.update(body)
             if "name" in body:
