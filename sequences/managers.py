@@ -2,13 +2,13 @@
 
 Every write of an enrollment's status is a method of `EnrollmentQuerySet` below: the executor's
 (`advance`, `advance_pushed`, `end`, `fail`), Smartlead's word by its ladder (`end_by_event`, for
-webhooks and the reconcile pass) and ops' (`pause`); replies that pause rather than end
-(`hold_out_of_office`, `pause_same_company`) and the pause's end (`resume_returned`). The three
-statements the executor runs for every chunk or batch (claim, reserve, advance pushed) are raw
-SQL on PostgreSQL (sequences/statements.py, built from the models' `db_table` and choices). On
-SQLite (the embedded default) each of these methods is the ORM expression of the same thing.
-Everything else is plain ORM. Other models are looked up by name (`_model`): the models import these
-querysets.
+webhooks and the reconcile pass) and ops' (`pause`). The three statements the executor runs for
+every chunk or batch (claim, reserve, advance pushed) are raw SQL on PostgreSQL
+(sequences/statements.py, built from the models' `db_table` and choices). On SQLite (the
+embedded default) each of these methods is the ORM expression of the same thing. Everything
+else is plain ORM. Other models are looked up by name (`_model`): the models import these
+querysets. Replies that pause an enrollment rather than end it are status writes here too
+(`hold_out_of_office`, `pause_same_company`), and so is that pause's end (`resume_returned`).
 """
 
 from __future__ import annotations
@@ -198,7 +198,8 @@ class EnrollmentQuerySet(models.QuerySet):
         """Of these, the active ones and those an absence holds (or `also`), locked."""
         away = _model("EnrollmentHold").objects.out_of_office().values("enrollment_id")
         may = Q(status=EnrollmentStatus.ACTIVE) | Q(status=EnrollmentStatus.PAUSED, pk__in=away)
-        rows = self.select_for_update().filter(may | (also or Q()), pk__in=list(ids)).order_by("pk")
+        rows = self.filter(may | (also or Q()), pk__in=list(ids)).order_by("pk")
+        rows = rows.select_for_update(of=("self",))  # enrollments only: contacts come first
         return list(rows.values_list("pk", flat=True))
 
     def _hold(self, kind: str, holds: Mapping[uuid.UUID, tuple], now: datetime) -> None:
@@ -226,7 +227,7 @@ class EnrollmentQuerySet(models.QuerySet):
             colleagues = self.filter(
                 sequence__created_by_id=sdr, contact__email__iendswith=f"@{domain}"
             ).exclude(pk=replied)
-            ids = colleagues._pausable(colleagues.values_list("pk", flat=True))
+            ids = self._pausable(list(colleagues.values_list("pk", flat=True)))
             self._hold(HoldKind.SAME_COMPANY, dict.fromkeys(ids, (None, "", why)), now)
             paused += len(ids)
         return paused

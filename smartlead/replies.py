@@ -64,7 +64,7 @@ class Decider:
         when = event.event_time or timezone.now()
         if event.event_type == events.EMAIL_REPLY:
             name, category_id = effects.reply_category(payload)
-            away = self.away.get(target.enrollment_id, "")  # type: ignore[arg-type]
+            away = self.away.get(target.enrollment_id, "") if target.enrollment_id else ""
             category = name or self._name(category_id, target)
             return effects.reply_effect(payload, when, category=category, away_message=away)
         name, category_id = effects.category_of(payload)
