@@ -89,6 +89,7 @@ class SyncAction(models.TextChoices):
     # moved to one that stays, or paused when none is left (sequences/mailboxes.py).
     SYNC_MAILBOXES = "sync_mailboxes", "Bring the campaign's mailboxes in line with the SDR's"
     MOVE_MAILBOX = "move_mailbox", "Move the campaign's mailboxes (older rows)"
+    APPLY_SETTINGS = "apply_settings", "Apply the campaign settings (out-of-office, categories)"
 
 
 class SyncState(models.TextChoices):
@@ -96,3 +97,10 @@ class SyncState(models.TextChoices):
     DONE = "done", "Done"
     SUPERSEDED = "superseded", "Superseded by a later change"
     FAILED = "failed", "Failed for good"
+
+
+class HoldKind(models.TextChoices):
+    """Why the backend paused an enrollment (`EnrollmentHold`); its hosted status is `paused`."""
+
+    OUT_OF_OFFICE = "out_of_office", "Out of office (resumes by itself)"
+    SAME_COMPANY = "same_company", "Someone at the same company replied"

@@ -22,7 +22,9 @@ from sequences.models import (
     CampaignProvisioning,
     Engagement,
     Enrollment,
+    EnrollmentHold,
     EnrollmentStatus,
+    HoldKind,
     MailboxPause,
     ProvisioningState,
     Push,
@@ -49,6 +51,7 @@ NOT_CONNECTED = {
     SmartleadStatus.UNREADABLE_KEY: "has a saved Smartlead key the server cannot decrypt",
 }
 PUSH_FIELDS = ("state", "campaign_id", "outcome", "pushed_at")
+HOLD_FIELDS = ("kind", "until", "detail")
 
 
 def for_explanation(queryset: QuerySet[Enrollment]) -> QuerySet[Enrollment]:
@@ -56,6 +59,7 @@ def for_explanation(queryset: QuerySet[Enrollment]) -> QuerySet[Enrollment]:
     latest_push = Push.objects.filter(enrollment_id=OuterRef("pk")).order_by("-created_at")
     failure = StepRecord.objects.filter(enrollment_id=OuterRef("pk"), action="failed")
     held = MailboxPause.objects.filter(enrollment_id=OuterRef("pk")).values("reason")[:1]
+    hold = EnrollmentHold.objects.open().filter(enrollment_id=OuterRef("pk"))
     # The annotated status and the mailboxes, so no row asks for its creator's again.
     creators = Profile.objects.with_smartlead_status().with_mailboxes()
     return (
@@ -73,6 +77,7 @@ def for_explanation(queryset: QuerySet[Enrollment]) -> QuerySet[Enrollment]:
             **{f"push_{name}": Subquery(latest_push.values(name)[:1]) for name in PUSH_FIELDS},
             failure_detail=Subquery(failure.order_by("-created_at").values("detail")[:1]),
             mailbox_pause=Subquery(held),
+            **{f"hold_{name}": Subquery(hold.values(name)[:1]) for name in HOLD_FIELDS},
         )
     )
 
@@ -81,7 +86,8 @@ def explain(enrollment: Enrollment) -> str:
     """What this enrollment is waiting for, or why it stopped, in one sentence or two."""
     if enrollment.status == EnrollmentStatus.FAILED:
         return f"Failed because: {failure_reason(enrollment)}"
-    if enrollment.status == EnrollmentStatus.PAUSED and (held := paused_for_mailbox(enrollment)):
+    paused = enrollment.status == EnrollmentStatus.PAUSED
+    if paused and (held := paused_for_mailbox(enrollment) or why_paused(enrollment)):
         return held
     if enrollment.status in FINISHED:
         return FINISHED[enrollment.status]
@@ -180,6 +186,23 @@ def paused_for_mailbox(enrollment: Enrollment) -> str | None:
         return enrollment.mailbox_pause
     held = MailboxPause.objects.filter(enrollment_id=enrollment.id)
     return held.values_list("reason", flat=True).first()
+
+
+def why_paused(enrollment: Enrollment) -> str | None:
+    """The backend's own pause (EnrollmentHold), in words; None for any other pause."""
+    if hasattr(enrollment, "hold_kind"):
+        hold = {name: getattr(enrollment, f"hold_{name}") for name in HOLD_FIELDS}
+    else:
+        holds = EnrollmentHold.objects.open().filter(enrollment_id=enrollment.id)
+        hold = holds.values(*HOLD_FIELDS).first() or {"kind": None}
+    if hold["kind"] == HoldKind.OUT_OF_OFFICE:
+        return (
+            f"Paused: out of office until {when(hold['until'])} (an auto-reply); it resumes by "
+            "itself then, here and at Smartlead, and its next step follows."
+        )
+    if hold["kind"] == HoldKind.SAME_COMPANY:
+        return f"Paused: {hold['detail']}, someone at the same company. Resume it to go on."
+    return None
 
 
 def failure_reason(enrollment: Enrollment) -> str:

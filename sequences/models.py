@@ -21,6 +21,7 @@ from sequences.choices import (
     CallStatus,
     EngagementType,
     EnrollmentStatus,
+    HoldKind,
     ProvisioningState,
     PushState,
     RunTrigger,
@@ -30,9 +31,9 @@ from sequences.choices import (
     SyncState,
 )
 
-# The querysets, and the backend's own records (holds.py, records.py), registered with this app
-# and importable from here like the rest.
-from sequences.holds import MailboxPause
+# The querysets, and the backend's own records (mailbox_pauses.py, records.py), registered
+# with this app and importable from here like the rest.
+from sequences.mailbox_pauses import MailboxPause
 from sequences.managers import (
     CallTaskQuerySet,
     EngagementQuerySet,
@@ -40,6 +41,7 @@ from sequences.managers import (
 )
 from sequences.records import (
     CampaignProvisioning,
+    EnrollmentHold,
     ExecutorRun,
     Push,
     StepRecord,
@@ -196,7 +198,10 @@ class Enrollment(models.Model):
     # The ladder: what Smartlead says of a lead (a bounce, a reply, an unsubscribe) moves its
     # enrollment up, never down: a late bounce does not undo a reply, nothing undoes an
     # unsubscribe. Every other status is the bottom rung. Being order-free also lets a batch of
-    # events apply in any order. `Enrollment.objects.end_by_event` writes by it.
+    # events apply in any order. `Enrollment.objects.end_by_event` writes by it. An out-of-office
+    # reply is not on it: it pauses an active enrollment until a date (`hold_out_of_office`,
+    # the date on `EnrollmentHold`), and any rung ends that pause. It never ends or undoes a real
+    # reply; a reply Smartlead itself later categorises as out-of-office was never one.
     LADDER = (EnrollmentStatus.BOUNCED, EnrollmentStatus.REPLIED, EnrollmentStatus.UNSUBSCRIBED)
 
     class Meta:
@@ -286,8 +291,10 @@ __all__ = [
     "Engagement",
     "EngagementType",
     "Enrollment",
+    "EnrollmentHold",
     "EnrollmentStatus",
     "ExecutorRun",
+    "HoldKind",
     "MailboxPause",
     "ProvisioningState",
     "Push",

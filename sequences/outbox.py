@@ -14,6 +14,7 @@ found as well:
 | the enrollment is gone (deleted) | the lead removed from the campaign |
 | the sequence is not active (paused, archived, draft) | the campaign paused; active: started |
 | the SDR's healthy mailboxes changed | the campaign's made the same, leads moved off the rest |
+| the campaign settings changed (sequences/campaign_settings.py) | the campaign's settings |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from django.apps import apps
 from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q
 
+from sequences import campaign_settings
 from sequences.choices import (
     EngagementType,
     EnrollmentStatus,
@@ -236,3 +238,35 @@ def mailboxes_due(record: Any, profile: Any) -> bool:
 def campaign_state(record: Any) -> str:
     """What a campaign is at Smartlead by its provisioning alone: running once started."""
     return ACTIVE if "started" in record.completed_stages else "not started"
+
+
+def settings_changes_due(scope: Q) -> list[dict[str, Any]]:
+    """Campaigns we set up whose settings are not the current ones (provisioned before they
+    changed, or before there were out-of-office settings): each gets them once. One whose
+    settings Smartlead refused is not asked again until they change."""
+    CampaignProvisioning, SyncChange = _model("CampaignProvisioning"), _model("SyncChange")
+    current = campaign_settings.fingerprint()
+    records = (
+        CampaignProvisioning.objects.filter(
+            scope, state=ProvisioningState.READY, campaign_id__isnull=False
+        )
+        .exclude(settings_applied__in=[current, campaign_settings.refused(current)])
+        .exclude(sequence__created_by__isnull=True)
+        .values_list("sequence_id", "sequence__created_by_id", "campaign_id", "completed_stages")
+    )
+    waiting = set(
+        SyncChange.objects.open()
+        .filter(action=SyncAction.APPLY_SETTINGS)
+        .values_list("campaign_id", flat=True)
+    )
+    return [
+        {
+            "action": SyncAction.APPLY_SETTINGS,
+            "sequence_id": sequence_id,
+            "profile_id": profile_id,
+            "campaign_id": campaign_id,
+        }
+        for sequence_id, profile_id, campaign_id, stages in records
+        # Only campaigns whose settings we set: an adopted one keeps its owner's.
+        if "settings" in (stages or []) and campaign_id not in waiting
+    ]

@@ -13,8 +13,17 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from sequences.choices import ProvisioningState, PushState, RunTrigger, SyncAction, SyncState
-from sequences.managers import CampaignProvisioningQuerySet, PushQuerySet
+from sequences.choices import (
+    HoldKind,
+    ProvisioningState,
+    PushState,
+    RunTrigger,
+    SyncAction,
+    SyncState,
+)
+from sequences.holds import HoldQuerySet
+from sequences.ledger import PushQuerySet
+from sequences.managers import CampaignProvisioningQuerySet
 from sequences.outbox import SyncChangeQuerySet
 
 
@@ -60,6 +69,13 @@ class CampaignProvisioning(models.Model):
     smartlead_status_at = models.DateTimeField(null=True, blank=True)
     reconciled_at = models.DateTimeField(
         null=True, blank=True, help_text="When the reconcile pass last read the campaign's leads."
+    )
+    settings_applied = models.CharField(
+        max_length=64,
+        blank=True,
+        db_default="",
+        help_text="What the campaign's settings were last set to (sequences/campaign_settings.py); "
+        "another value makes the outbox apply the current ones.",
     )
 
     objects = CampaignProvisioningQuerySet.as_manager()
@@ -204,3 +220,28 @@ class SyncChange(models.Model):
     def __str__(self) -> str:
         target = self.email or f"campaign {self.campaign_id}"
         return f"{self.get_action_display()}: {target} ({self.state})"
+
+
+class EnrollmentHold(models.Model):
+    """Why the backend paused an enrollment (its hosted status is `paused`): an out-of-office
+    reply, until its return date, or a reply from someone at the same company. One open row
+    per enrollment; released when the enrollment resumes or is no longer paused."""
+
+    enrollment_id = models.UUIDField(unique=True)
+    kind = models.CharField(max_length=16, choices=HoldKind.choices)
+    until = models.DateTimeField(
+        null=True, blank=True, help_text="Out of office: resumed by itself from then."
+    )
+    message_id = models.TextField(blank=True, help_text="The reply that made it.")
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    objects = HoldQuerySet.as_manager()
+
+    class Meta:
+        db_table = "outboundhq_enrollment_hold"
+        indexes = [models.Index(fields=["kind", "until"], name="enrollment_hold_due")]
+
+    def __str__(self) -> str:
+        return f"{self.enrollment_id}: {self.get_kind_display()}"

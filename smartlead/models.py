@@ -265,3 +265,45 @@ class ReconcileRun(models.Model):
 
     def __str__(self) -> str:
         return f"reconcile {self.started_at:%Y-%m-%d %H:%M} ({self.trigger})"
+
+
+class AccountCategory(models.Model):
+    """One lead category of an SDR's Smartlead account (`GET /leads/fetch-categories`), cached:
+    the ids are the account's, so an id alone (the campaign lead list's `lead_category_id`) is
+    read by its name here (smartlead/categories.py)."""
+
+    profile_id = models.UUIDField(help_text="The SDR whose account it is.")
+    category_id = models.BigIntegerField()
+    name = models.CharField(max_length=200)
+    sentiment = models.CharField(max_length=16, blank=True)
+    fetched_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "smartlead_account_category"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["profile_id", "category_id"], name="smartlead_account_category_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category_id}: {self.name}"
+
+
+class LeadCategory(models.Model):
+    """The Smartlead category last applied to an enrollment (webhook or reconcile pass), and
+    the one call task a positive category created for it, whatever arrives after."""
+
+    enrollment_id = models.UUIDField(primary_key=True)
+    name = models.CharField(max_length=200)
+    category_id = models.BigIntegerField(null=True, blank=True)
+    call_id = models.UUIDField(
+        null=True, blank=True, help_text="The call task an Interested/Meeting Request made."
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "smartlead_lead_category"
+
+    def __str__(self) -> str:
+        return f"{self.enrollment_id}: {self.name}"

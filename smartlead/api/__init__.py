@@ -24,6 +24,7 @@ from smartlead.api.mailboxes import Reallocation
 from smartlead.api.results import (
     Campaign,
     CampaignLead,
+    Category,
     EmailAccount,
     FoundLead,
     HistoryMessage,
@@ -41,6 +42,7 @@ __all__ = [
     "AddLeadsResult",
     "Campaign",
     "CampaignLead",
+    "Category",
     "EmailAccount",
     "FoundLead",
     "HistoryMessage",

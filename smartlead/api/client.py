@@ -18,6 +18,7 @@ from smartlead.api.mailboxes import MailboxCalls
 from smartlead.api.results import (
     Campaign,
     CampaignLead,
+    Category,
     EmailAccount,
     FoundLead,
     HistoryMessage,
@@ -27,6 +28,7 @@ from smartlead.api.results import (
     as_int,
     campaign_from,
     campaign_lead_from,
+    category_from,
     email_account_from,
     found_lead_from,
     history_message_from,
@@ -226,6 +228,12 @@ class SmartleadClient(MailboxCalls):
             if not rows or (offset >= total if total is not None else len(rows) < PAGE_SIZE):
                 break
         return leads
+
+    def lead_categories(self) -> list[Category]:
+        """The account's lead categories, global and its own (a bare array); their ids are the
+        account's, so names are what the backend acts on."""
+        rows = rows_of(self._call("GET", "/leads/fetch-categories", what="lead categories"))
+        return [c for c in map(category_from, rows) if c is not None]
 
     def message_history(self, campaign_id: int, lead_id: int) -> list[HistoryMessage]:
         path = f"/campaigns/{campaign_id}/leads/{int(lead_id)}/message-history"

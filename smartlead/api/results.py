@@ -91,13 +91,23 @@ class Webhook:
     name: str
     webhook_url: str
     event_types: tuple[str, ...]
+    categories: tuple[str, ...] = ()  # the category names LEAD_CATEGORY_UPDATED is filtered by
 
     def __repr__(self) -> str:
         url = redact(self.webhook_url)
         return (
             f"Webhook(id={self.id!r}, name={self.name!r}, webhook_url={url!r}, "
-            f"event_types={self.event_types!r})"
+            f"event_types={self.event_types!r}, categories={self.categories!r})"
         )
+
+
+@dataclass(frozen=True)
+class Category:
+    """A lead category of the account (`GET /leads/fetch-categories`); ids are the account's."""
+
+    id: int
+    name: str
+    sentiment: str = ""
 
 
 # --- Defensive parsing -------------------------------------------------------------------
@@ -197,7 +207,15 @@ def webhook_from(row: dict) -> Webhook:
         name=as_str(row.get("name")) or "",
         webhook_url=as_str(row.get("webhook_url")) or "",
         event_types=tuple(e for e in events or () if isinstance(e, str)),
+        categories=tuple(c for c in row.get("categories") or () if isinstance(c, str)),
     )
+
+
+def category_from(row: dict) -> Category | None:
+    category_id, name = as_int(row.get("id")), as_str(row.get("name"))
+    if category_id is None or not name or not name.strip():
+        return None
+    return Category(category_id, name.strip(), as_str(row.get("sentiment_type")) or "")
 
 
 def found_lead_from(body: dict) -> FoundLead | None:
@@ -222,6 +240,7 @@ class CampaignLead:
     email: str
     status: str  # STARTED, INPROGRESS, COMPLETED, PAUSED, STOPPED, BLOCKED
     is_unsubscribed: bool = False
+    category_id: int | None = None  # the account's id of the lead's category; None: none
 
 
 @dataclass(frozen=True)
@@ -245,7 +264,11 @@ def campaign_lead_from(row: dict) -> CampaignLead | None:
         return None
     status = as_str(row.get("status")) or as_str(row.get("lead_status")) or ""
     return CampaignLead(
-        lead_id, email.strip().lower(), status.upper(), as_bool(lead.get("is_unsubscribed"))
+        lead_id,
+        email.strip().lower(),
+        status.upper(),
+        as_bool(lead.get("is_unsubscribed")),
+        as_int(row.get("lead_category_id")),
     )
 
 

@@ -25,6 +25,7 @@ from smartlead.sandbox.data import (
     timestamp,
 )
 from smartlead.sandbox.mailboxes import pin
+from smartlead.sandbox.replies import ReplyBook
 
 
 class LeadRoutes:
@@ -32,6 +33,7 @@ class LeadRoutes:
 
     max_leads_per_request: int
     global_block_list: set[str]
+    replies: ReplyBook
     _lead_ids: Iterator[int]
     _campaign: Callable[[Account, str], CampaignState]
 
@@ -85,7 +87,7 @@ class LeadRoutes:
                     "campaign_name": campaign.name,
                     "client_id": None,
                     "client_email": None,
-                    "lead_category_id": None,
+                    "lead_category_id": self.replies.category_of(campaign.id, lead["id"]),
                 }
                 for campaign in account.campaigns.values()
                 if address in campaign.leads
@@ -146,7 +148,7 @@ class LeadRoutes:
             rows = [
                 {
                     "campaign_lead_map_id": lead_id + campaign.id,
-                    "lead_category_id": None,
+                    "lead_category_id": self.replies.category_of(campaign.id, lead_id),
                     "status": campaign.lead_status.get(lead_id, "STARTED"),
                     "created_at": account.leads[address].get("created_at"),
                     "lead": {

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from smartlead.sandbox.data import ODD_REPLIES, ApiError, build_account, joi, snapshot
+from smartlead.sandbox.replies import ReplyHelpers
 from smartlead.sandbox.state import SandboxState
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ ROUTES = (
     _route("POST", "/campaigns/{campaign_id}/status", "set_status"),
     _route("POST", "/campaigns/{campaign_id}/leads", "add_leads"),
     _route("GET", "/leads", "find_lead"),
+    _route("GET", "/leads/fetch-categories", "fetch_categories"),
     _route("GET", "/campaigns/{campaign_id}/leads", "campaign_leads"),
     _route("GET", "/campaigns/{campaign_id}/leads/{lead_id}/message-history", "message_history"),
     _route("POST", "/campaigns/{campaign_id}/leads/{lead_id}/pause", "pause_lead"),
@@ -127,8 +129,10 @@ def _json_body(raw: bytes) -> Any:
         raise joi("Invalid request payload JSON format") from None
 
 
-class SandboxServer:
-    """The sandbox's HTTP server plus helpers for tests: counts, state snapshots, forced faults.
+class SandboxServer(ReplyHelpers):
+    """The sandbox's HTTP server plus helpers for tests: counts, state snapshots, forced faults;
+    what leads do in replies.py (an out-of-office reply, a category, a reply from another
+    address, each returned as the webhook payloads Smartlead sends).
 
     `latency` (seconds) is added to every request; `fault_rate` answers that share of requests
     with a 5xx; `slow_rate` delays that share by `slow_seconds` (to exercise read timeouts).

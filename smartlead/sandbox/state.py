@@ -38,9 +38,10 @@ from smartlead.sandbox.data import (
 )
 from smartlead.sandbox.leads import LeadRoutes
 from smartlead.sandbox.mailboxes import MailboxRoutes
+from smartlead.sandbox.replies import CategoryRoutes, ReplyBook, check_settings
 
 
-class SandboxState(LeadRoutes, MailboxRoutes):
+class SandboxState(LeadRoutes, MailboxRoutes, CategoryRoutes):
     """Every key's account, and the per-key rate limit (a sliding window plus a burst window)."""
 
     def __init__(
@@ -64,6 +65,7 @@ class SandboxState(LeadRoutes, MailboxRoutes):
         self._webhook_ids = itertools.count(501)
         self._step_ids = itertools.count(9001)
         self.global_block_list: set[str] = set()  # Smartlead's own, for every account
+        self.replies = ReplyBook()  # lead categories (smartlead/sandbox/replies.py)
 
     # --- Gatekeeping ---
     def authenticate(self, api_key: str | None) -> Account:
@@ -178,6 +180,7 @@ class SandboxState(LeadRoutes, MailboxRoutes):
             raise joi(f'"track_settings" must be an array of {", ".join(TRACK_SETTINGS)}')
         if body.get("stop_lead_settings", STOP_SETTINGS[0]) not in STOP_SETTINGS:
             raise joi(f'"stop_lead_settings" must be one of [{", ".join(STOP_SETTINGS)}]')
+        check_settings(body)
         with account.lock:
             campaign.settings.update(body)
             if "name" in body:
