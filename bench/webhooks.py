@@ -568,8 +568,9 @@ smartlead/applying.py, smartlead/applier.py):
 - **Applying is batched, off the request.** After storing, the view nudges a daemon thread of
   that worker process (`smartlead.applier.Applier`, started by gunicorn's `post_worker_init`).
   It waits 0.25 s for more events, then applies everything waiting in one transaction per
-  batch of up to 100, set-based: one resolve query, one engagement insert, one score update per
-  distinct increment, one status update per status, one outcome update per outcome. Worker
+  batch of up to 100, set-based: one campaign-owner lookup and one resolve query (tenant
+  scoping), one engagement insert, one score update per distinct increment, one status update
+  per status (`Enrollment.objects.end_by_event`), one outcome update per outcome. Worker
   processes take turns through a transaction-level advisory lock, so a burst becomes a few
   large batches instead of many small ones. Each event's changes are all-or-nothing; a failing
   batch is retried one event per transaction, and an event that still fails is marked `failed`

@@ -44,6 +44,15 @@ def configuration_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="outboundhq.E006",
             )
         )
+    floor = settings.SMARTLEAD_MIN_WARMUP_REPUTATION
+    if floor is not None and not 0 <= floor <= 100:
+        errors.append(
+            Error(
+                "SMARTLEAD_MIN_WARMUP_REPUTATION must be a percentage between 0 and 100 "
+                "(or unset: reputation not checked).",
+                id="outboundhq.E008",
+            )
+        )
     if not 5 <= settings.CRON_TIME_BUDGET_SECONDS <= 50:
         errors.append(
             Error(

@@ -233,6 +233,20 @@ SMARTLEAD_WEBHOOK_SECRET_PREVIOUS = _read("SMARTLEAD_WEBHOOK_SECRET_PREVIOUS", s
 # Ops turn this off once `manage.py resave_webhooks` has given every campaign its token URL.
 SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET = _read("SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET", bool, True)
 SMARTLEAD_SCHEDULE_TIMEZONE = _read("SMARTLEAD_SCHEDULE_TIMEZONE", str, "America/New_York")
+# A mailbox sends only at or above this warmup reputation (0-100); unset: not checked.
+SMARTLEAD_MIN_WARMUP_REPUTATION = _read("SMARTLEAD_MIN_WARMUP_REPUTATION", float, None)
+# Replies as people send them (docs/WEBHOOKS.md, "Replies and categories"). Each campaign's
+# settings carry them (provisioning, and the outbox for campaigns set up before a change).
+# An out-of-office reply pauses the enrollment until the date it states (else this many days)
+# and Smartlead is told not to count it as a reply; `false`: it ends the enrollment as `replied`.
+SMARTLEAD_OUT_OF_OFFICE_PAUSE = _read("SMARTLEAD_OUT_OF_OFFICE_PAUSE", bool, True)
+SMARTLEAD_OUT_OF_OFFICE_DAYS = _read("SMARTLEAD_OUT_OF_OFFICE_DAYS", int, 7)
+if not 1 <= SMARTLEAD_OUT_OF_OFFICE_DAYS <= 90:
+    CONFIG_ERRORS.append(("SMARTLEAD_OUT_OF_OFFICE_DAYS", "must be between 1 and 90 (days)"))
+    SMARTLEAD_OUT_OF_OFFICE_DAYS = 7
+# Smartlead's auto_pause_domain_leads_on_reply: a reply pauses the SDR's other leads at the same
+# company (email domain), at Smartlead and in the app.
+SMARTLEAD_PAUSE_SAME_COMPANY_ON_REPLY = _read("SMARTLEAD_PAUSE_SAME_COMPANY_ON_REPLY", bool, False)
 PUBLIC_BASE_URL = _read("PUBLIC_BASE_URL", str, "")
 # The SDRs' keys are stored encrypted (profiles/crypto.py): the first key encrypts, all decrypt.
 SMARTLEAD_KEY_ENCRYPTION_KEYS = [k for k in _read("SMARTLEAD_KEY_ENCRYPTION_KEYS", list, []) if k]

@@ -10,7 +10,8 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import URLPattern, path, reverse
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.views.decorators.debug import sensitive_post_parameters
 
 from outboundhq.links import changelist, links
@@ -47,7 +48,7 @@ def verify(profile: Profile, deadline: float) -> str | None:
     if time.monotonic() >= deadline:
         return "time ran out (select fewer profiles)"
     try:
-        profile.check_smartlead()
+        profile.check_smartlead(release=True)  # a health read: a mended mailbox sends again
     except SmartleadError as exc:
         if refusal_status(exc) is None:
             return "Smartlead unreachable or failing"
@@ -79,7 +80,7 @@ class ProfileAdmin(admin.ModelAdmin):
         "role",
         "smartlead",
         "api_key",
-        "email_account",
+        "mailboxes",
         "last_checked",
         "records",
     ]
@@ -98,6 +99,7 @@ class ProfileAdmin(admin.ModelAdmin):
         "api_key",
         "smartlead_email_account_id",
         "smartlead",
+        "mailbox_health",
         "check_detail",
         "connect",
         "records",
@@ -108,6 +110,7 @@ class ProfileAdmin(admin.ModelAdmin):
         "id",
         "api_key",
         "smartlead",
+        "mailbox_health",
         "check_detail",
         "connect",
         "records",
@@ -116,7 +119,7 @@ class ProfileAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Profile]:
-        return super().get_queryset(request).with_smartlead_status()
+        return super().get_queryset(request).with_smartlead_status().with_mailboxes()
 
     @admin.display(description="Smartlead", ordering="connection_status")
     def smartlead(self, obj: Profile) -> str:
@@ -126,9 +129,28 @@ class ProfileAdmin(admin.ModelAdmin):
     def api_key(self, obj: Profile) -> str:
         return obj.api_key_hint or "—"
 
-    @admin.display(description="Email account")
-    def email_account(self, obj: Profile) -> str:
-        return obj.smartlead_email_account_id or "—"
+    @admin.display(description="Mailboxes")
+    def mailboxes(self, obj: Profile) -> str:
+        """Each mailbox by address, ✓ when it may send."""
+        rows = obj.mailbox_rows()
+        return (
+            ", ".join(
+                f"{row.address or row.mailbox_id} {'✓' if row.healthy else '✗'}" for row in rows
+            )
+            or "—"
+        )
+
+    @admin.display(description="Mailbox health")
+    def mailbox_health(self, obj: Profile) -> SafeString | str:
+        """One line per mailbox: its state, why, and when Smartlead was last read for it."""
+        rows = obj.mailbox_rows()
+        if not rows:
+            return "No mailbox chosen."
+        return format_html_join(
+            SafeString("<br>"),
+            "{} — {} (read {})",
+            ((row.describe(), row.state, row.read_at or "never") for row in rows),
+        )
 
     @admin.display(description="Last checked", ordering="credential_check__checked_at")
     def last_checked(self, obj: Profile) -> object:
@@ -145,7 +167,7 @@ class ProfileAdmin(admin.ModelAdmin):
         if obj.pk is None:
             return "Save the profile first."
         return format_html(
-            '<a href="{}">Connect a Smartlead key</a> · <a href="{}">Choose the email account</a>',
+            '<a href="{}">Connect a Smartlead key</a> · <a href="{}">Choose the email accounts</a>',
             reverse("admin:profiles_profile_smartlead_connect", args=[obj.pk]),
             reverse("admin:profiles_profile_smartlead_account", args=[obj.pk]),
         )
@@ -208,7 +230,7 @@ class ProfileAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     f"Smartlead accepted the key {profile.api_key_hint}; it can send from "
-                    f"{len(accounts)} email account(s). Now choose one.",
+                    f"{len(accounts)} email account(s). Now choose the ones to send from.",
                 )
                 return self.redirect("smartlead_account", profile)
         return self.page(request, profile, form, "Connect a Smartlead API key", "Check and save")
@@ -220,27 +242,40 @@ class ProfileAdmin(admin.ModelAdmin):
             self.message_user(request, "Connect a key first.", messages.WARNING)
             return self.redirect("smartlead_connect", profile)
         try:
+            # A key check: it may find a mailbox failing, never makes one healthy again.
             accounts = profile.check_smartlead()
         except SmartleadError as exc:
             self.message_user(request, refusal_in_words(exc), messages.ERROR)
             return self.redirect("change", profile)
-        initial = {"email_account_id": profile.smartlead_email_account_id}
-        form = EmailAccountForm(request.POST or None, accounts=accounts, initial=initial)
+        current = [row.mailbox_id for row in profile.mailbox_rows()]
+        form = EmailAccountForm(
+            request.POST or None,
+            accounts=accounts,
+            current=current,
+            initial={"email_account_ids": current},
+        )
         if request.method == "POST" and form.is_valid():
-            return self.choose(request, profile, form.cleaned_data["email_account_id"])
-        return self.page(request, profile, form, "Choose the Smartlead email account", "Save")
+            return self.choose(request, profile, form.chosen())
+        return self.page(request, profile, form, "Choose the Smartlead email accounts", "Save")
 
-    def choose(self, request: HttpRequest, profile: Profile, account_id: int) -> HttpResponse:
+    def choose(self, request: HttpRequest, profile: Profile, ids: list[int]) -> HttpResponse:
         try:
-            account = profile.choose_smartlead_email_account(account_id)
+            chosen, missing = profile.choose_smartlead_email_accounts(ids)
         except SmartleadError as exc:
             self.message_user(request, refusal_in_words(exc), messages.ERROR)
             return self.redirect("smartlead_account", profile)
-        if account is None:
-            self.message_user(request, "That account is no longer in Smartlead.", messages.ERROR)
+        if missing:
+            gone = ", ".join(map(str, missing))
+            self.message_user(request, f"No longer in Smartlead: {gone}.", messages.ERROR)
             return self.redirect("smartlead_account", profile)
-        self.log_change(request, profile, f"Chose Smartlead email account {account_id}")
-        self.message_user(request, f"{profile} now sends from {account.from_email}.")
+        self.log_change(request, profile, f"Chose Smartlead email accounts {ids}")
+        held = [row.describe() for row in profile.mailbox_rows() if not row.healthy]
+        self.message_user(
+            request,
+            f"{profile} now sends from {', '.join(a.from_email for a in chosen)}."
+            + (f" Not sending until healthy: {'; '.join(held)}." if held else ""),
+            messages.WARNING if held else messages.SUCCESS,
+        )
         return self.redirect("change", profile)
 
     def changeable(self, request: HttpRequest, object_id: str) -> Profile:

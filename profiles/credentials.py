@@ -37,16 +37,23 @@ INTERACTIVE_WAIT = 10.0
 
 @dataclass(frozen=True)
 class SmartleadCredentials:
-    """What the executor needs to send as one SDR. `repr` never shows the key."""
+    """What the executor needs to act as one SDR. `repr` never shows the key.
+
+    `email_account_id` is the profile's own mailbox; `email_account_ids` the SDR's mailboxes that
+    may send now (profiles/mailboxes.py), which campaigns get. Empty: the SDR is held (no
+    healthy mailbox): the key still pauses, moves and reads, but nothing new is sent.
+    """
 
     profile_id: uuid.UUID
     api_key: str
     email_account_id: int
+    email_account_ids: tuple[int, ...] = ()
 
     def __repr__(self) -> str:
         return (
             f"SmartleadCredentials(profile_id={self.profile_id}, api_key={mask(self.api_key)!r}, "
-            f"email_account_id={self.email_account_id})"
+            f"email_account_id={self.email_account_id}, "
+            f"email_account_ids={self.email_account_ids})"
         )
 
 
@@ -56,6 +63,8 @@ class SmartleadStatus(models.TextChoices):
     CONNECTED = "connected", "Connected"
     NO_API_KEY = "no_api_key", "No API key"
     NO_EMAIL_ACCOUNT = "no_email_account", "No email account"
+    # Mailboxes chosen, none of them healthy (profiles/mailboxes.py): held, not disconnected.
+    NO_HEALTHY_MAILBOX = "no_healthy_mailbox", "No healthy mailbox"
     INVALID_KEY = "invalid_key", "Invalid key"
     NO_API_ACCESS = "no_api_access", "No API access"
     UNCHECKED = "unchecked", "Unchecked"
@@ -106,6 +115,9 @@ REFUSED = (
 # The statuses that send: a verified key, or one Smartlead has not been asked about yet (it
 # will say, and the verdict is recorded the first time it refuses).
 SENDING = (SmartleadStatus.CONNECTED, SmartleadStatus.UNCHECKED)
+# The key works but no mailbox may send: nothing new goes out, but the outbox and the reconcile
+# pass still act with the key (pausing leads, reading health, which releases the hold).
+HELD = SmartleadStatus.NO_HEALTHY_MAILBOX
 # A mailbox id is an integer stored as text. ASCII digits only: "12²" passes str.isdigit() and
 # then fails int(); 18 digits always fit Smartlead's (and Postgres's) bigint.
 # \A and \Z (not ^ and $) mean the same on Postgres and in Python (SQLite's REGEXP), with no

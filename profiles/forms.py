@@ -29,13 +29,29 @@ class SmartleadKeyForm(forms.Form):
 
 
 class EmailAccountForm(forms.Form):
-    email_account_id = forms.TypedChoiceField(
-        label="Send from", coerce=int, widget=forms.RadioSelect, choices=[]
+    email_account_ids = forms.TypedMultipleChoiceField(
+        label="Send from",
+        coerce=int,
+        widget=forms.CheckboxSelectMultiple,
+        choices=[],
+        help_text="Smartlead rotates a campaign's mailboxes. Those that are not healthy are "
+        "kept but not attached to campaigns until a health read shows them healthy.",
     )
 
-    def __init__(self, *args: Any, accounts: list[EmailAccount], **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, accounts: list[EmailAccount], current: list[int], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["email_account_id"].choices = [(a.id, account_label(a)) for a in accounts]
+        self.current = current
+        self.fields["email_account_ids"].choices = [(a.id, account_label(a)) for a in accounts]
+
+    def chosen(self) -> list[int]:
+        """The ticked mailboxes: those already chosen first, in their order (the first stays the
+        profile's own), then the others in the listing's order."""
+        ticked = set(self.cleaned_data["email_account_ids"])
+        listed = [i for i, _ in self.fields["email_account_ids"].choices]
+        kept = [i for i in self.current if i in ticked]
+        return kept + [i for i in listed if i in ticked and i not in kept]
 
 
 def account_label(account: EmailAccount) -> str:
@@ -44,7 +60,10 @@ def account_label(account: EmailAccount) -> str:
         account.type,
         "SMTP ok" if account.smtp_ok else "SMTP failing",
         "IMAP ok" if account.imap_ok else "IMAP failing",
+        "suspended" if account.suspended else "",
     ]
+    if account.warmup_reputation is not None:
+        details.append(f"warmup {account.warmup_reputation:g}%")
     if account.daily_limit:
         details.append(f"{account.daily_limit}/day")
     return f"{account.from_name} <{account.from_email}> ({', '.join(filter(None, details))})"

@@ -5,17 +5,20 @@ from __future__ import annotations
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
-from django.db import models
-from django.db.models import Case, Exists, OuterRef, Q, Value, When
+from django.db import models, transaction
+from django.db.models import Case, Exists, OuterRef, Prefetch, Q, Value, When
+from django.db.models.functions import Cast
 from django.dispatch import Signal
 from django.utils import timezone
 
 from outboundhq.logs import mask
 from profiles import crypto
 from profiles.credentials import (
+    HELD,
     MAILBOX_ID,
     NOT_CONNECTED,
     SENDING,
@@ -27,6 +30,7 @@ from profiles.credentials import (
     key_fingerprint,
     refusal_status,
 )
+from profiles.mailboxes import SdrMailbox
 from smartlead.api import EmailAccount, SmartleadError
 
 
@@ -46,10 +50,15 @@ class Sender:
 
     @property
     def why_not(self) -> str:
-        """Why they cannot send, in the one wording; empty when they can."""
+        """Why they cannot act at Smartlead, in the one wording; empty when they can."""
         if self.credentials is not None:
             return ""
         return (UNREADABLE if self.unreadable else NOT_CONNECTED) % self.profile_id
+
+    @property
+    def held(self) -> bool:
+        """They can act (pause, move, read) but no mailbox of theirs may send anything new."""
+        return self.credentials is not None and not self.credentials.email_account_ids
 
 
 # Sent by Profile.disconnect_smartlead before the key is forgotten (profile=, api_key=). A
@@ -70,9 +79,17 @@ class ProfileQuerySet(models.QuerySet["Profile"]):
         passed_check = CredentialCheck.objects.filter(profile_id=OuterRef("pk"), ok=True)
         no_key = Q(smartlead_api_key__isnull=True) | Q(smartlead_api_key="")
         mailbox = Q(smartlead_email_account_id__regex=MAILBOX_ID)
+        # The SDR's mailboxes are the table's rows while its first is the profile's own mailbox
+        # (`Profile.mailbox_rows`); held when none of them is healthy.
+        own = SdrMailbox.objects.filter(profile_id=OuterRef("pk"))
+        listed = own.annotate(_id=Cast("mailbox_id", models.TextField())).filter(
+            position=0, _id=OuterRef("smartlead_email_account_id")
+        )
         return self.annotate(
             _failed_check=models.Subquery(failed_check),
             _passed_check=Exists(passed_check),
+            _listed=Exists(listed),
+            _healthy=Exists(own.filter(healthy=True)),
         ).annotate(
             connection_status=Case(
                 When(no_key, then=Value(SmartleadStatus.NO_API_KEY)),
@@ -81,6 +98,7 @@ class ProfileQuerySet(models.QuerySet["Profile"]):
                     ~mailbox | Q(smartlead_email_account_id__isnull=True),
                     then=Value(SmartleadStatus.NO_EMAIL_ACCOUNT),
                 ),
+                When(_listed=True, _healthy=False, then=Value(SmartleadStatus.NO_HEALTHY_MAILBOX)),
                 When(_passed_check=True, then=Value(SmartleadStatus.CONNECTED)),
                 default=Value(SmartleadStatus.UNCHECKED),
                 output_field=models.TextField(),
@@ -88,14 +106,27 @@ class ProfileQuerySet(models.QuerySet["Profile"]):
         )
 
     def connected(self) -> ProfileQuerySet:
-        """SDRs whose credentials send: a key, a valid mailbox id, no refusal on record."""
+        """SDRs whose credentials send: a key, a valid mailbox id, no refusal on record, and a
+        healthy (or not yet read) mailbox."""
         return self.with_smartlead_status().filter(connection_status__in=SENDING)
+
+    def with_mailboxes(self) -> ProfileQuerySet:
+        """Each profile's mailbox rows loaded with it, in order (one query for all)."""
+        return self.prefetch_related(
+            Prefetch("mailboxes", queryset=SdrMailbox.objects.order_by("position"))
+        )
+
+    def sending_from(self, mailbox_id: int) -> ProfileQuerySet:
+        """The SDRs one of whose mailboxes this is."""
+        return self.filter(
+            Q(mailboxes__mailbox_id=mailbox_id) | Q(smartlead_email_account_id=str(mailbox_id))
+        ).distinct()
 
     def senders(self, ids: Iterable[uuid.UUID]) -> Iterator[Sender]:
         """Each of these SDRs, in the order given, with their credentials or why not (`Sender`);
-        one query for all of them. An id with no profile row is not connected."""
+        two queries for all of them. An id with no profile row is not connected."""
         ids = list(ids)
-        found = self.with_smartlead_status().in_bulk(ids)
+        found = self.with_smartlead_status().with_mailboxes().in_bulk(ids)
         for pk in ids:
             profile = found.get(pk)
             yield profile.sender() if profile else Sender(pk, None, None)
@@ -218,6 +249,22 @@ class Profile(models.Model):
         value = self.smartlead_email_account_id or ""
         return int(value) if re.fullmatch(MAILBOX_ID, value) else None
 
+    def mailbox_rows(self) -> list[SdrMailbox]:
+        """The SDR's mailboxes in order (profiles/mailboxes.py). Only the profile's own mailbox,
+        unchecked, when the table does not list it first: chosen the older single-mailbox way
+        (or written straight into the column), it replaces the rest at the next health read."""
+        own = self.mailbox_id
+        if own is None:
+            return []
+        rows = sorted(self.mailboxes.all(), key=attrgetter("position"))
+        if rows and rows[0].mailbox_id == own:
+            return rows
+        return [SdrMailbox(profile_id=self.id, mailbox_id=own)]
+
+    def healthy_mailbox_ids(self) -> list[int]:
+        """The mailboxes that may send now, first the profile's own when it may."""
+        return [row.mailbox_id for row in self.mailbox_rows() if row.healthy]
+
     @property
     def is_connected(self) -> bool:
         return self.smartlead_status() in SENDING
@@ -227,49 +274,66 @@ class Profile(models.Model):
         return Sender(self.id, self, self.smartlead_credentials())
 
     def smartlead_credentials(self) -> SmartleadCredentials | None:
-        """The key and mailbox to send with, or None when the SDR is not connected."""
-        if not self.is_connected:
+        """The key and mailboxes to act with, or None when the SDR is not connected. A held SDR
+        (no healthy mailbox) gets them with no mailbox that may send (`email_account_ids`)."""
+        if self.smartlead_status() not in (*SENDING, HELD):
             return None
         return SmartleadCredentials(
             profile_id=self.id,
             api_key=self.smartlead_key(),
             email_account_id=self.mailbox_id,
+            email_account_ids=tuple(self.healthy_mailbox_ids()),
         )
 
     def set_smartlead_credentials(
-        self, *, api_key: str | None, email_account_id: int | None
+        self,
+        *,
+        api_key: str | None,
+        email_account_id: int | None = None,
+        email_account_ids: Sequence[int] | None = None,
     ) -> None:
-        """Saves both columns (only them), the key encrypted, and forgets any verdict about the
-        previous key."""
+        """Saves the key (encrypted) and the mailboxes: the first in the profile's column (only
+        those columns), all of them in order in the mailbox table. Forgets any verdict about
+        the previous key; what is known of a mailbox kept stays (a failure too)."""
+        ids = list(email_account_ids or ([email_account_id] if email_account_id else []))
         self.smartlead_api_key = crypto.encrypt(api_key) if api_key else None
-        self.smartlead_email_account_id = str(email_account_id) if email_account_id else None
+        self.smartlead_email_account_id = str(ids[0]) if ids else None
         self.updated_at = timezone.now()
-        self.save(update_fields=["smartlead_api_key", "smartlead_email_account_id", "updated_at"])
-        CredentialCheck.objects.filter(profile_id=self.id).delete()
+        with transaction.atomic():
+            self.save(
+                update_fields=["smartlead_api_key", "smartlead_email_account_id", "updated_at"]
+            )
+            SdrMailbox.objects.replace(self.id, ids)
+            CredentialCheck.objects.filter(profile_id=self.id).delete()
         self.forget_status()
 
     def forget_status(self) -> None:
-        """A status loaded with the row is stale once credentials or a verdict change."""
+        """A status (or mailboxes) loaded with the row is stale once credentials, a verdict or a
+        mailbox's health change."""
         self.__dict__.pop("connection_status", None)
+        getattr(self, "_prefetched_objects_cache", {}).pop("mailboxes", None)
 
     def connect_smartlead(self, api_key: str) -> list[EmailAccount]:
         """Saves a key only once Smartlead has accepted it; returns the accounts it can send from.
 
-        The chosen email account is kept only if the new key owns it too. Raises SmartleadError,
-        with nothing saved, when Smartlead refuses the key or cannot be reached.
+        The chosen mailboxes are kept only if the new key owns them too, and read for health.
+        Raises SmartleadError, with nothing saved, when Smartlead refuses the key or cannot be
+        reached.
         """
         accounts = fetch_email_accounts(api_key)
-        current = self.smartlead_email_account_id
-        kept = next((a.id for a in accounts if str(a.id) == current), None)
-        self.set_smartlead_credentials(api_key=api_key, email_account_id=kept)
-        self._record_accounts(accounts)
+        owned = {a.id for a in accounts}
+        kept = [row.mailbox_id for row in self.mailbox_rows() if row.mailbox_id in owned]
+        self.set_smartlead_credentials(api_key=api_key, email_account_ids=kept)
+        self.record_accounts(accounts, release=True)
         return accounts
 
-    def check_smartlead(self) -> list[EmailAccount]:
+    def check_smartlead(self, *, release: bool = False) -> list[EmailAccount]:
         """Asks Smartlead about the saved key and records the verdict; returns its accounts.
 
-        Raises SmartleadError (the verdict recorded when it is about the key, not when Smartlead
-        was merely unreachable) and ValueError when no key is saved.
+        A key check (the default) may find a mailbox failing but never makes one healthy;
+        `release` makes it a health read (verifying: profiles/mailboxes.py). Raises
+        SmartleadError (the verdict recorded when it is about the key, not when Smartlead was
+        merely unreachable) and ValueError when no key is saved.
         """
         api_key = self.smartlead_key()
         if not api_key:
@@ -279,27 +343,33 @@ class Profile(models.Model):
         except SmartleadError as exc:
             self.record_smartlead_refusal(exc)
             raise
-        self._record_accounts(accounts)
+        self.record_accounts(accounts, release=release)
         return accounts
 
-    def choose_smartlead_email_account(self, email_account_id: int) -> EmailAccount | None:
-        """Saves the mailbox to send from if the saved key owns it (checked live); else None."""
+    def choose_smartlead_email_accounts(
+        self, email_account_ids: Sequence[int]
+    ) -> tuple[list[EmailAccount], list[int]]:
+        """Saves the mailboxes to send from, in order, if the saved key owns every one (checked
+        live, and read for health); returns the chosen accounts and the ids it does not own
+        (then nothing is saved)."""
         accounts = self.check_smartlead()
-        account = next((a for a in accounts if a.id == email_account_id), None)
-        if account is not None:
-            self.set_smartlead_credentials(
-                api_key=self.smartlead_key(), email_account_id=email_account_id
-            )
-            self._record_accounts(accounts)
-        return account
+        by_id = {a.id: a for a in accounts}
+        missing = [i for i in email_account_ids if i not in by_id]
+        if missing:
+            return [], missing
+        self.set_smartlead_credentials(
+            api_key=self.smartlead_key(), email_account_ids=email_account_ids
+        )
+        self.record_accounts(accounts, release=True)
+        return [by_id[i] for i in email_account_ids], []
 
     def disconnect_smartlead(self) -> None:
-        """Forgets the key and the mailbox. First, while the key still works, `disconnecting`
+        """Forgets the key and the mailboxes. First, while the key still works, `disconnecting`
         lets the sequences app pause the SDR's campaigns with it (sequences/sync.py)."""
         api_key = self.smartlead_key(write_back=False) if self.key_is_readable() else None
         if api_key:
             disconnecting.send(sender=Profile, profile=self, api_key=api_key)
-        self.set_smartlead_credentials(api_key=None, email_account_id=None)
+        self.set_smartlead_credentials(api_key=None)
 
     def record_smartlead_refusal(self, exc: SmartleadError) -> None:
         """Records a 401/403 from Smartlead against the saved key; other errors say nothing."""
@@ -307,15 +377,30 @@ class Profile(models.Model):
         if status is not None:
             CredentialCheck.objects.record(profile=self, status=status, detail=str(exc))
 
-    def _record_accounts(self, accounts: list[EmailAccount]) -> None:
-        chosen = self.smartlead_email_account_id
-        status = SmartleadStatus.CONNECTED
+    def record_accounts(self, accounts: list[EmailAccount], *, release: bool) -> None:
+        """The key's verdict (it answered: connected) and each mailbox's health from its list."""
         detail = f"The key can send from {len(accounts)} email account(s)."
-        if chosen and all(str(a.id) != chosen for a in accounts):
-            # A chosen mailbox the key no longer owns would fail every campaign setup: say so.
-            status = SmartleadStatus.NO_EMAIL_ACCOUNT
-            detail = f"Email account {chosen} is not in this Smartlead account any more."
-        CredentialCheck.objects.record(profile=self, status=status, detail=detail)
+        CredentialCheck.objects.record(
+            profile=self, status=SmartleadStatus.CONNECTED, detail=detail
+        )
+        self.adopt_own_mailbox()
+        SdrMailbox.objects.record_health(self.id, accounts, release=release, now=timezone.now())
+        self.forget_status()
+
+    def adopt_own_mailbox(self) -> None:
+        """The profile's mailbox, chosen the older way, becomes the table's only row."""
+        rows = self.mailbox_rows()
+        if rows and rows[0].pk is None:
+            SdrMailbox.objects.replace(self.id, [rows[0].mailbox_id])
+            self.forget_status()
+
+    def record_mailbox_failure(self, mailbox_id: int, detail: str) -> bool:
+        """Smartlead reported this mailbox of theirs failing: it stops sending until a health
+        read shows it healthy (never cleared by a key check). False if it is not theirs."""
+        self.adopt_own_mailbox()
+        done = SdrMailbox.objects.record_failure(self.id, mailbox_id, detail, timezone.now())
+        self.forget_status()
+        return done
 
 
 class CredentialCheckQuerySet(models.QuerySet["CredentialCheck"]):

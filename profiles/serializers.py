@@ -15,6 +15,7 @@ from rest_framework import exceptions, serializers
 from rest_framework.parsers import JSONParser
 
 from profiles.credentials import SmartleadStatus
+from profiles.mailboxes import health_problem
 from profiles.models import CredentialCheck, Profile
 from smartlead.api import (
     EmailAccount,
@@ -27,6 +28,7 @@ from smartlead.api import (
 from smartlead.api import ValidationFailed as SmartleadValidationFailed
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_MAILBOXES = 100  # as many as one reallocate-mailboxes call names
 
 
 # --- Errors ------------------------------------------------------------------------------
@@ -128,10 +130,18 @@ def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict
         return serializer.validated_data
     errors = serializer.errors
     field = next(iter(errors))
-    first = errors[field][0] if isinstance(errors[field], list) else errors[field]
+    first = _first_error(errors[field])
     if field == "non_field_errors":  # the body is not a JSON object at all
         field = "body"
     raise bad_request(f"{field}: {first}", "invalid", field=field, fields=errors)
+
+
+def _first_error(errors: Any) -> str:
+    """The first message of a field's errors; a list's item errors say which item."""
+    if isinstance(errors, dict):
+        index, inner = next(iter(errors.items()))
+        return f"item {index}: {_first_error(inner)}"
+    return str(errors[0] if isinstance(errors, list) else errors)
 
 
 # --- Input -------------------------------------------------------------------------------
@@ -162,10 +172,38 @@ def api_key_problem(value: str) -> str | None:
     return None
 
 
+def mailbox_id_field(**options: Any) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=1, max_value=2**63 - 1, **options)
+
+
 class EmailAccountChoice(serializers.Serializer):
-    email_account_id = serializers.IntegerField(
-        min_value=1, max_value=2**63 - 1, help_text="A Smartlead email account id."
+    email_account_ids = serializers.ListField(
+        child=mailbox_id_field(),
+        min_length=1,
+        max_length=MAX_MAILBOXES,
+        required=False,
+        help_text="The Smartlead email accounts to send from, in order (the first is the "
+        "profile's own). Smartlead rotates a campaign's mailboxes itself.",
     )
+    email_account_id = mailbox_id_field(
+        required=False, help_text="One email account: the same as a list of one (older clients)."
+    )
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if ("email_account_ids" in data) == ("email_account_id" in data):
+            raise serializers.ValidationError(
+                {
+                    "email_account_ids": "send a list of email account ids, or email_account_id, "
+                    "but one of the two."
+                }
+            )
+        ids = data.get("email_account_ids", [])
+        twice = next((i for n, i in enumerate(ids) if i in ids[:n]), None)
+        if twice is not None:
+            raise serializers.ValidationError(
+                {"email_account_ids": f"email account {twice} is listed twice."}
+            )
+        return data
 
 
 # --- Output ------------------------------------------------------------------------------
@@ -178,6 +216,10 @@ class EmailAccountSerializer(serializers.Serializer):
     imap_ok = serializers.BooleanField()
     daily_limit = serializers.IntegerField(allow_null=True)
     warmup_status = serializers.CharField(allow_null=True)
+    suspended = serializers.BooleanField()
+    warmup_reputation = serializers.FloatField(allow_null=True)
+    healthy = serializers.BooleanField(help_text="Smartlead's readings let it send.")
+    problem = serializers.CharField(allow_blank=True, help_text="Why not, in words.")
 
 
 class ChosenAccountSerializer(serializers.Serializer):
@@ -186,14 +228,34 @@ class ChosenAccountSerializer(serializers.Serializer):
     from_name = serializers.CharField(allow_null=True)
 
 
+class MailboxSerializer(ChosenAccountSerializer):
+    state = serializers.ChoiceField(
+        choices=["healthy", "unchecked", "unhealthy", "failed"],
+        help_text="healthy/unchecked: sends; unhealthy/failed: detached from the SDR's campaigns "
+        "until a health read shows it healthy (docs/CONNECT_API.md).",
+    )
+    healthy = serializers.BooleanField()
+    problem = serializers.CharField(allow_blank=True)
+    smtp_ok = serializers.BooleanField(allow_null=True)
+    imap_ok = serializers.BooleanField(allow_null=True)
+    suspended = serializers.BooleanField()
+    warmup_reputation = serializers.FloatField(allow_null=True)
+    read_at = serializers.DateTimeField(allow_null=True)
+    failure_at = serializers.DateTimeField(allow_null=True)
+
+
 class ConnectionSerializer(serializers.Serializer):
     connected = serializers.BooleanField(
-        help_text="The executor sends for this SDR: a key, a valid mailbox, no refusal on record."
+        help_text="The executor sends for this SDR: a key, a valid mailbox, no refusal on "
+        "record, and a mailbox that may send."
     )
     status = serializers.ChoiceField(choices=SmartleadStatus.choices)
     status_label = serializers.CharField()
     api_key_last4 = serializers.CharField(allow_null=True)
-    email_account = ChosenAccountSerializer(allow_null=True)
+    email_account = ChosenAccountSerializer(
+        allow_null=True, help_text="The first mailbox (profiles.smartlead_email_account_id)."
+    )
+    mailboxes = MailboxSerializer(many=True, help_text="Every mailbox chosen, with its health.")
     checked_at = serializers.DateTimeField(allow_null=True)
     check_detail = serializers.CharField(allow_blank=True)
     smartlead_error = serializers.CharField(
@@ -219,23 +281,42 @@ def connection_data(
 ) -> dict[str, Any]:
     """The connection as the web app shows it. Never the key: at most its last 4 characters."""
     status = profile.smartlead_status()
-    mailbox = profile.mailbox_id
+    rows = profile.mailbox_rows()
     check = CredentialCheck.objects.filter(profile_id=profile.id).first()
-    account = next((a for a in accounts or [] if a.id == mailbox), None)
+    listed = {a.id: a for a in accounts or []}
     data = {
         "connected": profile.is_connected,
         "status": status.value,
         "status_label": status.label,
         "api_key_last4": profile.api_key_hint.removeprefix("…") or None,
         "email_account": None,
+        "mailboxes": [],
         "checked_at": check.checked_at if check else None,
         "check_detail": check.detail if check else "",
         "smartlead_error": smartlead_error,
     }
-    if mailbox is not None:
+    for row in rows:
+        account = listed.get(row.mailbox_id)
+        data["mailboxes"].append(
+            {
+                "id": row.mailbox_id,
+                "from_email": account.from_email if account else row.address or None,
+                "from_name": account.from_name if account else row.from_name or None,
+                "state": row.state,
+                "healthy": row.healthy,
+                "problem": row.why_not,
+                **{f: getattr(row, f) for f in ("smtp_ok", "imap_ok", "suspended")},
+                **{f: getattr(row, f) for f in ("warmup_reputation", "read_at", "failure_at")},
+            }
+        )
+    if rows:
         data["email_account"] = {
-            "id": mailbox,
-            "from_email": account.from_email if account else None,
-            "from_name": account.from_name if account else None,
+            k: data["mailboxes"][0][k] for k in ("id", "from_email", "from_name")
         }
     return data
+
+
+def account_data(account: EmailAccount) -> dict[str, Any]:
+    """One of the key's email accounts as the web app sees it, with its health verdict."""
+    problem = health_problem(account)
+    return account.as_dict() | {"healthy": not problem, "problem": problem}

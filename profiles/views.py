@@ -1,4 +1,4 @@
-"""The connect API: an SDR saves their Smartlead key and picks the mailbox to send from.
+"""The connect API: an SDR saves their Smartlead key and picks the mailboxes to send from.
 
 Each view works on the signed-in user's own profile only (`request.user`), so there is no id in
 these URLs to guess. The key goes in and is checked; it never comes back out.
@@ -18,6 +18,7 @@ from profiles.serializers import (
     ConnectResultSerializer,
     EmailAccountChoice,
     ErrorSerializer,
+    account_data,
     bad_request,
     connection_data,
     smartlead_failure,
@@ -33,20 +34,22 @@ ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 502:
     methods=["GET"],
     summary="The signed-in SDR's Smartlead connection",
     description="Checks the saved key with Smartlead when there is one; if Smartlead cannot be "
-    "reached, answers with the last known status and `smartlead_error`.",
+    "reached, answers with the last known status and `smartlead_error`. A key check never "
+    "makes a mailbox healthy again: only a health read does (connecting, choosing mailboxes, "
+    "the admin's verify, the hourly reconcile pass).",
     responses={200: ConnectionSerializer, **ERRORS},
 )
 @extend_schema(
     methods=["POST"],
     summary="Connect (or replace) the Smartlead API key",
     description="Saved only if Smartlead accepts it. Answers with the email accounts it can send "
-    "from; a chosen account the new key does not own is cleared.",
+    "from, each with its health; a chosen account the new key does not own is dropped.",
     request=ApiKeyInput,
     responses={200: ConnectResultSerializer, **ERRORS, 413: ErrorSerializer},
 )
 @extend_schema(
     methods=["DELETE"],
-    summary="Disconnect Smartlead (forget the key and the email account)",
+    summary="Disconnect Smartlead (forget the key and the email accounts)",
     responses={204: None, 401: ErrorSerializer},
 )
 @user_api(["GET", "POST", "DELETE"])
@@ -66,7 +69,7 @@ def connect(profile: Profile, api_key: str) -> Response:
     except SmartleadError as exc:
         raise smartlead_failure(exc) from None
     data = connection_data(profile, accounts=accounts)
-    data["email_accounts"] = [account.as_dict() for account in accounts]
+    data["email_accounts"] = [account_data(account) for account in accounts]
     return Response(ConnectResultSerializer(data).data)
 
 
@@ -82,32 +85,37 @@ def live_connection(profile: Profile) -> dict:
 
 
 @extend_schema(
-    summary="Choose the Smartlead email account to send from",
-    description="The account must belong to the saved key (checked live with Smartlead).",
+    summary="Choose the Smartlead email accounts to send from",
+    description="`email_account_ids` (in order; the first is the profile's own), or one "
+    "`email_account_id`. Each must belong to the saved key (checked live with Smartlead), else "
+    "nothing is saved. Each is read for health; the SDR's campaigns get the healthy ones.",
     request=EmailAccountChoice,
     responses={200: ConnectionSerializer, **ERRORS, 413: ErrorSerializer},
 )
 @user_api(["PUT"])
 def email_account(request: Request) -> Response:
     profile: Profile = request.user
-    account_id = validated(EmailAccountChoice, request.data)["email_account_id"]
+    choice = validated(EmailAccountChoice, request.data)
+    field = "email_account_ids" if "email_account_ids" in choice else "email_account_id"
+    ids = choice.get("email_account_ids") or [choice["email_account_id"]]
     if not profile.has_smartlead_key:
         raise bad_request(
             "Connect a Smartlead API key before choosing an email account.",
             "no_api_key",
-            field="email_account_id",
+            field=field,
         )
     if not profile.key_is_readable():
-        raise unreadable_key(field="email_account_id")
+        raise unreadable_key(field=field)
     try:
-        account = profile.choose_smartlead_email_account(account_id)
+        chosen, missing = profile.choose_smartlead_email_accounts(ids)
     except SmartleadError as exc:
         raise smartlead_failure(exc) from None
-    if account is None:
+    if missing:
+        named = ", ".join(map(str, missing))
+        which = f"email account {named} is" if len(missing) == 1 else f"email accounts {named} are"
         raise bad_request(
-            f"email_account_id: email account {account_id} is not in the Smartlead account of "
-            "your API key.",
+            f"{field}: {which} not in the Smartlead account of your API key.",
             "email_account_not_owned",
-            field="email_account_id",
+            field=field,
         )
-    return Response(ConnectionSerializer(connection_data(profile, accounts=[account])).data)
+    return Response(ConnectionSerializer(connection_data(profile, accounts=chosen)).data)

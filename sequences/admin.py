@@ -235,6 +235,7 @@ class CampaignProvisioningAdmin(ReadOnlyAdmin):
         "sequence",
         "state",
         "campaign_id",
+        "mailboxes",
         "stages",
         "reason",
         "smartlead_status",
@@ -243,8 +244,28 @@ class CampaignProvisioningAdmin(ReadOnlyAdmin):
         "reconciled_at",
     ]
     list_filter = ["state", "smartlead_status"]
-    list_select_related = ["sequence"]
+    list_select_related = ["sequence__created_by"]
     actions = ["reprovision"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CampaignProvisioning]:
+        return super().get_queryset(request).prefetch_related("sequence__created_by__mailboxes")
+
+    @admin.display(description="Mailboxes")
+    def mailboxes(self, obj: CampaignProvisioning) -> str:
+        """The SDR's mailboxes the campaign was last brought in line with, by address."""
+        ids = obj.mailbox_ids if obj.mailbox_ids is not None else [obj.mailbox_id]
+        creator = obj.sequence.created_by
+        rows = {row.mailbox_id: row for row in creator.mailboxes.all()} if creator else {}
+        if obj.mailbox_ids == []:
+            return "none healthy: its leads in progress are paused"
+        return (
+            ", ".join(
+                f"{rows[i].address or i} {'✓' if rows[i].healthy else '✗'}" if i in rows else str(i)
+                for i in ids
+                if i is not None
+            )
+            or "—"
+        )
 
     def has_reprovision_permission(self, request: HttpRequest) -> bool:
         # The admin is read-only, but the model's change permission is what this needs.

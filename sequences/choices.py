@@ -85,7 +85,11 @@ class SyncAction(models.TextChoices):
     REMOVE_LEAD = "remove_lead", "Remove the lead"
     PAUSE_CAMPAIGN = "pause_campaign", "Pause the campaign"
     RESUME_CAMPAIGN = "resume_campaign", "Resume the campaign"
-    MOVE_MAILBOX = "move_mailbox", "Move the campaign to the SDR's new mailbox"
+    # The campaign's mailboxes made the SDR's healthy ones; leads on a mailbox that left are
+    # moved to one that stays, or paused when none is left (sequences/mailboxes.py).
+    SYNC_MAILBOXES = "sync_mailboxes", "Bring the campaign's mailboxes in line with the SDR's"
+    MOVE_MAILBOX = "move_mailbox", "Move the campaign's mailboxes (older rows)"
+    APPLY_SETTINGS = "apply_settings", "Apply the campaign settings (out-of-office, categories)"
 
 
 class SyncState(models.TextChoices):
@@ -107,3 +111,10 @@ class ShareState(models.TextChoices):
     WORKING = "working", "Being worked on"
     DONE = "done", "Done"
     LEFT = "left", "Left for the next run (time ran out)"
+
+
+class HoldKind(models.TextChoices):
+    """Why the backend paused an enrollment (`EnrollmentHold`); its hosted status is `paused`."""
+
+    OUT_OF_OFFICE = "out_of_office", "Out of office (resumes by itself)"
+    SAME_COMPANY = "same_company", "Someone at the same company replied"

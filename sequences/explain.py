@@ -15,6 +15,7 @@ from django.db.models import OuterRef, Prefetch, QuerySet, Subquery
 from django.utils import timezone
 
 from profiles.credentials import SmartleadStatus
+from profiles.health import why_held
 from profiles.models import Profile
 from sequences.claimed import Claimed
 from sequences.models import (
@@ -22,7 +23,10 @@ from sequences.models import (
     CampaignProvisioning,
     Engagement,
     Enrollment,
+    EnrollmentHold,
     EnrollmentStatus,
+    HoldKind,
+    MailboxPause,
     ProvisioningState,
     Push,
     PushState,
@@ -49,17 +53,21 @@ NOT_CONNECTED = {
     SmartleadStatus.UNREADABLE_KEY: "has a saved Smartlead key the server cannot decrypt",
 }
 PUSH_FIELDS = ("state", "campaign_id", "outcome", "pushed_at")
+HOLD_FIELDS = ("kind", "until", "detail")
 
 
 def for_explanation(queryset: QuerySet[Enrollment]) -> QuerySet[Enrollment]:
     """Loads everything `explain` reads, in a fixed number of queries for any number of rows."""
     latest_push = Push.objects.filter(enrollment_id=OuterRef("pk")).order_by("-created_at")
     failure = StepRecord.objects.filter(enrollment_id=OuterRef("pk"), action="failed")
+    held = MailboxPause.objects.filter(enrollment_id=OuterRef("pk")).values("reason")[:1]
+    hold = EnrollmentHold.objects.open().filter(enrollment_id=OuterRef("pk"))
+    # The annotated status and the mailboxes, so no row asks for its creator's again.
+    creators = Profile.objects.with_smartlead_status().with_mailboxes()
     return (
         queryset.select_related("sequence__provisioning", "contact")
         .prefetch_related(
-            # The annotated status, so no row asks for its creator's credential check again.
-            Prefetch("sequence__created_by", queryset=Profile.objects.with_smartlead_status()),
+            Prefetch("sequence__created_by", queryset=creators),
             "sequence__steps",
             Prefetch(
                 "engagements",
@@ -70,6 +78,8 @@ def for_explanation(queryset: QuerySet[Enrollment]) -> QuerySet[Enrollment]:
         .annotate(
             **{f"push_{name}": Subquery(latest_push.values(name)[:1]) for name in PUSH_FIELDS},
             failure_detail=Subquery(failure.order_by("-created_at").values("detail")[:1]),
+            mailbox_pause=Subquery(held),
+            **{f"hold_{name}": Subquery(hold.values(name)[:1]) for name in HOLD_FIELDS},
         )
     )
 
@@ -78,6 +88,9 @@ def explain(enrollment: Enrollment) -> str:
     """What this enrollment is waiting for, or why it stopped, in one sentence or two."""
     if enrollment.status == EnrollmentStatus.FAILED:
         return f"Failed because: {failure_reason(enrollment)}"
+    paused = enrollment.status == EnrollmentStatus.PAUSED
+    if paused and (held := paused_for_mailbox(enrollment) or why_paused(enrollment)):
+        return held
     if enrollment.status in FINISHED:
         return FINISHED[enrollment.status]
     sequence = enrollment.sequence
@@ -93,6 +106,12 @@ def sequence_blocker(sequence: Sequence) -> str | None:
     if creator is None:
         return "Blocked: the sequence has no creator, so no Smartlead account to send from."
     status = creator.smartlead_status()
+    if status == SmartleadStatus.NO_HEALTHY_MAILBOX:
+        return (
+            f"Held: none of the mailboxes of the sequence's creator ({creator}) may send "
+            f"({why_held(creator)}). Nothing new is sent until a health read shows one healthy "
+            "(verifying in the admin, or the hourly reconcile pass) or they choose another."
+        )
     if status in NOT_CONNECTED:
         return f"Blocked: the sequence's creator ({creator}) {NOT_CONNECTED[status]}."
     return provisioning_blocker(sequence)
@@ -190,6 +209,31 @@ def budget_note(enrollment: Enrollment) -> str | None:
         f"{budget.describe()} for new pushes, shared by every process using the key). The "
         f"first run after {when(until)} sends it."
     )
+
+
+def paused_for_mailbox(enrollment: Enrollment) -> str | None:
+    """Why the backend paused it (no mailbox of its SDR could send), if it did."""
+    if hasattr(enrollment, "mailbox_pause"):
+        return enrollment.mailbox_pause
+    held = MailboxPause.objects.filter(enrollment_id=enrollment.id)
+    return held.values_list("reason", flat=True).first()
+
+
+def why_paused(enrollment: Enrollment) -> str | None:
+    """The backend's own pause (EnrollmentHold), in words; None for any other pause."""
+    if hasattr(enrollment, "hold_kind"):
+        hold = {name: getattr(enrollment, f"hold_{name}") for name in HOLD_FIELDS}
+    else:
+        holds = EnrollmentHold.objects.open().filter(enrollment_id=enrollment.id)
+        hold = holds.values(*HOLD_FIELDS).first() or {"kind": None}
+    if hold["kind"] == HoldKind.OUT_OF_OFFICE:
+        return (
+            f"Paused: out of office until {when(hold['until'])} (an auto-reply); it resumes by "
+            "itself then, here and at Smartlead, and its next step follows."
+        )
+    if hold["kind"] == HoldKind.SAME_COMPANY:
+        return f"Paused: {hold['detail']}, someone at the same company. Resume it to go on."
+    return None
 
 
 def failure_reason(enrollment: Enrollment) -> str:

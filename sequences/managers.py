@@ -2,31 +2,34 @@
 
 Every write of an enrollment's status is a method of `EnrollmentQuerySet` below: the executor's
 (`advance`, `advance_pushed`, `end`, `fail`), Smartlead's word by its ladder (`end_by_event`, for
-webhooks and the reconcile pass) and ops' (`pause`). The three statements the executor runs for
-every chunk or batch (claim, reserve, advance pushed) are raw SQL on PostgreSQL
-(sequences/statements.py, built from the models' `db_table` and choices). On SQLite (the
-embedded default) each of these methods is the ORM expression of the same thing. Everything
-else is plain ORM. Other models are looked up by name (`_model`): the models import these
-querysets.
+webhooks and the reconcile pass), ops' (`pause`) and the mailbox holds' (`pause`, `resume`).
+The three statements the executor runs for every chunk or batch (claim, reserve, advance pushed)
+are raw SQL on PostgreSQL (sequences/statements.py, built from the models' `db_table` and
+choices). On SQLite (the embedded default) each of these methods is the ORM expression of the
+same thing. Everything else is plain ORM. Other models are looked up by name (`_model`): the
+models import these querysets. Replies that pause an enrollment rather than end it are status
+writes here too (`hold_out_of_office`, `pause_same_company`), and so is that pause's end
+(`resume_returned`).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
 from django.apps import apps
 from django.db import connection, models, transaction
-from django.db.models import Count, Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from profiles.models import Profile
 from sequences import statements
-from sequences.choices import SIGNALS, EnrollmentStatus, PushState, SequenceStatus
+from sequences.choices import SIGNALS, EnrollmentStatus, HoldKind, PushState, SequenceStatus
 from sequences.claimed import Claimed, Move
 
 # What a claim reads of each enrollment and its contact, in `Claimed`'s field order.
@@ -192,6 +195,74 @@ class EnrollmentQuerySet(models.QuerySet):
         active = self.filter(id__in=ids, status=EnrollmentStatus.ACTIVE)
         return active.update(status=EnrollmentStatus.PAUSED, updated_at=now)
 
+    def resume(self, ids: Any, now: datetime) -> int:
+        """Paused enrollments active again (the backend's own pauses, for want of a healthy
+        mailbox, once one is healthy: sequences/mailboxes.py)."""
+        paused = self.filter(id__in=ids, status=EnrollmentStatus.PAUSED)
+        return paused.update(status=EnrollmentStatus.ACTIVE, updated_at=now)
+
+    def _pausable(self, ids: Collection[uuid.UUID], also: Q | None = None) -> list[uuid.UUID]:
+        """Of these, the active ones and those an absence holds (or `also`), locked."""
+        away = _model("EnrollmentHold").objects.out_of_office().values("enrollment_id")
+        may = Q(status=EnrollmentStatus.ACTIVE) | Q(status=EnrollmentStatus.PAUSED, pk__in=away)
+        rows = self.filter(may | (also or Q()), pk__in=list(ids)).order_by("pk")
+        rows = rows.select_for_update(of=("self",))  # enrollments only: contacts come first
+        return list(rows.values_list("pk", flat=True))
+
+    def _hold(self, kind: str, holds: Mapping[uuid.UUID, tuple], now: datetime) -> None:
+        self.filter(pk__in=list(holds)).update(status=EnrollmentStatus.PAUSED, updated_at=now)
+        _model("EnrollmentHold").objects.hold(kind, holds, now)
+
+    def hold_out_of_office(
+        self, holds: Mapping[uuid.UUID, tuple], now: datetime, *, misread: Collection = ()
+    ) -> list[uuid.UUID]:
+        """An out-of-office reply pauses each enrollment until its return date ((until, reply's
+        message id, detail) each, kept on `EnrollmentHold`). Off the ladder: it holds an active
+        enrollment or one already away, and every rung replaces it. `misread`: `replied` ones
+        whose only reply Smartlead later categorised as out-of-office (never a real reply)."""
+        also = Q(status=EnrollmentStatus.REPLIED, pk__in=list(misread)) if misread else None
+        held = self._pausable(holds, also)
+        self._hold(HoldKind.OUT_OF_OFFICE, {pk: holds[pk] for pk in held}, now)
+        return held
+
+    def pause_same_company(self, replies: Mapping[uuid.UUID, tuple], now: datetime) -> int:
+        """A reply (replied enrollment → (its SDR, the company's email domain, why)) pauses the
+        SDR's other enrollments there, active or away (no date ends it now), as Smartlead's
+        `auto_pause_domain_leads_on_reply` does its leads."""
+        paused = 0
+        for replied, (sdr, domain, why) in replies.items():
+            colleagues = self.filter(
+                sequence__created_by_id=sdr, contact__email__iendswith=f"@{domain}"
+            ).exclude(pk=replied)
+            ids = self._pausable(list(colleagues.values_list("pk", flat=True)))
+            self._hold(HoldKind.SAME_COMPANY, dict.fromkeys(ids, (None, "", why)), now)
+            paused += len(ids)
+        return paused
+
+    def resume_returned(self, now: datetime) -> int:
+        """Of these, the enrollments an absence paused whose date has come are active again, due
+        no earlier than that date, each once (its hold released in the same transaction); holds
+        of enrollments no longer paused (resumed by someone, or ended) are released."""
+        Hold = _model("EnrollmentHold")  # noqa: N806
+        with transaction.atomic():
+            held = self.filter(pk__in=Hold.objects.open().values("enrollment_id"))
+            statuses = dict(held.values_list("pk", "status"))
+            paused = [pk for pk, status in statuses.items() if status == EnrollmentStatus.PAUSED]
+            Hold.objects.open().filter(enrollment_id__in=set(statuses) - set(paused)).update(
+                released_at=now
+            )
+            due = Hold.objects.out_of_office().filter(enrollment_id__in=paused, until__lte=now)
+            ids = list(due.select_for_update().values_list("enrollment_id", flat=True))
+            mine = Hold.objects.out_of_office().filter(enrollment_id=OuterRef("pk"))
+            back = Subquery(mine.values("until")[:1])
+            resumed = self.filter(pk__in=ids, status=EnrollmentStatus.PAUSED).update(
+                status=EnrollmentStatus.ACTIVE,
+                next_send_at=Greatest(Coalesce("next_send_at", back), back),
+                updated_at=now,
+            )
+            Hold.objects.filter(enrollment_id__in=ids).update(released_at=now)
+        return resumed
+
     def fail(self, reasons: dict[uuid.UUID, str], *, step: int, now: datetime) -> int:
         """Active enrollments fail, each with its reason kept as a step record (for explain)."""
         StepRecord = _model("StepRecord")  # noqa: N806
@@ -261,96 +332,6 @@ def _sole_owner(claims: list[tuple[uuid.UUID, Any, bool]]) -> uuid.UUID | None:
     """The newest of the claims that count (see `owners`), None when they are several SDRs'."""
     counted = [claim for claim in claims if claim[2]] or claims
     return counted[-1][0] if len({sdr for _, sdr, _ in counted}) == 1 else None
-
-
-class PushQuerySet(models.QuerySet):
-    def reserve(
-        self,
-        *,
-        campaign_id: int,
-        sequence_id: uuid.UUID,
-        profile_id: uuid.UUID,
-        run_id: uuid.UUID,
-        items: list[Claimed],
-    ) -> set[uuid.UUID]:
-        """Ledger first: a `pending` row per lead before its request. Returns the enrollments to
-        send: new ones, and `pending` (interrupted) or `rejected` (fixed since) ones again; a
-        row already `pushed` never comes back, so nobody is sent twice."""
-        if not items:
-            return set()
-        if on_postgres():
-            params = {
-                "campaign": campaign_id,
-                "sequence": sequence_id,
-                "profile": profile_id,
-                "run": run_id,
-                "ids": statements.uuid_array([c.id for c in items]),
-                "emails": statements.text_array([c.lead.email for c in items]),
-            }
-            with statements.server_bound_cursor() as cursor:
-                cursor.execute(statements.reserve_statement(), params | statements.status_params())
-                return {row[0] for row in cursor.fetchall()}
-        known = dict(
-            self.filter(
-                enrollment_id__in=[c.id for c in items], campaign_id=campaign_id
-            ).values_list("enrollment_id", "state")
-        )
-        again = [pk for pk, state in known.items() if state in self.model.RESENDABLE]
-        fresh = [c for c in items if c.id not in known]
-        with transaction.atomic():
-            # Interrupted before: send again; Smartlead de-duplicates within a campaign.
-            self.filter(enrollment_id__in=again, campaign_id=campaign_id).update(run_id=run_id)
-            self.bulk_create(
-                self.model(
-                    enrollment_id=c.id,
-                    campaign_id=campaign_id,
-                    sequence_id=sequence_id,
-                    profile_id=profile_id,
-                    email=c.lead.email,
-                    run_id=run_id,
-                )
-                for c in fresh
-            )
-        return {c.id for c in fresh} | set(again)
-
-    def sending(self, *, campaign_id: int, ids: list[uuid.UUID]) -> None:
-        """These leads are going out in a request now (`attempts` + 1), so after a crash the
-        ledger tells the reserved leads that may have reached Smartlead from those that never
-        left."""
-        if on_postgres():
-            params = {"campaign": campaign_id, "ids": statements.uuid_array(ids)}
-            with statements.server_bound_cursor() as cursor:
-                cursor.execute(statements.sending_statement(), params)
-            return
-        self.filter(enrollment_id__in=ids, campaign_id=campaign_id).update(
-            attempts=F("attempts") + 1
-        )
-
-    def mark(
-        self,
-        *,
-        campaign_id: int,
-        ids: list[uuid.UUID],
-        state: str,
-        counts: dict[str, Any],
-        now: datetime,
-        outcome: str = "added_or_existing",
-    ) -> None:
-        if ids:
-            self.filter(enrollment_id__in=ids, campaign_id=campaign_id).update(
-                state=state, outcome=outcome, counts=counts, pushed_at=now
-            )
-
-    def pushed_of(self, *, campaign_id: int, ids: list[uuid.UUID]) -> set[uuid.UUID]:
-        """Which of these enrollments the ledger has in the campaign."""
-        pushed = self.filter(enrollment_id__in=ids, campaign_id=campaign_id)
-        return set(pushed.filter(state=PushState.PUSHED).values_list("enrollment_id", flat=True))
-
-    def forget_pending(self, *, campaign_id: int, ids: list[uuid.UUID]) -> None:
-        """Forget `pending` rows of leads that were certainly not sent."""
-        self.filter(
-            enrollment_id__in=ids, campaign_id=campaign_id, state=PushState.PENDING
-        ).delete()
 
 
 class EngagementQuerySet(models.QuerySet):

@@ -20,6 +20,7 @@ from sequences.choices import (
     CallStatus,
     EngagementType,
     EnrollmentStatus,
+    HoldKind,
     Job,
     ProvisioningState,
     PushState,
@@ -31,15 +32,18 @@ from sequences.choices import (
     SyncState,
 )
 from sequences.claimed import lease_length
+
+# The querysets, and the backend's own records (mailbox_pauses.py, records.py), registered
+# with this app and importable from here like the rest.
+from sequences.mailbox_pauses import MailboxPause
 from sequences.managers import (
     CallTaskQuerySet,
     EngagementQuerySet,
     EnrollmentQuerySet,
 )
-
-# The backend's own records, registered with this app and importable from here like the rest.
 from sequences.records import (
     CampaignProvisioning,
+    EnrollmentHold,
     ExecutorRun,
     Push,
     Share,
@@ -191,7 +195,10 @@ class Enrollment(models.Model):
     # The ladder: what Smartlead says of a lead (a bounce, a reply, an unsubscribe) moves its
     # enrollment up, never down: a late bounce does not undo a reply, nothing undoes an
     # unsubscribe. Every other status is the bottom rung. Being order-free also lets a batch of
-    # events apply in any order. `Enrollment.objects.end_by_event` writes by it.
+    # events apply in any order. `Enrollment.objects.end_by_event` writes by it. An out-of-office
+    # reply is not on it: it pauses an active enrollment until a date (`hold_out_of_office`,
+    # the date on `EnrollmentHold`), and any rung ends that pause. It never ends or undoes a real
+    # reply; a reply Smartlead itself later categorises as out-of-office was never one.
     LADDER = (EnrollmentStatus.BOUNCED, EnrollmentStatus.REPLIED, EnrollmentStatus.UNSUBSCRIBED)
 
     class Meta:
@@ -281,8 +288,11 @@ __all__ = [
     "Engagement",
     "EngagementType",
     "Enrollment",
+    "EnrollmentHold",
     "EnrollmentStatus",
     "ExecutorRun",
+    "HoldKind",
+    "MailboxPause",
     "ProvisioningState",
     "Push",
     "PushState",

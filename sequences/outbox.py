@@ -13,7 +13,8 @@ found as well:
 | the enrollment is paused | the lead paused; active again: resumed where it stopped |
 | the enrollment is gone (deleted) | the lead removed from the campaign |
 | the sequence is not active (paused, archived, draft) | the campaign paused; active: started |
-| the SDR chose another mailbox | the campaign moved to it |
+| the SDR's healthy mailboxes changed | the campaign's made the same, leads moved off the rest |
+| the campaign settings changed (sequences/campaign_settings.py) | the campaign's settings |
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from django.apps import apps
 from django.db import models, transaction
 from django.db.models import Exists, OuterRef, Q
 
+from sequences import campaign_settings
 from sequences.choices import (
     EngagementType,
     EnrollmentStatus,
@@ -42,6 +44,7 @@ LEAD_ACTIONS = (
     SyncAction.REMOVE_LEAD,
 )
 CAMPAIGN_ACTIONS = (SyncAction.PAUSE_CAMPAIGN, SyncAction.RESUME_CAMPAIGN)
+MAILBOX_ACTIONS = (SyncAction.SYNC_MAILBOXES, SyncAction.MOVE_MAILBOX)
 # What a lead (or campaign) is at Smartlead after each action. These words are the outbox's own
 # (what Smartlead has), not enrollment statuses.
 ACTIVE, PAUSED, UNSUBSCRIBED, REMOVED = "active", "paused", "unsubscribed", "removed"
@@ -185,20 +188,21 @@ def _lead_action(now: str, wanted: str) -> str | None:
 
 
 def campaign_changes_due(scope: Q) -> list[dict[str, Any]]:
-    """Campaign pauses, starts and mailbox moves Smartlead has not been asked for yet."""
+    """Campaign pauses, starts and mailbox changes Smartlead has not been asked for yet."""
     CampaignProvisioning, SyncChange = _model("CampaignProvisioning"), _model("SyncChange")
     records = list(
         CampaignProvisioning.objects.filter(
             scope, state=ProvisioningState.READY, campaign_id__isnull=False
         )
         .select_related("sequence__created_by")
+        .prefetch_related("sequence__created_by__mailboxes")
         .exclude(sequence__created_by__isnull=True)
     )
     known = SyncChange.objects.known_campaign_states({r.campaign_id for r in records})
-    moving = set(
+    syncing = set(
         SyncChange.objects.open()
-        .filter(action=SyncAction.MOVE_MAILBOX, campaign_id__in=[r.campaign_id for r in records])
-        .values_list("campaign_id", "mailbox_id")
+        .filter(action__in=MAILBOX_ACTIONS, campaign_id__in=[r.campaign_id for r in records])
+        .values_list("campaign_id", flat=True)
     )
     due = []
     for record in records:
@@ -214,13 +218,55 @@ def campaign_changes_due(scope: Q) -> list[dict[str, Any]]:
             due.append({"action": SyncAction.PAUSE_CAMPAIGN, **base})
         elif wanted == ACTIVE and now != ACTIVE:
             due.append({"action": SyncAction.RESUME_CAMPAIGN, **base})
-        mailbox = sequence.created_by.mailbox_id
-        if record.mailbox_id and mailbox and mailbox != record.mailbox_id:
-            if (record.campaign_id, mailbox) not in moving:
-                due.append({"action": SyncAction.MOVE_MAILBOX, "mailbox_id": mailbox, **base})
+        if record.campaign_id not in syncing and mailboxes_due(record, sequence.created_by):
+            due.append({"action": SyncAction.SYNC_MAILBOXES, **base})
     return due
+
+
+def mailboxes_due(record: Any, profile: Any) -> bool:
+    """The SDR's healthy mailboxes are not those the campaign was last brought in line with. A
+    campaign adopted with no mailbox of ours on record, or an SDR with none chosen, is left
+    alone."""
+    known = record.mailbox_ids
+    if known is None:
+        known = [record.mailbox_id] if record.mailbox_id else None
+    if known is None or not profile.mailbox_rows():
+        return False
+    return set(profile.healthy_mailbox_ids()) != set(known)
 
 
 def campaign_state(record: Any) -> str:
     """What a campaign is at Smartlead by its provisioning alone: running once started."""
     return ACTIVE if "started" in record.completed_stages else "not started"
+
+
+def settings_changes_due(scope: Q) -> list[dict[str, Any]]:
+    """Campaigns we set up whose settings are not the current ones (provisioned before they
+    changed, or before there were out-of-office settings): each gets them once. One whose
+    settings Smartlead refused is not asked again until they change."""
+    CampaignProvisioning, SyncChange = _model("CampaignProvisioning"), _model("SyncChange")
+    current = campaign_settings.fingerprint()
+    records = (
+        CampaignProvisioning.objects.filter(
+            scope, state=ProvisioningState.READY, campaign_id__isnull=False
+        )
+        .exclude(settings_applied__in=[current, campaign_settings.refused(current)])
+        .exclude(sequence__created_by__isnull=True)
+        .values_list("sequence_id", "sequence__created_by_id", "campaign_id", "completed_stages")
+    )
+    waiting = set(
+        SyncChange.objects.open()
+        .filter(action=SyncAction.APPLY_SETTINGS)
+        .values_list("campaign_id", flat=True)
+    )
+    return [
+        {
+            "action": SyncAction.APPLY_SETTINGS,
+            "sequence_id": sequence_id,
+            "profile_id": profile_id,
+            "campaign_id": campaign_id,
+        }
+        for sequence_id, profile_id, campaign_id, stages in records
+        # Only campaigns whose settings we set: an adopted one keeps its owner's.
+        if "settings" in (stages or []) and campaign_id not in waiting
+    ]

@@ -25,6 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from profiles.credentials import SmartleadCredentials
+from sequences import campaign_settings
 from sequences.models import (
     CampaignProvisioning,
     Enrollment,
@@ -237,7 +238,9 @@ def _settle(record: CampaignProvisioning, state: str, reason: str) -> None:
 def _stage_done(record: CampaignProvisioning, stage: str) -> None:
     if stage not in record.completed_stages:
         record.completed_stages = [*record.completed_stages, stage]
-    record.save(update_fields=["completed_stages", "campaign_id", "mailbox_id", "updated_at"])
+    record.save(
+        update_fields=["completed_stages", "campaign_id", "mailbox_id", "mailbox_ids", "updated_at"]
+    )
 
 
 def _run_stages(
@@ -250,7 +253,7 @@ def _run_stages(
     actions: dict[str, Callable[[], object]] = {
         "created": lambda: _create_or_find(record, sequence, client),
         "sequences": lambda: client.save_sequences(record.campaign_id, smartlead_steps(steps)),
-        "email_accounts": lambda: _attach_mailbox(record, client, credentials.email_account_id),
+        "email_accounts": lambda: _attach_mailboxes(record, client, credentials),
         "schedule": lambda: client.set_schedule(
             record.campaign_id,
             timezone=settings.SMARTLEAD_SCHEDULE_TIMEZONE,
@@ -258,9 +261,7 @@ def _run_stages(
             start_hour="09:00",
             end_hour="17:00",
         ),
-        "settings": lambda: client.update_settings(
-            record.campaign_id, stop_lead_settings="REPLY_TO_AN_EMAIL", track_settings=[]
-        ),
+        "settings": lambda: _apply_settings(record, client),
         "webhook": lambda: _register_webhook(record, sequence, client),
         "started": lambda: _start_unless_paused(record, sequence, client),
     }
@@ -270,9 +271,22 @@ def _run_stages(
             _stage_done(record, stage)
 
 
-def _attach_mailbox(record: CampaignProvisioning, client: SmartleadClient, mailbox: int) -> None:
-    client.add_email_accounts(record.campaign_id, [mailbox])
-    record.mailbox_id = mailbox  # saved with the stage; the outbox moves it when the SDR changes
+def _attach_mailboxes(
+    record: CampaignProvisioning, client: SmartleadClient, credentials: SmartleadCredentials
+) -> None:
+    """All the SDR's healthy mailboxes (Smartlead rotates them); saved with the stage, and
+    kept in line by the outbox when they change (sequences/mailboxes.py)."""
+    mailboxes = list(credentials.email_account_ids)
+    if not mailboxes:
+        raise ProvisioningBlocked("None of the SDR's mailboxes is healthy: nothing can send.")
+    client.add_email_accounts(record.campaign_id, mailboxes)
+    record.mailbox_id, record.mailbox_ids = mailboxes[0], mailboxes
+
+
+def _apply_settings(record: CampaignProvisioning, client: SmartleadClient) -> None:
+    # Out-of-office handling and the same-company pause: sequences/campaign_settings.py.
+    record.settings_applied = campaign_settings.apply(client, record.campaign_id)
+    record.save(update_fields=["settings_applied", "updated_at"])
 
 
 def _start_unless_paused(
@@ -332,8 +346,14 @@ def _register_webhook(
     name = f"OutboundHQ {campaign_tag(sequence)}"
     webhooks = client.list_campaign_webhooks(record.campaign_id)
     same_url = next((w for w in webhooks if w.webhook_url == url), None)
-    # Current only if it also has every event we subscribe to now (new ones are added in place).
-    if same_url is not None and set(events.SUBSCRIBED) <= set(same_url.event_types):
+    # Current only if it also has every event and category we subscribe to now (new ones are
+    # added in place): the categories filter which LEAD_CATEGORY_UPDATED events reach us.
+    categories = campaign_settings.WEBHOOK_CATEGORIES
+    if (
+        same_url is not None
+        and set(events.SUBSCRIBED) <= set(same_url.event_types)
+        and set(categories) <= set(same_url.categories)
+    ):
         return "current"
     ours = same_url or next(
         (w for w in webhooks if w.name == name or _points_at_us(w.webhook_url)), None
@@ -343,6 +363,7 @@ def _register_webhook(
         name=name,
         url=url,
         event_types=events.SUBSCRIBED,
+        categories=categories,
         webhook_id=ours.id if ours else None,
     )
     return "updated" if ours else "created"

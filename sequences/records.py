@@ -14,6 +14,7 @@ from django.db import models
 from django.utils import timezone
 
 from sequences.choices import (
+    HoldKind,
     Job,
     ProvisioningState,
     PushState,
@@ -22,7 +23,9 @@ from sequences.choices import (
     SyncAction,
     SyncState,
 )
-from sequences.managers import CampaignProvisioningQuerySet, PushQuerySet
+from sequences.holds import HoldQuerySet
+from sequences.ledger import PushQuerySet
+from sequences.managers import CampaignProvisioningQuerySet
 from sequences.outbox import SyncChangeQuerySet
 from sequences.shares import ShareQuerySet, WorkerQuerySet
 
@@ -58,7 +61,14 @@ class CampaignProvisioning(models.Model):
     # What Smartlead last said about the campaign itself (CAMPAIGN_STATUS_CHANGED, or a bounce
     # breach): e.g. it paused the campaign for bounces. Shown to ops; sending is Smartlead's.
     mailbox_id = models.BigIntegerField(
-        null=True, blank=True, help_text="The SDR's email account the campaign sends from."
+        null=True, blank=True, help_text="The SDR's first email account the campaign sends from."
+    )
+    # Null on records from before several mailboxes: `mailbox_id` alone was attached.
+    mailbox_ids = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The SDR's healthy mailboxes the campaign was last brought in line with "
+        "(empty: none was healthy, its in-progress leads paused).",
     )
     # db_default: a version still running during a deploy inserts rows without these columns.
     smartlead_status = models.CharField(max_length=32, blank=True, db_default="")
@@ -66,6 +76,13 @@ class CampaignProvisioning(models.Model):
     smartlead_status_at = models.DateTimeField(null=True, blank=True)
     reconciled_at = models.DateTimeField(
         null=True, blank=True, help_text="When the reconcile pass last read the campaign's leads."
+    )
+    settings_applied = models.CharField(
+        max_length=64,
+        blank=True,
+        db_default="",
+        help_text="What the campaign's settings were last set to (sequences/campaign_settings.py); "
+        "another value makes the outbox apply the current ones.",
     )
 
     objects = CampaignProvisioningQuerySet.as_manager()
@@ -288,3 +305,28 @@ class Share(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job} {self.run_id}: {self.profile_id} ({self.state})"
+
+
+class EnrollmentHold(models.Model):
+    """Why the backend paused an enrollment (its hosted status is `paused`): an out-of-office
+    reply, until its return date, or a reply from someone at the same company. One open row
+    per enrollment; released when the enrollment resumes or is no longer paused."""
+
+    enrollment_id = models.UUIDField(unique=True)
+    kind = models.CharField(max_length=16, choices=HoldKind.choices)
+    until = models.DateTimeField(
+        null=True, blank=True, help_text="Out of office: resumed by itself from then."
+    )
+    message_id = models.TextField(blank=True, help_text="The reply that made it.")
+    detail = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    released_at = models.DateTimeField(null=True, blank=True)
+
+    objects = HoldQuerySet.as_manager()
+
+    class Meta:
+        db_table = "outboundhq_enrollment_hold"
+        indexes = [models.Index(fields=["kind", "until"], name="enrollment_hold_due")]
+
+    def __str__(self) -> str:
+        return f"{self.enrollment_id}: {self.get_kind_display()}"

@@ -1,6 +1,7 @@
 """App → Smartlead: changes made in the app reach the SDR's campaigns, through the outbox.
 
-Every run of the executor (step 0, `propagate`) finds what Smartlead has not learnt yet
+Every run of the executor (step 0, `propagate`) first makes active again the enrollments whose
+out-of-office pause has ended, then finds what Smartlead has not learnt yet
 (sequences/outbox.py), writes each change as a pending `SyncChange` row, then applies the
 pending rows with each SDR's own key. A change is applied idempotently (pausing a paused lead,
 or removing a lead already gone, is done), so a process killed between Smartlead's answer and
@@ -24,15 +25,17 @@ from django.utils import timezone
 from outboundhq import logs
 from profiles.credentials import SmartleadCredentials, interactive_client
 from profiles.models import Profile
-from sequences import outbox
+from sequences import campaign_settings, mailboxes, outbox
 from sequences.models import (
     CampaignProvisioning,
+    Enrollment,
     ProvisioningState,
     Sequence,
     SyncAction,
     SyncChange,
     SyncState,
 )
+from sequences.provisioning import ensure_webhook
 from smartlead.api import NotFound, SmartleadClient, SmartleadError, ValidationFailed
 from smartlead.api.limits import Priority
 
@@ -56,7 +59,10 @@ def propagate(
         campaign_scope &= Q(sequence__created_by_id=user_id)
     if sequence_id:
         campaign_scope &= Q(sequence_id=sequence_id)
-    for change in outbox.lead_changes_due(scope) + outbox.campaign_changes_due(campaign_scope):
+    # Absences that have ended come back first, so their leads are resumed below.
+    Enrollment.objects.filter(campaign_scope).resume_returned(timezone.now())
+    due = outbox.lead_changes_due(scope) + outbox.campaign_changes_due(campaign_scope)
+    for change in due + outbox.settings_changes_due(campaign_scope):
         SyncChange.objects.request(**change)
     return apply_pending(SyncChange.objects.open().filter(scope), deadline=deadline)
 
@@ -148,15 +154,16 @@ def _resume_campaign(change: SyncChange, client: SmartleadClient, _: Any) -> Non
     client.set_status(change.campaign_id, "START")  # Smartlead resumes each lead where it was
 
 
-def _move_mailbox(change: SyncChange, client: SmartleadClient, _: Any) -> str:
-    """The new mailbox is attached before the old one is detached: never a campaign with none."""
-    record = CampaignProvisioning.objects.get(sequence_id=change.sequence_id)
-    old = record.mailbox_id
-    client.add_email_accounts(change.campaign_id, [change.mailbox_id])
-    if old and old != change.mailbox_id:
-        client.remove_email_accounts(change.campaign_id, [old])
-    CampaignProvisioning.objects.filter(pk=record.pk).update(mailbox_id=change.mailbox_id)
-    return f"Moved from email account {old} to {change.mailbox_id}."
+def _apply_settings(change: SyncChange, client: SmartleadClient, _: Any) -> str:
+    """The current campaign settings, and the webhook's categories with them (idempotent)."""
+    record = CampaignProvisioning.objects.select_related("sequence").get(
+        sequence_id=change.sequence_id
+    )
+    applied = campaign_settings.apply(client, change.campaign_id)
+    webhook = ensure_webhook(record.sequence, client, resave=True)
+    CampaignProvisioning.objects.filter(pk=record.pk).update(settings_applied=applied)
+    refused = applied.startswith("refused:")
+    return f"Settings {'refused (base ones set)' if refused else 'applied'}; webhook {webhook}."
 
 
 ACTIONS = {
@@ -166,7 +173,9 @@ ACTIONS = {
     SyncAction.REMOVE_LEAD: _remove_lead,
     SyncAction.PAUSE_CAMPAIGN: _pause_campaign,
     SyncAction.RESUME_CAMPAIGN: _resume_campaign,
-    SyncAction.MOVE_MAILBOX: _move_mailbox,
+    SyncAction.SYNC_MAILBOXES: mailboxes.sync_mailboxes,
+    SyncAction.MOVE_MAILBOX: mailboxes.sync_mailboxes,  # rows written by older versions
+    SyncAction.APPLY_SETTINGS: _apply_settings,
 }
 
 

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 
 from profiles.auth import user_api
 from profiles.credentials import SmartleadCredentials, interactive_client
+from profiles.health import why_held
 from profiles.models import Profile
 from profiles.serializers import (
     Conflict,
@@ -131,6 +132,12 @@ def sendable(sequence: Sequence, profile: Profile) -> SmartleadCredentials:
         raise bad_request(
             f"Connect Smartlead first: your profile has no {missing} to send with.",
             "not_connected",
+        )
+    if sender.held:
+        raise bad_request(
+            f"None of your mailboxes can send ({why_held(profile)}): fix one in Smartlead or "
+            "choose another, then activate again.",
+            "no_healthy_mailbox",
         )
     return credentials
 

@@ -33,48 +33,16 @@ from sequences.models import (
 )
 from smartlead import notices
 from smartlead.api import events
+from smartlead.effects import DECIDED, EFFECTS, SENDER_BOUNCE, Effect, Target
 from smartlead.models import Outcome, WebhookEvent, WebhookEventQuerySet
+from smartlead.replies import Decider, ReplyChanges
 from smartlead.webhooks import clean, metadata, sender_originated
 
 log = logging.getLogger(__name__)
 
 
-# --- What each event does ----------------------------------------------------------------
-@dataclass(frozen=True)
-class Effect:
-    """What applying one event of a type does to our rows."""
-
-    engagement: EngagementType
-    score: int = 0
-    status: EnrollmentStatus | None = None
-    unsubscribe: bool = False
-
-
-EFFECTS = {
-    events.EMAIL_SENT: Effect(EngagementType.EMAIL_SENT),
-    events.FIRST_EMAIL_SENT: Effect(EngagementType.EMAIL_SENT),
-    events.EMAIL_OPEN: Effect(EngagementType.EMAIL_OPENED, score=10),
-    events.EMAIL_LINK_CLICK: Effect(EngagementType.EMAIL_CLICKED, score=15),
-    events.EMAIL_REPLY: Effect(
-        EngagementType.EMAIL_REPLIED, score=50, status=EnrollmentStatus.REPLIED
-    ),
-    events.EMAIL_BOUNCE: Effect(EngagementType.EMAIL_BOUNCED, status=EnrollmentStatus.BOUNCED),
-    events.LEAD_UNSUBSCRIBED: Effect(
-        EngagementType.EMAIL_UNSUBSCRIBED, status=EnrollmentStatus.UNSUBSCRIBED, unsubscribe=True
-    ),
-    events.LEAD_CATEGORY_UPDATED: Effect(EngagementType.LEAD_CATEGORY_UPDATED),
-}
-# A bounce caused by the SDR's own mailbox: recorded, but the lead did not bounce (notices.py).
-SENDER_BOUNCE = Effect(EngagementType.EMAIL_BOUNCED)
-
-
-@dataclass(frozen=True)
-class Target:
-    sequence_id: UUID
-    contact_id: UUID
-    enrollment_id: UUID | None
-
-
+# What each event does is smartlead/effects.py (Effect, EFFECTS); replies and category changes
+# are decided per event there and written by smartlead/replies.py.
 @dataclass
 class Changes:
     """Row changes of a batch of events, written as a few set-based statements."""
@@ -83,19 +51,28 @@ class Changes:
     scores: Counter[UUID] = field(default_factory=Counter)
     statuses: dict[UUID, EnrollmentStatus] = field(default_factory=dict)
     unsubscribes: dict[str, datetime] = field(default_factory=dict)
+    replies: ReplyChanges = field(default_factory=ReplyChanges)
 
-    def add(self, event: WebhookEvent, effect: Effect, target: Target, now: datetime) -> None:
-        payload = json.loads(event.raw_body)
+    def add(
+        self,
+        event: WebhookEvent,
+        effect: Effect,
+        target: Target,
+        now: datetime,
+        payload: dict[str, Any] | None = None,
+    ) -> None:
+        payload = json.loads(event.raw_body) if payload is None else payload
         self.engagements.append(
             Engagement(
                 contact_id=target.contact_id,
                 sequence_id=target.sequence_id,
                 enrollment_id=target.enrollment_id,
                 engagement_type=effect.engagement,
-                metadata=metadata(event, payload),
+                metadata=metadata(event, payload) | dict(effect.note),
                 engaged_at=event.event_time or now,
             )
         )
+        self.replies.add(event, effect, target, payload)
         if effect.score:
             self.scores[target.contact_id] += effect.score
         if effect.status and target.enrollment_id:
@@ -135,7 +112,9 @@ class Changes:
             Contact.objects.filter(pk__in=same_people, unsubscribed_at__isnull=True).update(
                 unsubscribed_at=at_their_time
             )
+        self.replies.hold(now)  # an absence first: a real reply in the batch then ends it
         Enrollment.objects.end_by_event(self.statuses, now)
+        self.replies.write(now)
 
 
 # How a contact's address is compared: case-insensitively, as contacts_lower_email_idx in
@@ -227,20 +206,29 @@ def apply_events(
         targets = targets_for([e for e, _ in work])
     changes = Changes()
     sender_bounces: defaultdict[UUID, list[str]] = defaultdict(list)
+    senders: set[str] = set()  # the SDRs' mailboxes those bounces name (`from_email`)
+    decide = None
+    if any(event.event_type in DECIDED for event, _ in work):
+        decide = Decider(t for t in targets.values() if isinstance(t, Target))
     for event, effect in work:
         target = targets[str(event.campaign_id), event.lead_email]
         if isinstance(target, str):
             outcomes[Outcome.UNMATCHED, target].append(event.pk)
             continue
-        changes.add(event, effect, target, now)
+        payload = json.loads(event.raw_body)
+        if decide is not None and event.event_type in DECIDED:
+            effect = decide(event, payload, target)
+        changes.add(event, effect, target, now, payload)
         if effect is SENDER_BOUNCE:
             sender_bounces[target.sequence_id].append(_bounce_reason(event))
+            senders.add(_bounce_sender(event))
             outcomes[Outcome.APPLIED, SENDER_BOUNCE_DETAIL].append(event.pk)
             continue
         outcomes[Outcome.APPLIED, ""].append(event.pk)
     changes.write(now)
     if sender_bounces:
-        notices.flag_mailboxes(sender_bounces, [r for rs in sender_bounces.values() for r in rs])
+        reasons = [r for rs in sender_bounces.values() for r in rs]
+        notices.flag_mailboxes(sender_bounces, reasons, senders - {""})
     counts: Counter[str] = Counter()
     for (outcome, detail), ids in outcomes.items():
         WebhookEvent.objects.filter(pk__in=ids).update(
@@ -251,8 +239,8 @@ def apply_events(
 
 
 SENDER_BOUNCE_DETAIL = (
-    "A bounce caused by the SDR's own mailbox: the lead is not marked bounced; the SDR's "
-    "mailbox is flagged (credential status) until it is fixed and verified again."
+    "A bounce caused by the SDR's own mailbox: the lead is not marked bounced; the mailbox that "
+    "sent it is marked failed until a health read finds it working."
 )
 
 
@@ -260,6 +248,12 @@ def _bounce_effect(event: WebhookEvent) -> Effect:
     if sender_originated(json.loads(event.raw_body)):
         return SENDER_BOUNCE
     return EFFECTS[events.EMAIL_BOUNCE]
+
+
+def _bounce_sender(event: WebhookEvent) -> str:
+    payload = json.loads(event.raw_body)
+    sender = payload.get("from_email") if isinstance(payload, dict) else None
+    return sender.strip().lower() if isinstance(sender, str) else ""
 
 
 def _bounce_reason(event: WebhookEvent) -> str:

@@ -283,7 +283,7 @@ class ReconcileRun(models.Model):
 
 class RequestBudget(models.Model):
     """One Smartlead key's recent requests, shared by every process (smartlead/budget.py writes
-    it in SQL; PostgreSQL only, created by migration 0010). `key` is a SHA-256 of the API key."""
+    it in SQL; PostgreSQL only, created by migration 0009). `key` is a SHA-256 of the API key."""
 
     key = models.CharField(primary_key=True, max_length=64)
     used_at = models.DateTimeField()
@@ -295,3 +295,45 @@ class RequestBudget(models.Model):
 
     def __str__(self) -> str:
         return f"budget …{self.key[-8:]}"
+
+
+class AccountCategory(models.Model):
+    """One lead category of an SDR's Smartlead account (`GET /leads/fetch-categories`), cached:
+    the ids are the account's, so an id alone (the campaign lead list's `lead_category_id`) is
+    read by its name here (smartlead/categories.py)."""
+
+    profile_id = models.UUIDField(help_text="The SDR whose account it is.")
+    category_id = models.BigIntegerField()
+    name = models.CharField(max_length=200)
+    sentiment = models.CharField(max_length=16, blank=True)
+    fetched_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "smartlead_account_category"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["profile_id", "category_id"], name="smartlead_account_category_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.category_id}: {self.name}"
+
+
+class LeadCategory(models.Model):
+    """The Smartlead category last applied to an enrollment (webhook or reconcile pass), and
+    the one call task a positive category created for it, whatever arrives after."""
+
+    enrollment_id = models.UUIDField(primary_key=True)
+    name = models.CharField(max_length=200)
+    category_id = models.BigIntegerField(null=True, blank=True)
+    call_id = models.UUIDField(
+        null=True, blank=True, help_text="The call task an Interested/Meeting Request made."
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "smartlead_lead_category"
+
+    def __str__(self) -> str:
+        return f"{self.enrollment_id}: {self.name}"

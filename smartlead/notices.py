@@ -4,9 +4,12 @@
   `CAMPAIGN_BOUNCE_BREACH` (an account notification: `eventType`, `campaignId`) are kept on the
   campaign's provisioning record, so ops and explain see e.g. that Smartlead paused it for bounces.
 - `EMAIL_ACCOUNT_DISCONNECTED` (an account notification: `accountId`) and a bounce Smartlead marks
-  `is_sender_originated_bounce` (the SDR's own mailbox failed, not the lead's address) mark the SDR
-  whose mailbox it is as not sending (`CredentialCheck`), until they fix it in Smartlead and their
-  credentials are verified again. Such a bounce never bounces the lead.
+  `is_sender_originated_bounce` (the SDR's own mailbox failed, not the lead's address) record a
+  failure on the mailbox (`mailbox_failed`; for a bounce, the one its `from_email` names, or all
+  the SDR's when it names none of theirs). A failed mailbox stops sending until a health read
+  shows it healthy, never by a key check (profiles/mailboxes.py); the outbox detaches it from the
+  SDR's campaigns and moves its leads to a healthy one (sequences/mailboxes.py). Such a bounce
+  never bounces the lead.
 """
 
 from __future__ import annotations
@@ -16,8 +19,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from profiles.credentials import SmartleadStatus
-from profiles.models import CredentialCheck, Profile
+from profiles.models import Profile
 from sequences.models import CampaignProvisioning, ProvisioningState, Sequence
 from smartlead.api import events
 from smartlead.models import Outcome, WebhookEvent
@@ -84,34 +86,50 @@ def mailbox_disconnected(event: WebhookEvent, payload: dict[str, Any], now: date
     mailbox = campaign_id_of(payload.get("accountId", payload.get("email_account_id")))
     if mailbox is None:
         return Outcome.UNMATCHED, "The payload has no accountId."
-    sdrs = Profile.objects.filter(smartlead_email_account_id=str(mailbox))
+    sdrs = Profile.objects.sending_from(mailbox)
+    error = _word(payload, "error", "reason")
     detail = (
-        f"Smartlead reports email account {mailbox} disconnected: reconnect it in Smartlead, then "
-        "verify the SDR's credentials again."
+        f"Smartlead reports email account {mailbox} disconnected"
+        + (f" ({error})" if error else "")
+        + ": reconnect it in Smartlead; it sends again once a health read finds it working."
     )
-    return _flag(sdrs, detail, f"No SDR sends from email account {mailbox}.")
+    return mailbox_failed(sdrs, mailbox, detail, f"No SDR sends from email account {mailbox}.")
 
 
-def flag_mailboxes(sequence_ids: Iterable[UUID], reasons: Iterable[str]) -> None:
-    """Sender-originated bounces: the SDRs whose campaigns they came from stop sending."""
+def flag_mailboxes(
+    sequence_ids: Iterable[UUID], reasons: Iterable[str], senders: Iterable[str] = ()
+) -> None:
+    """Sender-originated bounces: the mailboxes that sent them (`from_email`) fail; every mailbox
+    of the campaign's SDR when the bounce names none of theirs."""
     why = "; ".join(sorted(set(reasons))) or "no reason given"
     detail = (
         f"Smartlead reports a bounce caused by the SDR's own mailbox ({why}), not by the lead: "
-        "fix the mailbox in Smartlead, then verify the SDR's credentials again."
+        "fix the mailbox in Smartlead; it sends again once a health read finds it working."
     )
     sdrs = Profile.objects.filter(
         pk__in=Sequence.objects.filter(pk__in=list(sequence_ids)).values("created_by_id")
     )
-    _flag(sdrs, detail, "")
+    mailbox_failed(sdrs, None, detail, "", addresses=set(senders))
 
 
-def _flag(sdrs: Iterable[Profile], detail: str, nobody: str) -> Verdict:
+def mailbox_failed(
+    sdrs: Iterable[Profile],
+    mailbox_id: int | None,
+    detail: str,
+    nobody: str,
+    *,
+    addresses: set[str] | frozenset[str] = frozenset(),
+) -> Verdict:
+    """Records Smartlead's report that a mailbox failed on each of these SDRs' own row of it:
+    `mailbox_id`, else theirs at these `addresses`, else every one of theirs. Nothing is cleared
+    here, and no key check clears it: only a health read finding it working
+    (profiles/mailboxes.py)."""
     flagged = 0
     for profile in sdrs:
-        CredentialCheck.objects.record(
-            profile=profile, status=SmartleadStatus.NO_EMAIL_ACCOUNT, detail=detail
-        )
-        flagged += 1
+        rows = profile.mailbox_rows()
+        named = [r.mailbox_id for r in rows if r.address.lower() in addresses]
+        ids = [mailbox_id] if mailbox_id is not None else named or [r.mailbox_id for r in rows]
+        flagged += sum(profile.record_mailbox_failure(i, detail) for i in ids) > 0
     if not flagged:
         return Outcome.UNMATCHED, nobody
     return Outcome.APPLIED, detail

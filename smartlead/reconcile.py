@@ -13,7 +13,13 @@ connected SDR, with that SDR's key, within its rate limit and a time budget:
    (source `reconcile`): a webhook that arrives before or after is a duplicate, applied once;
 3. the new events applied by the webhook path (`applying.apply`, tenant scoping included);
 4. leads Smartlead has COMPLETED whose remaining steps here are all emails: their enrollment
-   completes (a call step still ahead is ours to do, so that one is left to the executor).
+   completes (a call step still ahead is ours to do, so that one is left to the executor);
+5. leads whose category (the list's `lead_category_id`, read by the account's names) is one we
+   act on and not the one we last applied: the LEAD_CATEGORY_UPDATED that was lost, stored and
+   applied like the rest (an Interested lead gets its call task, an out-of-office one its pause).
+
+Each SDR's mailboxes are read for health first (`read_health`): the hourly health read that
+holds a failing mailbox and releases a mended one.
 
 What it found is on a `ReconcileRun` (admin).
 """
@@ -36,10 +42,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from outboundhq import logs
+from profiles.health import read_mailbox_health
 from profiles.models import Profile
 from sequences import workers
 from sequences.models import (
     CampaignProvisioning,
+    Engagement,
+    EngagementType,
     Enrollment,
     EnrollmentStatus,
     Job,
@@ -49,7 +58,7 @@ from sequences.models import (
     ShareState,
     StepType,
 )
-from smartlead import applying, webhooks
+from smartlead import applying, categories, webhooks
 from smartlead.api import (
     CampaignLead,
     HistoryMessage,
@@ -58,7 +67,7 @@ from smartlead.api import (
     events,
     limits,
 )
-from smartlead.models import ReconcileRun, WebhookEvent
+from smartlead.models import LeadCategory, ReconcileRun, WebhookEvent
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +207,7 @@ def read_sdr(pass_: Pass, profile_id: Any) -> ReconcileRun:
     # The client's deadline is on the same clock: a wait in its limiter or a retry that would
     # pass it raises instead (the campaign's error), so the pass ends on time.
     with SmartleadClient(sender.credentials.api_key, deadline=pass_.deadline) as client:
+        read_health(tally, client, sender.profile)
         for record in campaigns:
             if limits.clock() >= pass_.deadline:
                 tally.waiting += 1
@@ -256,6 +266,14 @@ def gather(record: ReconcileRun) -> dict[str, Any]:
         "workers": Share.objects.workers_of(Job.RECONCILE, record.pk),
         "finished_at": timezone.now(),
     }
+
+
+def read_health(run: ReconcileRun, client: SmartleadClient, profile: Profile) -> None:
+    """One SDR's hourly mailbox health read (profiles/health.py), counted on the run: a mailbox
+    failing is held, a mended one released; the outbox acts on either at the next run."""
+    before = client.requests_sent
+    run.errors.extend(read_mailbox_health(client, profile))
+    run.smartlead_requests += client.requests_sent - before
 
 
 def campaigns_to_read(
@@ -322,10 +340,15 @@ def repair(
             history = client.message_history(campaign_id, lead.id)
             for payload in missed_events(event_type, campaign_id, lead, history, since):
                 stored += _store(payload)
-    finished = [lead for lead in client.campaign_leads(campaign_id) if lead.status == "COMPLETED"]
+    leads = client.campaign_leads(campaign_id)
+    finished = [lead for lead in leads if lead.status == "COMPLETED"]
     run.completed += complete(
         record, [ledger[lead.email] for lead in finished if lead.email in ledger]
     )
+    try:
+        stored += categorised(client, record, ledger, leads)
+    except SmartleadError as exc:  # what was found so far is still applied
+        run.errors.append(logs.redact(f"Campaign {campaign_id} categories: {exc}"))
     return stored
 
 
@@ -371,6 +394,92 @@ def missed_events(
     if last is None or not _after(last.time, since):
         return []
     return [base | {"stats_id": last.stats_id} | when]
+
+
+# The categories whose change does something (smartlead/effects.py); others only inform.
+ACTED_ON = (
+    categories.INTERESTED,
+    categories.MEETING_REQUEST,
+    categories.NOT_INTERESTED,
+    categories.DO_NOT_CONTACT,
+    categories.OUT_OF_OFFICE,
+)
+
+
+def categorised(
+    client: SmartleadClient,
+    record: CampaignProvisioning,
+    ledger: dict[str, Any],
+    leads: list[CampaignLead],
+) -> list[int]:
+    """Step 5: the lost category changes, as the events Smartlead would have sent, stored."""
+    marked = [lead for lead in leads if lead.category_id is not None and lead.email in ledger]
+    if not marked:
+        return []
+    names = categories.read(client, record.sequence.created_by_id)
+    applied = last_categories([ledger[lead.email] for lead in marked])
+    stored: list[int] = []
+    for lead in marked:
+        name = categories.name_of(lead.category_id, names)
+        known = applied.get(ledger[lead.email])
+        if categories.normal(name) not in ACTED_ON or known is None:
+            continue  # nothing to do, or the enrollment has ended for good
+        if categories.normal(known) == categories.normal(name):
+            continue
+        payload = category_event(record.campaign_id, lead, name, known)
+        if categories.normal(name) == categories.OUT_OF_OFFICE:
+            payload |= _last_reply(client.message_history(record.campaign_id, lead.id))
+        stored += _store(payload)
+    return stored
+
+
+def last_categories(enrollment_ids: list[Any]) -> dict[Any, str]:
+    """The category each enrollment last had applied ("" for none), for those a category can
+    still change: not unsubscribed or failed. One delivered before categories acted (only
+    its engagement was kept) counts as applied: old categories are not acted on afresh."""
+    live = Enrollment.objects.filter(pk__in=enrollment_ids).exclude(
+        status__in=[EnrollmentStatus.UNSUBSCRIBED, EnrollmentStatus.FAILED]
+    )
+    found = dict.fromkeys(live.values_list("pk", flat=True), "")
+    engaged = (
+        Engagement.objects.filter(
+            enrollment_id__in=list(found), engagement_type=EngagementType.LEAD_CATEGORY_UPDATED
+        )
+        .order_by("engaged_at")
+        .values_list("enrollment_id", "metadata")
+    )
+    for pk, data in engaged:
+        found[pk] = (data or {}).get("new_category") or (data or {}).get("category") or found[pk]
+    for pk, name in LeadCategory.objects.filter(pk__in=list(found)).values_list("pk", "name"):
+        found[pk] = name
+    return found
+
+
+def category_event(campaign_id: int, lead: CampaignLead, name: str, old: str) -> dict[str, Any]:
+    """LEAD_CATEGORY_UPDATED in Smartlead's flat shape, as the webhook would have carried it."""
+    return {
+        "event_type": events.LEAD_CATEGORY_UPDATED,
+        "campaign_id": campaign_id,
+        "lead_id": lead.id,
+        "to_email": lead.email,
+        "lead_data": {"email": lead.email},
+        "lead_category": {
+            "old_id": None,
+            "old_name": old or None,
+            "new_id": lead.category_id,
+            "new_name": name,
+        },
+        "description": "Found by the reconcile pass (no webhook delivery arrived).",
+    }
+
+
+def _last_reply(history: list[HistoryMessage]) -> dict[str, Any]:
+    replies = [m for m in history if m.type == "REPLY"]
+    if not replies:
+        return {}
+    last = replies[-1]
+    reply = {"message_id": last.message_id, "email_body": last.body, "time": last.time}
+    return {"last_reply": reply, "event_timestamp": last.time}
 
 
 def _after(moment: str, since: datetime | None) -> bool:

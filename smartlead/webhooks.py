@@ -333,7 +333,10 @@ def _reply_metadata(payload: dict[str, Any]) -> dict[str, Any]:
             ("reply_message.text", "preview_text", "reply_body", "reply.body"),
             limit=500,
         ),
+        # Who wrote it: the lead, an alias, or a colleague (the lead of record is the event's
+        # lead email, `sl_lead_email`); SameCompany/DifferentCompany/Unknown says which.
         "replied_from": _text(payload, ("leadCorrespondence.replyReceivedFrom", "to_email")),
+        "replied_company": _text(payload, ("leadCorrespondence.repliedCompanyDomain",), limit=64),
     }
 
 

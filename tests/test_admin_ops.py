@@ -42,9 +42,10 @@ GOOD, REVOKED, BASIC, FLAKY, NEW = (
     f"sl-admin-{name}-key-0123456789" for name in ("good", "revoked", "basic", "flaky", "new")
 )
 KEYS = (GOOD, REVOKED, BASIC, FLAKY, NEW)
+HEALTHY = {"is_smtp_success": True, "is_imap_success": True}
 ROWS = [
-    {"id": 21, "from_email": "a@acme.test", "from_name": "Ann", "type": "GMAIL"},
-    {"id": 22, "from_email": "b@acme.test", "from_name": "Ben", "type": "SMTP"},
+    {"id": 21, "from_email": "a@acme.test", "from_name": "Ann", "type": "GMAIL", **HEALTHY},
+    {"id": 22, "from_email": "b@acme.test", "from_name": "Ben", "type": "SMTP", **HEALTHY},
 ]
 REVOKE_SQL = (
     Path(__file__).resolve().parents[1] / "migrations" / ("REVOKE_API_KEY_FROM_BROWSER_ROLES.sql")
@@ -83,10 +84,13 @@ def status_of(profile: Profile) -> str:
 
 # --- Profiles: status column and filter --------------------------------------------------
 def make_one_of_each_status() -> dict[str, Profile]:
-    """A profile in each of the six credential states."""
+    """A profile in each of the seven credential states."""
+    held = make_profile()
+    held.record_mailbox_failure(held.mailbox_id, "Smartlead reports it disconnected.")
     profiles = {
         SmartleadStatus.NO_API_KEY: make_profile(connected=False),
         SmartleadStatus.NO_EMAIL_ACCOUNT: make_profile(smartlead_email_account_id=None),
+        SmartleadStatus.NO_HEALTHY_MAILBOX: held,
         SmartleadStatus.UNCHECKED: make_profile(),
         SmartleadStatus.CONNECTED: make_profile(),
         SmartleadStatus.INVALID_KEY: make_profile(),
@@ -102,7 +106,7 @@ def make_one_of_each_status() -> dict[str, Profile]:
 
 
 @pytest.mark.parametrize("status", SQL_STATUSES)
-def test_the_profile_list_filters_by_each_of_the_six_statuses(admin_client, status):
+def test_the_profile_list_filters_by_each_of_the_seven_statuses(admin_client, status):
     profiles = make_one_of_each_status()
     listing = page(
         admin_client, reverse("admin:profiles_profile_changelist") + f"?smartlead={status}"
@@ -157,15 +161,16 @@ def test_verifying_credentials_records_each_verdict_and_reports_counts(admin_cli
         assert key not in response.content.decode()
 
 
-def test_verifying_a_key_that_lost_its_mailbox_says_no_email_account(admin_client, rsps):
+def test_verifying_a_key_that_lost_its_mailbox_says_no_healthy_mailbox(admin_client, rsps):
     profile = make_profile(smartlead_api_key=GOOD, smartlead_email_account_id="99")
     smartlead_answers(rsps, GOOD)
     admin_client.post(
         reverse("admin:profiles_profile_changelist"),
         {"action": "verify_credentials", "_selected_action": [profile.pk]},
     )
-    assert status_of(profile) == SmartleadStatus.NO_EMAIL_ACCOUNT
-    assert "99" in CredentialCheck.objects.get(profile_id=profile.pk).detail
+    assert status_of(profile) == SmartleadStatus.NO_HEALTHY_MAILBOX
+    [mailbox] = Profile.objects.get(pk=profile.pk).mailbox_rows()
+    assert mailbox.mailbox_id == 99 and "not in this Smartlead account" in mailbox.why_not
 
 
 def test_verifying_stops_asking_once_its_time_is_up(admin_client, rsps, monkeypatch):
@@ -201,9 +206,11 @@ def test_connecting_a_profile_takes_a_key_then_a_mailbox_listed_live(admin_clien
     assert Profile.objects.get(pk=profile.pk).smartlead_key() == NEW
     choices = page(admin_client, account_url(profile)).content.decode()
     assert "Ann &lt;a@acme.test&gt;" in choices and "Ben &lt;b@acme.test&gt;" in choices
-    chosen = page(admin_client, account_url(profile), {"email_account_id": "22"})
+    chosen = page(admin_client, account_url(profile), {"email_account_ids": ["22", "21"]})
     assert chosen.status_code == 302
-    assert Profile.objects.get(pk=profile.pk).smartlead_email_account_id == "22"
+    saved = Profile.objects.get(pk=profile.pk)
+    assert saved.smartlead_email_account_id == "21"  # the listing's order: 21 first
+    assert [row.address for row in saved.mailbox_rows()] == ["a@acme.test", "b@acme.test"]
     assert status_of(profile) == SmartleadStatus.CONNECTED
 
 
@@ -228,7 +235,7 @@ def test_a_key_with_spaces_inside_is_refused_before_smartlead_is_asked(admin_cli
 def test_a_mailbox_the_key_does_not_own_cannot_be_chosen(admin_client, rsps):
     profile = make_profile(smartlead_api_key=GOOD, smartlead_email_account_id=None)
     smartlead_answers(rsps, GOOD)
-    response = page(admin_client, account_url(profile), {"email_account_id": "77"})
+    response = page(admin_client, account_url(profile), {"email_account_ids": ["77"]})
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
     assert Profile.objects.get(pk=profile.pk).smartlead_email_account_id is None
 

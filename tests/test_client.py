@@ -169,6 +169,7 @@ OPERATIONS = [
     ),
     ("find_lead", ("ann@acme.test",), {}, "GET", "/leads/", {"email": "ann@acme.test"}, None, {}),
     ("list_campaign_webhooks", (12,), {}, "GET", "/campaigns/12/webhooks", {}, None, []),
+    ("lead_categories", (), {}, "GET", "/leads/fetch-categories", {}, None, []),
     (
         "save_campaign_webhook",
         (12,),
@@ -250,6 +251,10 @@ def test_it_drops_mailbox_passwords_and_server_details_at_the_seam(
         "imap_ok": False,
         "daily_limit": 40,
         "warmup_status": "ACTIVE",
+        "suspended": False,  # no is_suspended in the row: as in Smartlead's examples
+        "warmup_reputation": 95.0,  # "95%" on the list route
+        "smtp_error": None,
+        "imap_error": None,
     }
     assert "hunter2" not in repr(account) and "smtp.acme" not in repr(account)
 
@@ -1004,3 +1009,46 @@ def test_it_treats_an_empty_200_as_proving_nothing(
     api.add("POST", BASE + "/campaigns/12/leads", body="")
     result = client.add_leads(12, [Lead("a@x.test")])
     assert result.outcomes(["a@x.test"])["a@x.test"].outcome == "unconfirmed"
+
+
+# --- Lead categories (issue 23) -----------------------------------------------------------------
+
+
+def test_it_reads_the_accounts_lead_categories_and_each_leads_category(
+    api: responses.RequestsMock, client: SmartleadClient
+) -> None:
+    categories = [
+        {"id": 1, "name": "Interested", "sentiment_type": "positive"},
+        {"id": "789", "name": " Follow Up Later ", "sentiment_type": "neutral"},
+        {"id": 5, "name": ""},  # no name: nothing to act on
+        {"name": "no id"},
+    ]
+    api.add("GET", BASE + "/leads/fetch-categories", json=categories)
+    rows = [
+        {"lead_category_id": 6, "status": "INPROGRESS", "lead": {"id": 1, "email": "a@acme.test"}},
+        {"lead_category_id": None, "status": "STARTED", "lead": {"id": 2, "email": "b@acme.test"}},
+    ]
+    api.add("GET", BASE + "/campaigns/12/leads", json={"total_leads": "2", "data": rows})
+
+    assert client.lead_categories() == [
+        client_module.Category(1, "Interested", "positive"),
+        client_module.Category(789, "Follow Up Later", "neutral"),
+    ]
+    assert [lead.category_id for lead in client.campaign_leads(12)] == [6, None]
+
+
+def test_it_reads_the_category_filter_of_a_webhook(
+    api: responses.RequestsMock, client: SmartleadClient
+) -> None:
+    row = {
+        "id": 1,
+        "name": "a",
+        "webhook_url": "https://o.test",
+        "event_types": ["LEAD_CATEGORY_UPDATED"],
+        "categories": ["Interested", "Out Of Office"],
+    }
+    api.add("GET", BASE + "/campaigns/12/webhooks", json=[row])
+
+    (hook,) = client.list_campaign_webhooks(12)
+
+    assert hook.categories == ("Interested", "Out Of Office")

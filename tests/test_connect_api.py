@@ -138,6 +138,7 @@ def test_a_profile_without_a_key_is_not_connected(api, rsps):
         "status_label": "No API key",
         "api_key_last4": None,
         "email_account": None,
+        "mailboxes": [],
         "checked_at": None,
         "check_detail": "",
         "smartlead_error": None,
@@ -195,6 +196,10 @@ def test_a_valid_key_is_saved_and_its_email_accounts_listed(api, sdr, rsps):
             "imap_ok": True,
             "daily_limit": 40,
             "warmup_status": "ACTIVE",
+            "suspended": False,
+            "warmup_reputation": None,
+            "healthy": True,
+            "problem": "",
         },
         {
             "id": 12,
@@ -205,6 +210,10 @@ def test_a_valid_key_is_saved_and_its_email_accounts_listed(api, sdr, rsps):
             "imap_ok": True,
             "daily_limit": None,
             "warmup_status": None,
+            "suspended": False,
+            "warmup_reputation": None,
+            "healthy": False,
+            "problem": "SMTP failing",
         },
     ]
     assert "mailbox-password" not in response.content.decode()
@@ -312,16 +321,16 @@ def test_a_form_encoded_body_is_415_not_500(api, rsps):
 def test_choosing_a_mailbox_the_key_owns_saves_it(api, sdr, rsps):
     sdr.set_smartlead_credentials(api_key=SAVED_KEY, email_account_id=None)
     accounts_of(rsps, SAVED_KEY)
-    response = api.call("put", EMAIL_ACCOUNT, {"email_account_id": 12})
+    response = api.call("put", EMAIL_ACCOUNT, {"email_account_id": 11})
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["connected"] is True
     assert body["email_account"] == {
-        "id": 12,
-        "from_email": "sdr2@acme.test",
-        "from_name": "Sam Two",
+        "id": 11,
+        "from_email": "sdr@acme.test",
+        "from_name": "Sam Sdr",
     }
-    assert reload(sdr).smartlead_email_account_id == "12"
+    assert reload(sdr).smartlead_email_account_id == "11"
     assert status_of(sdr) == SmartleadStatus.CONNECTED
 
 
@@ -369,7 +378,8 @@ def test_every_invalid_email_account_input_is_a_400_naming_the_field(api, sdr, r
     sdr.set_smartlead_credentials(api_key=SAVED_KEY, email_account_id=None)
     response = api.call("put", EMAIL_ACCOUNT, body)
     assert response.status_code == 400, response.content
-    assert response.json()["field"] == "email_account_id"
+    # With neither field, the error names the list (the single id is the older form).
+    assert response.json()["field"] == ("email_account_id" if body else "email_account_ids")
     assert len(rsps.calls) == 0
 
 

@@ -13,7 +13,13 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from sequences.executor import execute
-from sequences.models import CallTask, CampaignProvisioning, Engagement, Enrollment
+from sequences.models import (
+    CallTask,
+    CampaignProvisioning,
+    Engagement,
+    Enrollment,
+    EnrollmentHold,
+)
 from smartlead import reconcile as reconciling
 from smartlead.models import WebhookEvent
 from smartlead.reconcile import reconcile
@@ -69,8 +75,9 @@ def test_it_repairs_lost_replies_bounces_and_unsubscribes_and_no_call_follows_a_
     run = reconcile(trigger="command")
 
     assert run.repaired == {"EMAIL_REPLY": 1, "EMAIL_BOUNCE": 1, "LEAD_UNSUBSCRIBED": 1}, run.errors
-    # 3 filtered lead lists, 3 histories, the full list for completions; as Smartlead counts it.
-    assert run.smartlead_requests == sandbox.request_count(KEY) - before == 7
+    # The SDR's mailbox health read, 3 filtered lead lists, 3 histories, the full list for
+    # completions; as Smartlead counts it.
+    assert run.smartlead_requests == sandbox.request_count(KEY) - before == 8
     assert [status(enrollments[a]) for a in LEADS] == [
         "replied",
         "bounced",
@@ -228,6 +235,7 @@ def test_campaigns_a_spent_budget_left_unread_go_first_in_the_next_pass(
         return []
 
     monkeypatch.setattr(reconciling, "repair", ten_seconds_each)
+    monkeypatch.setattr(reconciling, "read_mailbox_health", lambda client, profile: [])
 
     first = reconcile(trigger="command", time_budget=15)
     second = reconcile(trigger="command", time_budget=15)
@@ -283,3 +291,71 @@ def test_the_command_shows_progress_on_request_and_never_with_json(sandbox, push
     quiet = StringIO()
     call_command("reconcile_smartlead", "--json", "--progress", stdout=StringIO(), stderr=quiet)
     assert quiet.getvalue() == ""
+
+
+# --- Lost category changes (issue 23) -----------------------------------------------------------
+CATEGORIES_ROUTE = "GET /leads/fetch-categories"
+
+
+def test_a_lost_interested_category_gets_its_one_call_task(sandbox, pushed, client):
+    campaign, enrollments = pushed
+    ann = enrollments["ann@acme.test"]
+    delivery = sandbox.lead_categorised(KEY, campaign, "ann@acme.test", "Interested")  # dropped
+
+    run = reconcile(trigger="command")
+
+    assert run.repaired == {"LEAD_CATEGORY_UPDATED": 1}, run.errors
+    assert status(ann) == "replied"
+    assert CallTask.objects.filter(enrollment_id=ann.pk).count() == 1
+    # The delivery arrives late, and the pass runs again: still the one call.
+    assert post(client, delivery).status_code == 200
+    assert reconcile(trigger="command").repaired == {}
+    execute(trigger="command")  # the sequence's own call step is due for the active leads
+    assert CallTask.objects.filter(enrollment_id=ann.pk).count() == 1
+    assert sandbox.request_count(KEY, route=CATEGORIES_ROUTE) == 1  # the names, read once
+
+
+def test_category_ids_are_read_by_the_accounts_own_names(sandbox, pushed):
+    campaign, enrollments = pushed
+    sandbox.renumber_categories(KEY, 100)  # this workspace's "Do Not Contact" is 104
+    sandbox.lead_categorised(KEY, campaign, "bob@acme.test", "Do Not Contact")
+    (row,) = [r for r in sandbox.campaigns(KEY)[0]["leads"] if r["email"] == "bob@acme.test"]
+    leads = sandbox.state.replies.leads
+    assert leads[campaign, row["id"]] == 104
+
+    run = reconcile(trigger="command")
+
+    assert run.repaired == {"LEAD_CATEGORY_UPDATED": 1}, run.errors
+    assert status(enrollments["bob@acme.test"]) == "unsubscribed"
+    assert not CallTask.objects.exists()  # 104 is not read as a default id
+
+
+def test_a_lost_out_of_office_category_pauses_until_the_date_in_the_reply(sandbox, pushed):
+    campaign, enrollments = pushed
+    back = (timezone.now() + timedelta(days=12)).date()
+    sandbox.lead_out_of_office(
+        KEY, campaign, "ann@acme.test", f"Out of the office, back on {back:%Y-%m-%d}."
+    )  # neither the reply nor the category arrives
+
+    run = reconcile(trigger="command")
+
+    assert run.errors == []
+    assert status(enrollments["ann@acme.test"]) == "paused"
+    hold = EnrollmentHold.objects.get(enrollment_id=enrollments["ann@acme.test"].pk)
+    assert timezone.localtime(hold.until).date() == back
+    assert not Engagement.objects.filter(engagement_type="email_replied").exists()
+
+
+def test_a_category_delivered_before_categories_acted_is_not_acted_on_afresh(sandbox, pushed):
+    campaign, enrollments = pushed
+    ann = enrollments["ann@acme.test"]
+    sandbox.lead_categorised(KEY, campaign, "ann@acme.test", "Interested")
+    Engagement.objects.create(  # as the webhook of an older version recorded it, and no more
+        contact_id=ann.contact_id,
+        enrollment=ann,
+        engagement_type="lead_category_updated",
+        metadata={"new_category": "Interested"},
+    )
+
+    assert reconcile(trigger="command").repaired == {}
+    assert status(ann) == "active" and not CallTask.objects.exists()

@@ -132,6 +132,10 @@ def test_it_lists_every_mailbox_across_pages_without_secrets(sandbox: SandboxSer
         "imap_ok",
         "daily_limit",
         "warmup_status",
+        "suspended",
+        "warmup_reputation",
+        "smtp_error",
+        "imap_error",
     }
     assert accounts[0].daily_limit == 40  # the sandbox sends it as the string "40"
     status, _, body = raw(sandbox, "GET", "/email-accounts/?limit=1")
@@ -565,3 +569,96 @@ def test_it_can_answer_add_leads_with_the_odd_shapes_integrators_have_seen(
 
     assert result.outcomes(["ann@acme.test"])["ann@acme.test"].outcome == "unconfirmed"
     assert client.find_lead("ann@acme.test").campaign_ids == (campaign_id,)  # still imported
+
+
+# --- Replies and categories (issue 23) ----------------------------------------------------------
+def test_it_lists_the_accounts_lead_categories_as_smartlead_does(sandbox: SandboxServer) -> None:
+    status, _, body = raw(sandbox, "GET", "/leads/fetch-categories")
+    rows = json.loads(body)
+    assert status == 200 and isinstance(rows, list)  # a bare array, sorted by id
+    assert [(r["id"], r["name"]) for r in rows[:3]] == [
+        (1, "Interested"),
+        (2, "Meeting Request"),
+        (3, "Not Interested"),
+    ]
+    assert {"sentiment_type", "created_at"} <= set(rows[0])
+    sandbox.renumber_categories(OTHER, 100)  # another workspace, other ids
+    assert [c.id for c in connect(sandbox, OTHER).lead_categories()][:2] == [101, 102]
+    assert connect(sandbox).lead_categories()[0].id == 1
+
+
+def test_it_takes_the_out_of_office_settings_and_refuses_them_malformed(
+    sandbox: SandboxServer,
+) -> None:
+    client = connect(sandbox)
+    campaign_id = provision(client, 5001)
+    ooo = {
+        "ignoreOOOasReply": True,
+        "autoCategorizeOOO": True,
+        "autoReactivateOOO": False,
+        "reactivateOOOwithDelay": None,
+    }
+    client.update_settings(
+        campaign_id, out_of_office_detection_settings=ooo, auto_pause_domain_leads_on_reply=True
+    )
+    [state] = sandbox.campaigns(KEY)
+    assert state["settings"]["out_of_office_detection_settings"] == ooo
+
+    for bad, message in [
+        ({"ignoreOOOasReply": "yes"}, 'ignoreOOOasReply" must be a boolean'),
+        ({"reactivateOOOwithDelay": -1}, 'reactivateOOOwithDelay" must be a number'),
+        ({"pauseForever": True}, 'out_of_office_detection_settings.pauseForever" is not allowed'),
+    ]:
+        with pytest.raises(ValidationFailed, match=message):
+            client.update_settings(campaign_id, out_of_office_detection_settings=bad)
+    with pytest.raises(ValidationFailed, match="must be of type object"):
+        client.update_settings(campaign_id, out_of_office_detection_settings="on")
+    with pytest.raises(ValidationFailed, match="must be a boolean"):
+        client.update_settings(campaign_id, auto_pause_domain_leads_on_reply="true")
+
+
+def test_it_keeps_an_ignored_auto_reply_going_and_categorises_it(sandbox: SandboxServer) -> None:
+    client = connect(sandbox)
+    campaign_id = provision(client, 5001)
+    client.add_leads(campaign_id, [Lead("ann@acme.test"), Lead("bob@acme.test")])
+    client.update_settings(
+        campaign_id,
+        out_of_office_detection_settings={"ignoreOOOasReply": True, "autoCategorizeOOO": True},
+    )
+    for address in ("ann@acme.test", "bob@acme.test"):
+        sandbox.lead_sent(KEY, campaign_id, address, 1)
+
+    reply, category = sandbox.lead_out_of_office(KEY, campaign_id, "ann@acme.test", "Away.")
+    sandbox.lead_replied_from(KEY, campaign_id, "bob@acme.test", "bob@acme.test", "Yes")
+
+    rows = {lead.email: lead for lead in client.campaign_leads(campaign_id)}
+    assert rows["ann@acme.test"].status == "INPROGRESS"  # not a reply: not stopped
+    assert rows["ann@acme.test"].category_id == 6  # "Out Of Office", on the lead list
+    assert rows["bob@acme.test"].status == "STOPPED" and rows["bob@acme.test"].category_id is None
+    assert reply["event_type"] == "EMAIL_REPLY" and reply["subject"].startswith("Automatic reply")
+    assert category is not None and category["lead_category"]["new_name"] == "Out Of Office"
+    assert category["last_reply"]["message_id"] == reply["reply_message"]["message_id"]
+
+
+def test_a_reply_from_another_address_names_the_lead_and_who_wrote(sandbox: SandboxServer) -> None:
+    client = connect(sandbox)
+    campaign_id = provision(client, 5001)
+    client.add_leads(campaign_id, [Lead("ceo@acme.test"), Lead("cfo@acme.test")])
+    client.update_settings(campaign_id, auto_pause_domain_leads_on_reply=True)
+    sandbox.lead_sent(KEY, campaign_id, "ceo@acme.test", 1)
+
+    payload = sandbox.lead_replied_from(
+        KEY, campaign_id, "ceo@acme.test", "assistant@acme.test", "I manage her calendar."
+    )
+
+    assert payload["sl_lead_email"] == "ceo@acme.test"  # the lead of record
+    assert payload["to_email"] == "assistant@acme.test"  # who answered, as in Smartlead's sample
+    assert payload["leadCorrespondence"] == {
+        "targetLeadEmail": "ceo@acme.test",
+        "replyReceivedFrom": "assistant@acme.test",
+        "repliedCompanyDomain": "SameCompany",
+    }
+    assert payload["from_email"] == "sdr1@acme.test"  # our mailbox
+    assert isinstance(payload["sl_email_lead_id"], str)  # as in Smartlead's own example
+    statuses = {lead.email: lead.status for lead in client.campaign_leads(campaign_id)}
+    assert statuses == {"ceo@acme.test": "STOPPED", "cfo@acme.test": "PAUSED"}

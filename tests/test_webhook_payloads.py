@@ -1,20 +1,34 @@
 """Webhook payloads as Smartlead really sends them (issue 11, point 7): click links in every
 shape, legacy reply bodies, bounce reasons, bounces caused by the SDR's own mailbox, campaign
-status changes and the account notifications keyed `eventType`/`campaignId`/`accountId`."""
+status changes and the account notifications keyed `eventType`/`campaignId`/`accountId`; and
+(issue 23) out-of-office replies and categories, and a reply from another address, in the shapes
+of Smartlead's published examples (help.smartlead.ai "Threaded Replies" and "Lead Category
+Updated"; api.smartlead.ai/reference/email-reply-webhooks for `leadCorrespondence`)."""
 
 from __future__ import annotations
 
+import zoneinfo
+from datetime import datetime
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from profiles.credentials import SmartleadStatus
 from profiles.models import Profile
 from sequences.explain import explain
-from sequences.models import CampaignProvisioning, Engagement, EngagementType, EnrollmentStatus
+from sequences.models import (
+    CallTask,
+    CampaignProvisioning,
+    Contact,
+    Engagement,
+    EngagementType,
+    EnrollmentHold,
+    EnrollmentStatus,
+)
 from smartlead.api import events
-from smartlead.models import Outcome
-from tests.factories import make_profile, make_sequence
+from smartlead.models import AccountCategory, Outcome
+from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
 from tests.test_webhooks import CAMPAIGN, configure, fixture, make_lead, post
 from tests.test_webhooks_apply import only_engagement, replay, status
 
@@ -70,8 +84,9 @@ def test_a_bounce_from_the_sdrs_own_mailbox_flags_the_mailbox_not_the_lead(clien
     assert engagement.engagement_type == EngagementType.EMAIL_BOUNCED
     assert engagement.metadata["sender_originated"] is True
     assert status(lead.enrollment) == EnrollmentStatus.ACTIVE  # the lead did not bounce
-    assert connection_status(sdr) == SmartleadStatus.NO_EMAIL_ACCOUNT
-    assert "SMTP authentication failed" in sdr.credential_check.detail
+    assert connection_status(sdr) == SmartleadStatus.NO_HEALTHY_MAILBOX
+    [mailbox] = Profile.objects.get(pk=sdr.pk).mailbox_rows()
+    assert mailbox.state == "failed" and "SMTP authentication failed" in mailbox.failure
     assert not Profile.objects.connected().filter(pk=sdr.pk).exists()  # the executor skips them
 
 
@@ -117,12 +132,128 @@ def test_a_disconnected_mailbox_notification_marks_the_sdr_whose_mailbox_it_is(c
     event = replay(client, "email_account_disconnected")
 
     assert event.event_type == "EMAIL_ACCOUNT_DISCONNECTED" and event.outcome == Outcome.APPLIED
-    assert connection_status(sdr) == SmartleadStatus.NO_EMAIL_ACCOUNT
-    assert "email account 3101 disconnected" in sdr.credential_check.detail
-    assert connection_status(other) != SmartleadStatus.NO_EMAIL_ACCOUNT
+    assert connection_status(sdr) == SmartleadStatus.NO_HEALTHY_MAILBOX
+    [mailbox] = Profile.objects.get(pk=sdr.pk).mailbox_rows()
+    assert "email account 3101 disconnected" in mailbox.failure
+    assert connection_status(other) != SmartleadStatus.NO_HEALTHY_MAILBOX
 
 
 def test_a_disconnected_mailbox_nobody_sends_from_is_unmatched(client):
     event = replay(client, "email_account_disconnected", accountId=999)
     assert event.outcome == Outcome.UNMATCHED
     assert "No SDR sends from email account 999" in event.detail
+
+
+# --- Replies and categories (issue 23) --------------------------------------------------------
+OOO_REPLY_ID = "<AM0PR07MB-ooo-4a1c9e@eurprd07.prod.outlook.com>"
+
+
+def before_april_7() -> tuple[str, datetime]:
+    """The fixtures' auto-reply says "until Monday, April 7" on March 28: stamped in a year
+    whose April 7 is still ahead, it pauses; the day after April 7 is when it resumes."""
+    now = timezone.now()
+    year = now.year if now < datetime(now.year, 4, 7, tzinfo=now.tzinfo) else now.year + 1
+    resume = datetime(year, 4, 8, tzinfo=zoneinfo.ZoneInfo("America/New_York"))
+    return f"{year}-03-28T09:35:01+00:00", resume
+
+
+def test_it_pauses_on_an_out_of_office_reply_until_the_day_after_it_says(client, settings):
+    settings.SMARTLEAD_SCHEDULE_TIMEZONE = "America/New_York"
+    lead = make_lead()
+    stamp, resume = before_april_7()
+
+    replay(client, "email_reply_out_of_office", event_timestamp=stamp)
+
+    assert status(lead.enrollment) == EnrollmentStatus.PAUSED
+    hold = EnrollmentHold.objects.get(enrollment_id=lead.enrollment.pk)
+    assert (hold.kind, hold.until, hold.message_id) == ("out_of_office", resume, OOO_REPLY_ID)
+    engagement = only_engagement(lead.contact)
+    assert engagement.engagement_type == EngagementType.LEAD_CATEGORY_UPDATED
+    assert engagement.metadata["out_of_office_until"] == resume.isoformat()
+    assert engagement.metadata["out_of_office_by"] == "reply_text"
+    assert engagement.metadata["return_date_stated"] is True
+    assert Contact.objects.get(pk=lead.contact.pk).engagement_score == 0
+    assert not CallTask.objects.exists()
+
+
+def test_it_pauses_on_the_out_of_office_category_and_the_reply_after_it_is_no_reply(client):
+    lead = make_lead()
+    stamp, resume = before_april_7()
+
+    replay(client, "lead_category_updated_out_of_office", event_timestamp=stamp)
+    replay(client, "email_reply_out_of_office", event_timestamp=stamp, subject="Re: Hello")
+
+    assert status(lead.enrollment) == EnrollmentStatus.PAUSED
+    assert EnrollmentHold.objects.get(enrollment_id=lead.enrollment.pk).until == resume
+    kinds = Engagement.objects.filter(contact=lead.contact).values_list(
+        "engagement_type", flat=True
+    )
+    assert list(kinds) == ["lead_category_updated"] * 2
+    assert Contact.objects.get(pk=lead.contact.pk).engagement_score == 0
+
+
+def test_an_out_of_office_reply_whose_absence_is_over_pauses_nothing(client):
+    lead = make_lead()
+    replay(client, "email_reply_out_of_office")  # March 2025: back since April 8, 2025
+    assert status(lead.enrollment) == EnrollmentStatus.ACTIVE
+    assert only_engagement(lead.contact).metadata["category"] == "Out Of Office"
+    assert not EnrollmentHold.objects.exists()
+
+
+def test_it_attributes_a_reply_from_another_address_to_the_lead_it_answers(client):
+    lead = make_lead(email="james.parker+2@prospect.test")
+    responder = make_enrollment(
+        sequence=lead.sequence, contact=make_contact(email="jp@parker-consulting.test")
+    )
+
+    replay(client, "email_reply_other_address")
+
+    assert status(lead.enrollment) == EnrollmentStatus.REPLIED
+    reply = only_engagement(lead.contact)
+    assert reply.metadata["replied_from"] == "jp@parker-consulting.test"
+    assert reply.metadata["replied_company"] == "DifferentCompany"
+    assert reply.metadata["reply_preview"] == "webhook reply"
+    assert status(responder) == EnrollmentStatus.ACTIVE  # not the address that wrote
+
+
+@pytest.mark.parametrize(
+    "category,final_status,calls",
+    [
+        ({"new_id": 2, "new_name": "Meeting Request"}, EnrollmentStatus.REPLIED, 1),
+        ({"new_id": 3, "new_name": "Not Interested"}, EnrollmentStatus.REPLIED, 0),
+        ({"new_id": 4, "new_name": "Do Not Contact"}, EnrollmentStatus.UNSUBSCRIBED, 0),
+        ({"new_id": 5, "new_name": "Information Request"}, EnrollmentStatus.ACTIVE, 0),
+        ({"new_id": 2, "new_name": None}, EnrollmentStatus.REPLIED, 1),  # the id alone
+    ],
+)
+def test_each_category_does_what_it_says(client, category, final_status, calls):
+    lead = make_lead()
+    lead_category = {"old_id": 1, "old_name": "Interested"} | category
+
+    replay(client, "lead_category_updated", lead_category=lead_category)
+
+    assert status(lead.enrollment) == final_status
+    assert CallTask.objects.filter(enrollment_id=lead.enrollment.pk).count() == calls
+    unsubscribed = Contact.objects.get(pk=lead.contact.pk).unsubscribed_at is not None
+    assert unsubscribed == (final_status == EnrollmentStatus.UNSUBSCRIBED)
+
+
+def test_a_legacy_do_not_contact_category_opts_out_as_an_unsubscribe(client):
+    lead = make_lead()
+    legacy = {"category": "Do Not Contact", "lead_category_id": "4", "lead_category": None}
+
+    replay(client, "lead_category_updated", **legacy)
+
+    assert status(lead.enrollment) == EnrollmentStatus.UNSUBSCRIBED
+    assert Contact.objects.get(pk=lead.contact.pk).unsubscribed_at is not None
+
+
+def test_a_category_id_alone_is_read_by_the_sdrs_account_names(client):
+    lead = make_lead()
+    sdr = lead.sequence.created_by_id
+    AccountCategory.objects.create(profile_id=sdr, category_id=2, name="Information Request")
+
+    replay(client, "lead_category_updated", lead_category={"new_id": 2, "new_name": None})
+
+    assert status(lead.enrollment) == EnrollmentStatus.ACTIVE  # not "Meeting Request" here
+    assert not CallTask.objects.exists()

@@ -20,9 +20,11 @@ from smartlead.api.errors import (
     ValidationFailed,
 )
 from smartlead.api.limits import reset_rate_limiters
+from smartlead.api.mailboxes import Reallocation
 from smartlead.api.results import (
     Campaign,
     CampaignLead,
+    Category,
     EmailAccount,
     FoundLead,
     HistoryMessage,
@@ -40,6 +42,7 @@ __all__ = [
     "AddLeadsResult",
     "Campaign",
     "CampaignLead",
+    "Category",
     "EmailAccount",
     "FoundLead",
     "HistoryMessage",
@@ -50,6 +53,7 @@ __all__ = [
     "NoApiAccess",
     "NotFound",
     "RateLimited",
+    "Reallocation",
     "SequenceStepSpec",
     "Session",
     "SmartleadClient",

@@ -14,9 +14,11 @@ from typing import Any
 from outboundhq.logs import mask
 from smartlead.api.add_leads import AddLeadsResult, add_leads_result_from
 from smartlead.api.errors import NotFound, SmartleadError
+from smartlead.api.mailboxes import MailboxCalls
 from smartlead.api.results import (
     Campaign,
     CampaignLead,
+    Category,
     EmailAccount,
     FoundLead,
     HistoryMessage,
@@ -26,6 +28,7 @@ from smartlead.api.results import (
     as_int,
     campaign_from,
     campaign_lead_from,
+    category_from,
     email_account_from,
     found_lead_from,
     history_message_from,
@@ -33,15 +36,16 @@ from smartlead.api.results import (
     rows_of,
     webhook_from,
 )
-from smartlead.api.transport import Transport, check_reply
+from smartlead.api.transport import check_reply
 
 PAGE_SIZE = 100  # /email-accounts/ answers 422 above this
 MAX_PAGES = 1000
 STATUS_WRITES = ("START", "PAUSED", "STOPPED")
 
 
-class SmartleadClient(Transport):
-    """One Smartlead account's API, a method per call (smartlead/transport.py carries them).
+class SmartleadClient(MailboxCalls):
+    """One Smartlead account's API, a method per call (smartlead/transport.py carries them; the
+    calls that move leads between mailboxes are in smartlead/api/mailboxes.py).
 
     Use one client per thread; the rate limiter behind it is shared by every client of the same
     key in the process.
@@ -224,6 +228,12 @@ class SmartleadClient(Transport):
             if not rows or (offset >= total if total is not None else len(rows) < PAGE_SIZE):
                 break
         return leads
+
+    def lead_categories(self) -> list[Category]:
+        """The account's lead categories, global and its own (a bare array); their ids are the
+        account's, so names are what the backend acts on."""
+        rows = rows_of(self._call("GET", "/leads/fetch-categories", what="lead categories"))
+        return [c for c in map(category_from, rows) if c is not None]
 
     def message_history(self, campaign_id: int, lead_id: int) -> list[HistoryMessage]:
         path = f"/campaigns/{campaign_id}/leads/{int(lead_id)}/message-history"

@@ -25,6 +25,13 @@ class EmailAccount:
     imap_ok: bool
     daily_limit: int | None
     warmup_status: str | None
+    # Health beyond SMTP/IMAP. `is_suspended` is in Smartlead's schema but in none of its
+    # examples (missing: not suspended); `warmup_reputation` is "95%" on the list route and 95
+    # by id (None: no warmup data).
+    suspended: bool = False
+    warmup_reputation: float | None = None
+    smtp_error: str | None = None
+    imap_error: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -84,13 +91,23 @@ class Webhook:
     name: str
     webhook_url: str
     event_types: tuple[str, ...]
+    categories: tuple[str, ...] = ()  # the category names LEAD_CATEGORY_UPDATED is filtered by
 
     def __repr__(self) -> str:
         url = redact(self.webhook_url)
         return (
             f"Webhook(id={self.id!r}, name={self.name!r}, webhook_url={url!r}, "
-            f"event_types={self.event_types!r})"
+            f"event_types={self.event_types!r}, categories={self.categories!r})"
         )
+
+
+@dataclass(frozen=True)
+class Category:
+    """A lead category of the account (`GET /leads/fetch-categories`); ids are the account's."""
+
+    id: int
+    name: str
+    sentiment: str = ""
 
 
 # --- Defensive parsing -------------------------------------------------------------------
@@ -147,7 +164,30 @@ def email_account_from(row: dict) -> EmailAccount | None:
         imap_ok=as_bool(row.get("is_imap_success")),
         daily_limit=as_int(row.get("message_per_day")),
         warmup_status=as_str(warmup.get("status")) or as_str(row.get("warmup_status")),
+        suspended=as_bool(row.get("is_suspended")),
+        warmup_reputation=percent(warmup.get("warmup_reputation")),
+        smtp_error=short_text(row.get("smtp_failure_error")),
+        imap_error=short_text(row.get("imap_failure_error")),
     )
+
+
+def percent(value: Any) -> float | None:
+    """A percentage sent as "95%", "95", 95 or 95.5; None when missing or unreadable."""
+    if isinstance(value, str):
+        value = value.strip().removesuffix("%").strip()
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def short_text(value: Any, limit: int = 300) -> str | None:
+    """Smartlead's error words about a mailbox, redacted and cut (they can quote a server reply)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return redact(value.strip())[:limit]
 
 
 def campaign_from(row: dict, default_name: str = "", default_status: str | None = None) -> Campaign:
@@ -167,7 +207,15 @@ def webhook_from(row: dict) -> Webhook:
         name=as_str(row.get("name")) or "",
         webhook_url=as_str(row.get("webhook_url")) or "",
         event_types=tuple(e for e in events or () if isinstance(e, str)),
+        categories=tuple(c for c in row.get("categories") or () if isinstance(c, str)),
     )
+
+
+def category_from(row: dict) -> Category | None:
+    category_id, name = as_int(row.get("id")), as_str(row.get("name"))
+    if category_id is None or not name or not name.strip():
+        return None
+    return Category(category_id, name.strip(), as_str(row.get("sentiment_type")) or "")
 
 
 def found_lead_from(body: dict) -> FoundLead | None:
@@ -192,6 +240,7 @@ class CampaignLead:
     email: str
     status: str  # STARTED, INPROGRESS, COMPLETED, PAUSED, STOPPED, BLOCKED
     is_unsubscribed: bool = False
+    category_id: int | None = None  # the account's id of the lead's category; None: none
 
 
 @dataclass(frozen=True)
@@ -215,7 +264,11 @@ def campaign_lead_from(row: dict) -> CampaignLead | None:
         return None
     status = as_str(row.get("status")) or as_str(row.get("lead_status")) or ""
     return CampaignLead(
-        lead_id, email.strip().lower(), status.upper(), as_bool(lead.get("is_unsubscribed"))
+        lead_id,
+        email.strip().lower(),
+        status.upper(),
+        as_bool(lead.get("is_unsubscribed")),
+        as_int(row.get("lead_category_id")),
     )
 
 

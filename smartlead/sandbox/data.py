@@ -6,6 +6,7 @@ integrators' live findings in the shared smartlead-api.md, not Smartlead's doc e
 
 import re
 import threading
+import uuid
 import zoneinfo
 from collections import deque
 from collections.abc import Iterable
@@ -90,6 +91,10 @@ class CampaignState:
     history: dict[int, list[dict]] = field(default_factory=dict)
     flags: dict[int, set[str]] = field(default_factory=dict)
     webhooks: dict[int, dict] = field(default_factory=dict)
+    # The mailbox each lead is pinned to (the one that first wrote to it), by lead id; a lead
+    # not written to yet has none (sandbox/mailboxes.py).
+    lead_mailbox: dict[int, int] = field(default_factory=dict)
+    sends: int = 0  # emails sent by rotation, so the next goes from the next mailbox
 
 
 @dataclass
@@ -121,7 +126,11 @@ def _mailbox(raw: dict, mailbox_id: int) -> dict:
         "message_per_day": raw.get("message_per_day", 40),
         "is_smtp_success": raw.get("is_smtp_success", True),
         "is_imap_success": raw.get("is_imap_success", True),
+        "smtp_failure_error": raw.get("smtp_failure_error"),
+        "imap_failure_error": raw.get("imap_failure_error"),
+        "is_suspended": raw.get("is_suspended", False),
         "warmup_status": raw.get("warmup_status", "ACTIVE"),
+        "warmup_reputation": raw.get("warmup_reputation", 95),
     }
 
 
@@ -142,6 +151,26 @@ def build_account(raw: dict, mailbox_ids: Iterable[int]) -> Account:
         requests_per_minute=raw.get("requests_per_minute"),
         requests_per_hour=raw.get("requests_per_hour"),
     )
+
+
+def history_row(
+    kind: str, stats_id: str, step: int | None, text: str, when: str, *, ours: str, lead: str
+) -> dict:
+    """One message-history row. `from`/`to` as integrators read them (the legacy reference puts
+    the mailbox's `from` beside `history`; leads.py's route adds that too): our mailbox `ours`
+    writes to the lead, a reply comes from the lead."""
+    sent = kind == "SENT"
+    return {
+        "type": kind,
+        "stats_id": stats_id,
+        "message_id": f"<{uuid.uuid4().hex}@sandbox.smartlead.test>",
+        "subject": "Hello" if sent else "Re: Hello",
+        "email_body": f"<p>{text}</p>",
+        "time": when,
+        "seq_number": step,
+        "from": ours if sent else lead,
+        "to": lead if sent else ours,
+    }
 
 
 def int_param(query: dict[str, str], name: str, default: int) -> int:
@@ -255,10 +284,14 @@ def validated_webhook(body: dict) -> dict:
 
 def mailbox_json(mailbox: dict, *, encoded: bool) -> dict:
     """The live shape, secrets included (base64 on the list route, plain by id), so the client's
-    dropping them at its seam is exercised."""
+    dropping them at its seam is exercised. As in Smartlead's reference: `warmup_reputation` is
+    "95%" on the list route (`encoded`) and 95 by id; `is_suspended`, in its schema but in none
+    of its examples, is only there for a suspended mailbox."""
     password = "c2FuZGJveC1wYXNzd29yZA==" if encoded else "sandbox-password"
     box_id = mailbox["id"]
-    return {
+    reputation = mailbox["warmup_reputation"]
+    suspended = {"is_suspended": True} if mailbox["is_suspended"] else {}
+    return suspended | {
         **{key: mailbox[key] for key in ("id", "from_email", "from_name", "type")},
         "user_id": 1,
         "username": mailbox["from_email"],
@@ -272,13 +305,13 @@ def mailbox_json(mailbox: dict, *, encoded: bool) -> dict:
         "imap_port_type": "SSL",
         "is_smtp_success": mailbox["is_smtp_success"],
         "is_imap_success": mailbox["is_imap_success"],
-        "smtp_failure_error": None,
-        "imap_failure_error": None,
+        "smtp_failure_error": mailbox["smtp_failure_error"],
+        "imap_failure_error": mailbox["imap_failure_error"],
         "message_per_day": str(mailbox["message_per_day"]),  # sometimes a string live
         "daily_sent_count": 0,
         "warmup_details": {
             "status": mailbox["warmup_status"],
-            "warmup_reputation": "95%",
+            "warmup_reputation": f"{reputation}%" if encoded else reputation,
             "warmup_key_id": f"sandbox-{box_id}",
         },
     }
@@ -326,7 +359,16 @@ def snapshot(account: Account, campaign: CampaignState) -> dict:
         "settings": dict(campaign.settings),
         "webhooks": [dict(hook) for hook in campaign.webhooks.values()],
         "leads": [
-            dict(account.leads[address]) | {"status": campaign.lead_status.get(lead_id)}
+            dict(account.leads[address])
+            | {
+                "status": campaign.lead_status.get(lead_id),
+                "email_account_id": campaign.lead_mailbox.get(lead_id),
+                "sent": [
+                    row["seq_number"]
+                    for row in campaign.history.get(lead_id, [])
+                    if row["type"] == "SENT"
+                ],
+            }
             for address, lead_id in campaign.leads.items()
         ],
     }

@@ -16,6 +16,7 @@ from smartlead.sandbox.data import (
     Account,
     ApiError,
     CampaignState,
+    history_row,
     joi,
     legacy,
     paging,
@@ -23,6 +24,8 @@ from smartlead.sandbox.data import (
     require_object,
     timestamp,
 )
+from smartlead.sandbox.mailboxes import pin
+from smartlead.sandbox.replies import ReplyBook
 
 
 class LeadRoutes:
@@ -30,6 +33,7 @@ class LeadRoutes:
 
     max_leads_per_request: int
     global_block_list: set[str]
+    replies: ReplyBook
     _lead_ids: Iterator[int]
     _campaign: Callable[[Account, str], CampaignState]
 
@@ -83,7 +87,7 @@ class LeadRoutes:
                     "campaign_name": campaign.name,
                     "client_id": None,
                     "client_email": None,
-                    "lead_category_id": None,
+                    "lead_category_id": self.replies.category_of(campaign.id, lead["id"]),
                 }
                 for campaign in account.campaigns.values()
                 if address in campaign.leads
@@ -144,7 +148,7 @@ class LeadRoutes:
             rows = [
                 {
                     "campaign_lead_map_id": lead_id + campaign.id,
-                    "lead_category_id": None,
+                    "lead_category_id": self.replies.category_of(campaign.id, lead_id),
                     "status": campaign.lead_status.get(lead_id, "STARTED"),
                     "created_at": account.leads[address].get("created_at"),
                     "lead": {
@@ -165,7 +169,12 @@ class LeadRoutes:
     ) -> dict:
         campaign = self._campaign_lead(account, campaign_id, lead_id)
         with account.lock:
-            return {"history": [dict(row) for row in campaign.history.get(int(lead_id), [])]}
+            rows = [dict(row) for row in campaign.history.get(int(lead_id), [])]
+            address = next(a for a, i in campaign.leads.items() if i == int(lead_id))
+        # Beside the rows, as in Smartlead's legacy reference: the mailbox that wrote to the
+        # lead (`from`) and the lead (`to`).
+        ours = next((r["from"] for r in reversed(rows) if r["type"] == "SENT"), None)
+        return {"history": rows, "from": ours, "to": address}
 
     def record(
         self, api_key: str, campaign_id: int, email: str, kind: str, step: int | None, text: str
@@ -180,16 +189,23 @@ class LeadRoutes:
             history = campaign.history.setdefault(lead_id, [])
             flags = campaign.flags.setdefault(lead_id, set())
             sent = [row for row in history if row["type"] == "SENT"]
+            mailbox = pin(account, campaign, lead_id, healthy_only=False)
+            ours = account.mailboxes[mailbox]["from_email"] if mailbox is not None else None
             if kind == "SENT" or not sent:
                 stats_id = str(uuid.uuid4())
-                history.append(_history_row("SENT", stats_id, step or 1, "Hello", timestamp()))
+                row = history_row(
+                    "SENT", stats_id, step or 1, "Hello", timestamp(), ours=ours, lead=address
+                )
+                history.append(row)
                 campaign.lead_status[lead_id] = "INPROGRESS"
                 if kind == "SENT":
                     return stats_id
                 sent = [history[-1]]
             stats_id = sent[-1]["stats_id"]
             if kind == "REPLY":
-                history.append(_history_row("REPLY", stats_id, None, text, timestamp()))
+                history.append(
+                    history_row("REPLY", stats_id, None, text, timestamp(), ours=ours, lead=address)
+                )
                 flags.add("is_replied")
                 campaign.lead_status[lead_id] = "STOPPED"  # stop_lead_settings: on reply
             elif kind == "BOUNCE":
@@ -303,15 +319,3 @@ def _lead_fields(lead: dict) -> dict:
     fields = {key: value for key, value in lead.items() if key in LEAD_FIELDS}
     fields["custom_fields"] = dict(lead.get("custom_fields") or {})
     return fields
-
-
-def _history_row(kind: str, stats_id: str, step: int | None, text: str, when: str) -> dict:
-    return {
-        "type": kind,
-        "stats_id": stats_id,
-        "message_id": f"<{uuid.uuid4().hex}@sandbox.smartlead.test>",
-        "subject": "Hello" if kind == "SENT" else "Re: Hello",
-        "email_body": f"<p>{text}</p>",
-        "time": when,
-        "seq_number": step,
-    }

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from smartlead.sandbox.data import ODD_REPLIES, ApiError, build_account, joi, snapshot
+from smartlead.sandbox.replies import ReplyHelpers
 from smartlead.sandbox.state import SandboxState
 
 logger = logging.getLogger(__name__)
@@ -58,13 +59,17 @@ ROUTES = (
     _route("GET", "/campaigns/{campaign_id}", "get_campaign"),
     _route("DELETE", "/campaigns/{campaign_id}", "delete_campaign"),
     _route("POST", "/campaigns/{campaign_id}/sequences", "save_sequences"),
+    _route("GET", "/campaigns/{campaign_id}/email-accounts", "campaign_mailboxes"),
     _route("POST", "/campaigns/{campaign_id}/email-accounts", "attach_mailboxes"),
     _route("DELETE", "/campaigns/{campaign_id}/email-accounts", "detach_mailboxes"),
+    _route("POST", "/campaigns/{campaign_id}/reallocate-mailboxes", "reallocate_mailboxes"),
+    _route("POST", "/campaigns/update-lead-email-account", "update_lead_mailbox"),
     _route("POST", "/campaigns/{campaign_id}/schedule", "set_schedule"),
     _route("POST", "/campaigns/{campaign_id}/settings", "update_settings"),
     _route("POST", "/campaigns/{campaign_id}/status", "set_status"),
     _route("POST", "/campaigns/{campaign_id}/leads", "add_leads"),
     _route("GET", "/leads", "find_lead"),
+    _route("GET", "/leads/fetch-categories", "fetch_categories"),
     _route("GET", "/campaigns/{campaign_id}/leads", "campaign_leads"),
     _route("GET", "/campaigns/{campaign_id}/leads/{lead_id}/message-history", "message_history"),
     _route("POST", "/campaigns/{campaign_id}/leads/{lead_id}/pause", "pause_lead"),
@@ -124,8 +129,10 @@ def _json_body(raw: bytes) -> Any:
         raise joi("Invalid request payload JSON format") from None
 
 
-class SandboxServer:
-    """The sandbox's HTTP server plus helpers for tests: counts, state snapshots, forced faults.
+class SandboxServer(ReplyHelpers):
+    """The sandbox's HTTP server plus helpers for tests: counts, state snapshots, forced faults;
+    what leads do in replies.py (an out-of-office reply, a category, a reply from another
+    address, each returned as the webhook payloads Smartlead sends).
 
     `latency` (seconds) is added to every request; `fault_rate` answers that share of requests
     with a 5xx; `slow_rate` delays that share by `slow_seconds` (to exercise read timeouts).
@@ -226,6 +233,30 @@ class SandboxServer:
 
     def lead_unsubscribed(self, api_key: str, campaign_id: int, email: str) -> str:
         return self.state.record(api_key, campaign_id, email, "UNSUBSCRIBE", None, "")
+
+    # Mailbox health as Smartlead reports it, and its scheduler (sandbox/mailboxes.py).
+    def break_mailbox(self, api_key: str, mailbox_id: int, **health: object) -> None:
+        """E.g. `break_mailbox(key, 11)` (SMTP failing), or `is_suspended=True`,
+        `is_imap_success=False`, `warmup_reputation=40`."""
+        smtp = {"is_smtp_success": False, "smtp_failure_error": "535 Authentication failed"}
+        self.state.set_mailbox_health(api_key, mailbox_id, **(health or smtp))
+
+    def fix_mailbox(self, api_key: str, mailbox_id: int) -> None:
+        self.state.set_mailbox_health(
+            api_key,
+            mailbox_id,
+            is_smtp_success=True,
+            is_imap_success=True,
+            smtp_failure_error=None,
+            imap_failure_error=None,
+            is_suspended=False,
+            warmup_reputation=95,
+        )
+
+    def send_next(self, api_key: str, campaign_id: int) -> list[tuple[str, int, int]]:
+        """Smartlead's scheduler, once: each lead it would write to now gets its next step, from
+        the mailbox it is pinned to; returns (email, step, mailbox id) per email sent."""
+        return self.state.send_next(api_key, campaign_id)
 
     def fail_next(self, count: int = 1, status: int = 503) -> None:
         """Answer the next `count` authenticated requests with `status`."""

@@ -1,9 +1,10 @@
 """The sandbox's Smartlead accounts and the rules of each v1 route, with no HTTP and no Django.
 
 Each route is a SandboxState method taking (account, query, body, **path ids) and returning the
-JSON body, or raising ApiError. Behaviour follows the integrators' live findings in the shared
-smartlead-api.md, not Smartlead's doc examples. Every account has its own lock, so 1,000 keys
-never queue behind one another; work per request is proportional to its batch.
+JSON body, or raising ApiError; the lead routes are in leads.py, the mailbox routes (health,
+pinning, reallocation) in mailboxes.py. Behaviour follows the integrators' live findings in the
+shared smartlead-api.md, not Smartlead's doc examples. Every account has its own lock, so 1,000
+keys never queue behind one another; work per request is proportional to its batch.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from smartlead.sandbox.data import (
     validated_webhook,
 )
 from smartlead.sandbox.leads import LeadRoutes
+from smartlead.sandbox.mailboxes import MailboxRoutes
+from smartlead.sandbox.replies import CategoryRoutes, ReplyBook, check_settings
 
 
-class SandboxState(LeadRoutes):
+class SandboxState(LeadRoutes, MailboxRoutes, CategoryRoutes):
     """Every key's account, and the per-key rate limits Smartlead's current guide states
     (Standard: 60 a minute and 1,000 an hour; bursts of 10 in 2 s here, the stricter legacy
     rule), each a sliding window, across every caller of the key."""
@@ -67,6 +70,7 @@ class SandboxState(LeadRoutes):
         self._webhook_ids = itertools.count(501)
         self._step_ids = itertools.count(9001)
         self.global_block_list: set[str] = set()  # Smartlead's own, for every account
+        self.replies = ReplyBook()  # lead categories (smartlead/sandbox/replies.py)
 
     # --- Gatekeeping ---
     def authenticate(self, api_key: str | None) -> Account:
@@ -174,29 +178,6 @@ class SandboxState(LeadRoutes):
             campaign.sequences = saved
         return {"ok": True, "data": "success"}
 
-    def attach_mailboxes(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
-        campaign = self._campaign(account, campaign_id)
-        ids = require_object(body).get("email_account_ids")
-        if not isinstance(ids, list) or not ids:
-            raise joi('"email_account_ids" is required')
-        foreign = [i for i in ids if not isinstance(i, int) or i not in account.mailboxes]
-        if foreign:
-            raise legacy(f"Email account not found - {foreign[0]}")
-        with account.lock:
-            campaign.email_account_ids = sorted(set(campaign.email_account_ids) | set(ids))
-        return {"ok": True}
-
-    def detach_mailboxes(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
-        campaign = self._campaign(account, campaign_id)
-        ids = require_object(body).get("email_account_ids")
-        if not isinstance(ids, list) or not ids:
-            raise joi('"email_account_ids" is required')
-        with account.lock:
-            kept = [i for i in campaign.email_account_ids if i not in ids]
-            removed = len(campaign.email_account_ids) - len(kept)
-            campaign.email_account_ids = kept
-        return {"ok": True, "result": removed}
-
     def set_schedule(self, account: Account, query: dict, body: Any, campaign_id: str) -> dict:
         campaign = self._campaign(account, campaign_id)
         schedule = validated_schedule(require_object(body))
@@ -213,6 +194,7 @@ class SandboxState(LeadRoutes):
             raise joi(f'"track_settings" must be an array of {", ".join(TRACK_SETTINGS)}')
         if body.get("stop_lead_settings", STOP_SETTINGS[0]) not in STOP_SETTINGS:
             raise joi(f'"stop_lead_settings" must be one of [{", ".join(STOP_SETTINGS)}]')
+        check_settings(body)
         with account.lock:
             campaign.settings.update(body)
             if "name" in body:
