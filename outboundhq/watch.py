@@ -8,10 +8,17 @@ from typing import Any
 
 from sequences import tasks as executor_tasks
 from smartlead import tasks as reconcile_tasks
+from smartlead.api import limits
+from smartlead.budget import PostgresStore
 
 
 def run_scheduled() -> dict[str, Any]:
     """What the `watch-workers` schedule runs (defined with the executor's, sequences/tasks.py).
     Every live worker's heartbeat takes over a stopped one's work within seconds as well; this
     also covers a run whose every worker stopped, and tasks the broker lost."""
-    return {"executor": executor_tasks.watch(), "reconcile": reconcile_tasks.watch()}
+    pruned = PostgresStore.prune() if isinstance(limits.store(), PostgresStore) else 0
+    return {
+        "executor": executor_tasks.watch(),
+        "reconcile": reconcile_tasks.watch(),
+        "idle_budgets_pruned": pruned,
+    }

@@ -175,11 +175,15 @@ def with_work(scope: Scope) -> Any:
 
 def share_out(run: Run, *, shared: bool) -> None:
     """Step 2: one share per connected SDR with ready work, for any worker of the run."""
-    sdrs = with_work(run.scope).order_by().values_list("created_by_id", flat=True).distinct()
+    work: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    for sdr, sequence in (
+        with_work(run.scope).order_by("created_by_id", "id").values_list("created_by_id", "id")
+    ):
+        work[sdr].append(sequence)
     run.shares = Share.objects.share_out(
         Job.EXECUTE,
         run.id,
-        sorted(sdrs),
+        work,
         run_started=run.started,
         deadline=run.record.deadline,
         shared=shared,
@@ -255,9 +259,11 @@ def load_sdr(run: Run, share: Share, tally: Tally) -> Sdr | None:
         else:
             log.info(sender.why_not)
         return None
+    # The sequences found with ready work at share-out, if still active (one query, not the
+    # whole ready-work search again for each SDR).
     sequences = (
-        with_work(run.scope)
-        .filter(created_by_id=share.profile_id)
+        run.scope.sequences()
+        .filter(pk__in=share.sequence_ids, created_by_id=share.profile_id)
         .select_related("provisioning")
         .prefetch_related(Prefetch("steps", queryset=SequenceStep.objects.order_by("step_number")))
         .order_by("id")

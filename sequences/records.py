@@ -274,6 +274,9 @@ class Share(models.Model):
     job = models.CharField(max_length=16, choices=Job.choices)
     run_id = models.CharField(max_length=40)
     profile_id = models.UUIDField()
+    sequence_ids = models.JSONField(
+        default=list, blank=True, help_text="The SDR's sequences with ready work, at share-out."
+    )
     state = models.CharField(max_length=16, choices=ShareState.choices, default=ShareState.WAITING)
     worker_id = models.CharField(max_length=120, blank=True)
     run_started = models.DateTimeField(help_text="Its run's start: what its released claims get.")

@@ -13,13 +13,13 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -84,16 +84,26 @@ class ShareQuerySet(models.QuerySet):
         return self.filter(job=job, run_id=str(run_id))
 
     def share_out(
-        self, job: str, run_id: Any, profile_ids: Iterable[uuid.UUID], **extra: Any
+        self, job: str, run_id: Any, work: Mapping[uuid.UUID, list[Any]], **extra: Any
     ) -> int:
+        """One waiting share per SDR of `work` (SDR → the sequences to work on, or [])."""
         run = str(run_id)
-        shares = [self.model(job=job, run_id=run, profile_id=p, **extra) for p in profile_ids]
+        shares = [
+            self.model(job=job, run_id=run, profile_id=sdr, sequence_ids=[str(s) for s in ids])
+            for sdr, ids in work.items()
+        ]
+        for share in shares:
+            for name, value in extra.items():
+                setattr(share, name, value)
         self.bulk_create(shares, ignore_conflicts=True)
         return len(shares)
 
     def take(self, job: str, run_id: Any, worker_id: str) -> Any:
         """The next waiting share of the run, now this worker's (None: none is waiting). Its
-        lease time is its own: the second, plus the share's id in microseconds."""
+        lease time is its own: the second, plus the share's id in microseconds. One statement
+        on Postgres: every worker thread of every process asks it once per SDR."""
+        if connection.vendor == "postgresql":
+            return self._take_in_one(job, str(run_id), worker_id)
         with transaction.atomic():
             share = (
                 self.select_for_update(skip_locked=True)
@@ -114,6 +124,36 @@ class ShareQuerySet(models.QuerySet):
             )
             share.save(update_fields=["state", "worker_id", "taken_at", "attempts", "lease_until"])
         return share
+
+    def _take_in_one(self, job: str, run_id: str, worker_id: str) -> Any:
+        fields = self.model._meta.concrete_fields
+        table = connection.ops.quote_name(self.model._meta.db_table)
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET state = %s, worker_id = %s, taken_at = now(), "  # noqa: S608
+                "attempts = attempts + 1, lease_until = date_trunc('second', now()) "
+                "+ %s * interval '1 second' + (id %% 1000000) * interval '1 microsecond' "
+                f"WHERE id = (SELECT id FROM {table} WHERE job = %s AND run_id = %s "
+                "AND state = %s ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                f"RETURNING {columns}",
+                [
+                    ShareState.WORKING,
+                    worker_id,
+                    lease_length().total_seconds(),
+                    job,
+                    run_id,
+                    ShareState.WAITING,
+                ],
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = [
+            f.from_db_value(v, None, connection) if hasattr(f, "from_db_value") else v
+            for f, v in zip(fields, row, strict=True)
+        ]
+        return self.model.from_db("default", [f.attname for f in fields], values)
 
     def finish(self, share: Any, *, counts: dict[str, Any], errors: list[str]) -> bool:
         """The share is done, with what it did; False when it was taken over meanwhile (this

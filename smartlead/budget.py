@@ -26,39 +26,41 @@ class PostgresStore:
     Its statements run in autocommit on the caller's connection: no Smartlead call is made
     inside a transaction, which would hold the key's row for every other process."""
 
-    def __init__(self) -> None:
-        self._known: set[str] = set()
-
     def take(
         self, key: str, windows: list[tuple[int, float]], kept: int, *, record: bool = True
     ) -> float:
-        self._ensure(key)
-        if record:
-            # One statement decides and records: the row lock orders concurrent callers, and each
-            # re-checks the windows on the row as the one before it left it.
-            room = " AND ".join(
-                f"(cardinality(slots) < {int(n)} OR "
-                f"slots[cardinality(slots) - {int(n)} + 1] <= {NOW} - {float(w)})"
-                for n, w in windows
-            )
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"UPDATE {TABLE} SET slots = (slots || {NOW})"  # noqa: S608 - numbers only
-                    f"[greatest(1, cardinality(slots) + 2 - %s):], used_at = now() "
-                    f"WHERE key = %s AND paused_until <= {NOW} AND {room}",
-                    [kept, key],
-                )
-                if cursor.rowcount:
-                    return 0.0
+        if record and self._record(key, windows, kept):
+            return 0.0
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT {NOW}, slots, paused_until FROM {TABLE} WHERE key = %s",  # noqa: S608
                 [key],
             )
-            now, slots, paused = cursor.fetchone()
+            row = cursor.fetchone()
+        if row is None:  # the key's first request anywhere
+            self._ensure(key)
+            return self.take(key, windows, kept, record=record)
+        now, slots, paused = row
         wait = earliest(list(slots), now, paused, windows)
         # Not recorded: if room opened since the UPDATE, the caller asks again at once.
         return max(wait, 0.001) if record else wait
+
+    def _record(self, key: str, windows: list[tuple[int, float]], kept: int) -> bool:
+        """One statement decides and records: the row lock orders concurrent callers, and each
+        re-checks the windows on the row as the one before it left it."""
+        room = " AND ".join(
+            f"(cardinality(slots) < {int(n)} OR "
+            f"slots[cardinality(slots) - {int(n)} + 1] <= {NOW} - {float(w)})"
+            for n, w in windows
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {TABLE} SET slots = (slots || {NOW})"  # noqa: S608 - numbers only
+                f"[greatest(1, cardinality(slots) + 2 - %s):], used_at = now() "
+                f"WHERE key = %s AND paused_until <= {NOW} AND {room}",
+                [kept, key],
+            )
+            return bool(cursor.rowcount)
 
     def pause(self, key: str, seconds: float) -> None:
         self._ensure(key)
@@ -79,19 +81,23 @@ class PostgresStore:
         return [sum(1 for t in slots if t > now - w) for w in windows]
 
     def _ensure(self, key: str) -> None:
-        if key in self._known:
-            return
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {TABLE} (key, slots, paused_until, used_at) "  # noqa: S608
                 "VALUES (%s, '{}', 0, now()) ON CONFLICT (key) DO NOTHING",
                 [key],
             )
-            # Keys tried once (a typo at the connect API) are not kept for ever.
+
+    @staticmethod
+    def prune() -> int:
+        """Keys unused for IDLE_SECONDS have nothing left in any window: their rows go, so keys
+        tried once (a typo at the connect API) are not kept for ever (the watchdog calls it)."""
+        with connection.cursor() as cursor:
             cursor.execute(
-                f"DELETE FROM {TABLE} WHERE used_at < now() - interval '{IDLE_SECONDS} seconds'"  # noqa: S608
+                f"DELETE FROM {TABLE} WHERE used_at < now() - %s * interval '1 second'",  # noqa: S608
+                [IDLE_SECONDS],
             )
-        self._known.add(key)
+            return cursor.rowcount
 
 
 NOW = "extract(epoch from clock_timestamp())::float8"

@@ -157,7 +157,7 @@ def start(
     Share.objects.share_out(
         Job.RECONCILE,
         record.pk,
-        [sdr for sdr in by_sdr if sdr is not None],
+        {sdr: [] for sdr in by_sdr if sdr is not None},
         run_started=record.started_at,
         deadline=record.deadline,
         shared=shared,
