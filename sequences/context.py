@@ -74,6 +74,8 @@ class Run:
     quota: int | None = None
     progress: Callable[[int, int, int], None] | None = None
     shares: int = 0  # SDRs in the run
+    # This process's view of every SDR of the run, loaded once (executor.planned).
+    plan: dict[uuid.UUID, Any] | None = None
     sdrs_done: int = 0
     pushed: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)

@@ -45,6 +45,7 @@ from django.utils import timezone
 from outboundhq import logs
 from profiles.credentials import NOT_CONNECTED
 from profiles.models import Profile
+from profiles.models import Sender as ProfileSender
 from sequences import dry_run as rehearsal
 from sequences import sending, sync, workers
 from sequences.context import Run, Scope, Sdr, Sender, SequenceWork, Tally
@@ -251,7 +252,7 @@ def load_sdr(run: Run, share: Share, tally: Tally) -> Sdr | None:
     """The share's SDR as a worker needs them: credentials, and their sequences with ready work
     and their steps. An SDR who cannot send after all (a key no configured encryption key
     opens, or disconnected since the share-out) is logged and left."""
-    sender = next(Profile.objects.senders([share.profile_id]))
+    sender, sequences = planned(run).get(share.profile_id) or loaded(run, [share])[share.profile_id]
     if sender.credentials is None:
         if sender.unreadable:
             log.error(sender.why_not)
@@ -259,16 +260,33 @@ def load_sdr(run: Run, share: Share, tally: Tally) -> Sdr | None:
         else:
             log.info(sender.why_not)
         return None
-    # The sequences found with ready work at share-out, if still active (one query, not the
-    # whole ready-work search again for each SDR).
+    return Sdr(sender.profile, sender.credentials, sequences, share.lease_until)
+
+
+def planned(run: Run) -> dict[uuid.UUID, tuple[ProfileSender, list[Sequence]]]:
+    """Every SDR of the run as this process's workers need them, loaded once per process in
+    a few queries (not a few per SDR): their credentials and the sequences found with ready
+    work at share-out, if still active."""
+    with run.lock:
+        if run.plan is None:
+            run.plan = loaded(run, list(Share.objects.of_run(Job.EXECUTE, run.id)))
+        return run.plan
+
+
+def loaded(run: Run, shares: list[Share]) -> dict[uuid.UUID, tuple[ProfileSender, list[Sequence]]]:
+    wanted = [sequence for share in shares for sequence in share.sequence_ids]
     sequences = (
         run.scope.sequences()
-        .filter(pk__in=share.sequence_ids, created_by_id=share.profile_id)
+        .filter(pk__in=wanted)
         .select_related("provisioning")
         .prefetch_related(Prefetch("steps", queryset=SequenceStep.objects.order_by("step_number")))
         .order_by("id")
     )
-    return Sdr(sender.profile, sender.credentials, list(sequences), share.lease_until)
+    by_creator: dict[uuid.UUID, list[Sequence]] = defaultdict(list)
+    for sequence in sequences:
+        by_creator[sequence.created_by_id].append(sequence)
+    senders = Profile.objects.senders(share.profile_id for share in shares)
+    return {sender.profile_id: (sender, by_creator[sender.profile_id]) for sender in senders}
 
 
 def finish_recorded(
