@@ -37,28 +37,30 @@ class PostgresStore:
                 [key],
             )
             row = cursor.fetchone()
-        if row is None:  # the key's first request anywhere
-            self._ensure(key)
-            return self.take(key, windows, kept, record=record)
+        if row is None:  # asked, not recorded, before the key's first request
+            return 0.0
         now, slots, paused = row
         wait = earliest(list(slots), now, paused, windows)
         # Not recorded: if room opened since the UPDATE, the caller asks again at once.
         return max(wait, 0.001) if record else wait
 
     def _record(self, key: str, windows: list[tuple[int, float]], kept: int) -> bool:
-        """One statement decides and records: the row lock orders concurrent callers, and each
-        re-checks the windows on the row as the one before it left it."""
+        """One statement decides and records, a key's first request included (its row is made
+        with it): the row lock orders concurrent callers, and each re-checks the windows on the
+        row as the one before it left it."""
+        b = TABLE
         room = " AND ".join(
-            f"(cardinality(slots) < {int(n)} OR "
-            f"slots[cardinality(slots) - {int(n)} + 1] <= {NOW} - {float(w)})"
+            f"(cardinality({b}.slots) < {int(n)} OR "
+            f"{b}.slots[cardinality({b}.slots) - {int(n)} + 1] <= {NOW} - {float(w)})"
             for n, w in windows
         )
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE {TABLE} SET slots = (slots || {NOW})"  # noqa: S608 - numbers only
-                f"[greatest(1, cardinality(slots) + 2 - %s):], used_at = now() "
-                f"WHERE key = %s AND paused_until <= {NOW} AND {room}",
-                [kept, key],
+                f"INSERT INTO {b} (key, slots, paused_until, used_at) "  # noqa: S608 - numbers
+                f"VALUES (%s, ARRAY[{NOW}], 0, now()) ON CONFLICT (key) DO UPDATE "
+                f"SET slots = ({b}.slots || {NOW})[greatest(1, cardinality({b}.slots) + 2 - %s):], "
+                f"used_at = now() WHERE {b}.paused_until <= {NOW} AND {room}",
+                [key, kept],
             )
             return bool(cursor.rowcount)
 
