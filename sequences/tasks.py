@@ -13,8 +13,9 @@ from outboundhq import logs
 from outboundhq.schedules import every
 from sequences import workers
 from sequences.context import Run, Scope
-from sequences.executor import as_dict, close, close_stale, start, work
+from sequences.executor import start, work
 from sequences.models import ExecutorRun, Job, RunTrigger, Share, ShareState
+from sequences.runs import as_dict, close, close_stale
 
 SCHEDULE_NAME = "execute-sequences"
 SCHEDULE_FUNC = "sequences.tasks.run_scheduled"

@@ -28,7 +28,7 @@ from profiles.serializers import (
     unreadable_key,
 )
 from sequences import sync
-from sequences.executor import as_dict, execute
+from sequences.executor import execute
 from sequences.models import RunTrigger, Sequence, SequenceStatus, SyncAction
 from sequences.provisioning import (
     CampaignNeedsAttention,
@@ -39,6 +39,7 @@ from sequences.provisioning import (
     provision,
     unsupported_reason,
 )
+from sequences.runs import as_dict
 from smartlead.api import NotFound, SmartleadError
 
 SequenceState = inline_serializer(

@@ -21,8 +21,9 @@ from django.db import DatabaseError
 
 from outboundhq.progress import Progress, wanted
 from sequences.context import Scope
-from sequences.executor import as_dict, execute, shares_done, start, summary
+from sequences.executor import execute, start
 from sequences.models import ExecutorRun, RunTrigger
+from sequences.runs import as_dict, shares_done, summary
 from sequences.tasks import fan_out
 
 
