@@ -6,7 +6,7 @@ One run (`execute`) is these steps, each a function below, in this order:
    removed enrollments, paused sequences, a new mailbox) goes through the outbox to each SDR's
    campaigns (sequences/sync.py).
 1. `skip_unconnected`: SDRs who are not connected (`Profile.objects.connected()`) are logged
-   once each ("User <id> has not connected their Smartlead account") and counted; their
+   once each ("SDR <email> has not connected their Smartlead account") and counted; their
    enrollments stay as they are.
 2. `plan`: the active sequences with ready enrollments of connected SDRs, grouped by SDR
    (`Sdr`): each SDR's credentials read once (`Profile.objects.senders`), each sequence's
@@ -113,11 +113,14 @@ def propagate(run: Run, scope: Scope) -> None:
 
 def skip_unconnected(run: Run, scope: Scope) -> None:
     """Step 1: one log line per SDR who is not connected; their enrollments stay as they are."""
-    for creator, count in waiting_for_credentials(scope):
+    waiting = waiting_for_credentials(scope)
+    creators = [creator for creator, _ in waiting if creator is not None]
+    names = {s.profile_id: s.name for s in Profile.objects.senders(creators)} if creators else {}
+    for creator, count in waiting:
         if creator is None:
             run.record.errors.append(f"{count} enrollments belong to sequences without a creator")
         else:
-            log.info(NOT_CONNECTED, creator)
+            log.info(NOT_CONNECTED, names[creator])
         run.record.skipped_no_credentials += count
 
 
@@ -215,9 +218,9 @@ def settle_safely(sender: Sender) -> None:
 
 def failed(sdr: Sdr, tally: Tally, exc: Exception) -> None:
     """One SDR's failure is logged and on the run record; it never stops the others."""
-    log.exception("Executor failed on user %s", sdr.profile.id)
+    log.exception("Executor failed on SDR %s", sdr.profile.label)
     # The run record is shown in the admin and the cron answer: no secret rides along.
-    tally.error(logs.redact(f"User {sdr.profile.id}: {type(exc).__name__}: {exc}"))
+    tally.error(logs.redact(f"SDR {sdr.profile.label}: {type(exc).__name__}: {exc}"))
 
 
 def work_on(run: Run, sdr: Sdr, session: Session, sender: Sender, tally: Tally) -> None:

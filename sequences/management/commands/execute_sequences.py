@@ -15,8 +15,18 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from outboundhq.progress import Progress, wanted
+from profiles.models import Profile
 from sequences.executor import as_dict, execute, summary
-from sequences.models import ExecutorRun, RunTrigger
+from sequences.models import ExecutorRun, RunTrigger, Sequence
+
+
+def scope_problem(user: uuid.UUID | None, sequence: uuid.UUID | None) -> str | None:
+    """A --user or --sequence that names nothing would silently do nothing: say so instead."""
+    if user is not None and not Profile.objects.filter(pk=user).exists():
+        return f"--user {user}: no SDR has this profile id (see the admin's SDR profiles)."
+    if sequence is not None and not Sequence.objects.filter(pk=sequence).exists():
+        return f"--sequence {sequence}: no sequence has this id."
+    return None
 
 
 class Command(BaseCommand):
@@ -43,6 +53,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["limit"] is not None and options["limit"] < 1:
             raise CommandError("--limit must be a positive number of enrollments.")
+        if problem := scope_problem(options["user"], options["sequence"]):
+            raise CommandError(problem)
         progress = Progress(self.stderr) if wanted(self.stderr, options) else None
         record = self.run(options, progress)
         if progress is not None and not record.dry_run:
