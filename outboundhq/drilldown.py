@@ -2,7 +2,7 @@
 the runs that touched them, for a date range (`?from=&to=`, the last 7 days by default). Every
 figure links to the admin list behind it, filtered to this SDR and range.
 
-A fixed number of queries (13) whatever the SDR's volume; nothing cached, since one SDR's page
+A fixed number of queries (17) whatever the SDR's volume; nothing cached, since one SDR's page
 is opened to look at something happening now.
 """
 
@@ -68,6 +68,7 @@ def sdr_page(request: HttpRequest, profile_id: uuid.UUID) -> HttpResponse:
         "verdict": sdr_verdicts(now, executor_ok=True, only=profile.pk)[0],
         "status": profile.smartlead_status(),
         "check": getattr(profile, "credential_check", None),
+        "mailboxes": profile.mailbox_rows(),  # one query; the profile's own when none listed
         "sequences": campaign_rows(sequences),
         "pushes": push_figures(profile, span),
         "enrollments": enrollment_figures(profile, span, now),

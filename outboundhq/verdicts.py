@@ -8,12 +8,12 @@ Every rule is here, reading only the records the jobs leave behind:
 - `reconcile`: the hourly pass (`ReconcileRun`s started by the schedule);
 - `outbox`: changes made in the app reaching Smartlead (the `SyncChange` backlog);
 - `webhooks`: Smartlead's deliveries arriving and being applied (`WebhookEvent` intake);
-- `sdr:<profile id>`: one SDR's credentials and mailbox (their credential status, their
-  campaigns at Smartlead, their enrollments waiting).
+- `sdr:<profile id>`: one SDR's credentials and mailboxes (their credential status, their
+  mailboxes' health, their campaigns at Smartlead, their enrollments waiting).
 
 Late: no success within the period plus its grace. Failing: the job ran and what it said is
 wrong (an error, a refused key, a campaign gone). Shown at the top of the dashboard, served by
-`GET /status`, announced by outboundhq/alerts.py; 11 queries, whatever the rows or SDRs.
+`GET /status`, announced by outboundhq/alerts.py; 12 queries, whatever the rows or SDRs.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from django.urls import reverse
 from outboundhq.health import SEVERITY, Verdict, ago, span
 from outboundhq.links import changelist
 from outboundhq.models import Status
-from profiles.credentials import REFUSED, SmartleadStatus
+from profiles.credentials import HELD, REFUSED, SmartleadStatus
+from profiles.mailboxes import SdrMailbox
 from profiles.models import Profile
 from sequences import tasks as executor_schedule
 from sequences.models import (
@@ -329,6 +330,9 @@ def sdr_verdicts(now: datetime, *, executor_ok: bool, only: Any = None) -> list[
         .annotate(last=Max("pushed_at"))
         .values_list("profile_id", "last")
     )
+    sick: dict[Any, list[str]] = {}
+    for mailbox in mine(SdrMailbox.objects.filter(healthy=False), "profile_id"):
+        sick.setdefault(mailbox.profile_id, []).append(mailbox.describe())
     trouble = Q(state=ProvisioningState.NEEDS_ATTENTION) | Q(smartlead_status="BOUNCE_BREACH")
     troubles: dict[Any, list[str]] = {}
     for row in mine(CampaignProvisioning.objects.filter(trouble), "sequence__created_by").values(
@@ -345,6 +349,7 @@ def sdr_verdicts(now: datetime, *, executor_ok: bool, only: Any = None) -> list[
             waiting=waiting.get(profile.pk),
             last_push=pushes.get(profile.pk),
             troubles=troubles.get(profile.pk, []),
+            sick=sick.get(profile.pk, []),
             executor_ok=executor_ok,
         )
         for profile in profiles
@@ -358,6 +363,7 @@ def sdr_verdict(
     waiting: dict[str, Any] | None,
     last_push: datetime | None,
     troubles: list[str],
+    sick: list[str],
     executor_ok: bool,
 ) -> Verdict:
     status = profile.smartlead_status()
@@ -370,9 +376,11 @@ def sdr_verdict(
         "grace": SDR_GRACE,
         "href": reverse("ops-sdr", args=[profile.pk]),
     }
-    if status in REFUSED or status == SmartleadStatus.UNREADABLE_KEY:
+    if status in REFUSED or status in (HELD, SmartleadStatus.UNREADABLE_KEY):
         check = getattr(profile, "credential_check", None)
         said = f": {check.detail}" if check and check.detail else "."
+        if status == HELD:  # the key works; its mailboxes say why nothing new goes out
+            said = ": " + "; ".join(sick) + "." if sick else "."
         detail = f"{status.label}{said}" + (f" {due} enrollments wait." if due else "")
         return Verdict(status=Status.FAILING, detail=detail, **base)
     if status == SmartleadStatus.NO_API_KEY and due:
@@ -390,4 +398,7 @@ def sdr_verdict(
         )
         return Verdict(status=Status.LATE, detail=detail, **base)
     pushed = f"last push {ago(now - last_push)}" if last_push else "no push in 7 days"
-    return Verdict(status=Status.OK, detail=f"{status.label}; {pushed}; {due} due.", **base)
+    # Some mailboxes down, others sending: the campaigns go on, without them.
+    unwell = f" Not sending from: {'; '.join(sick)}." if sick else ""
+    detail = f"{status.label}; {pushed}; {due} due.{unwell}"
+    return Verdict(status=Status.OK, detail=detail, **base)

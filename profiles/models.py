@@ -49,8 +49,7 @@ class Sender:
         return self.profile is not None and not self.profile.key_is_readable()
 
     @property
-    def name(self) -> str:
-        """The SDR as people know them; the id only for an id with no profile row."""
+    def name(self) -> str:  # the SDR as people know them; an id with no profile row, as is
         return self.profile.label if self.profile else f"{self.profile_id} (no profile)"
 
     @property
@@ -194,9 +193,7 @@ class Profile(models.Model):
         return " ".join(p for p in (self.first_name, self.last_name) if p)
 
     @property
-    def label(self) -> str:
-        """How people are shown an SDR (commands, alerts, the admin): their email, and their
-        name when they have one; the id only when there is neither."""
+    def label(self) -> str:  # how commands, alerts and the admin name an SDR, never by id alone
         name, email = self.full_name, self.email or str(self.id)
         return f"{email} ({name})" if name else email
 

@@ -140,7 +140,7 @@ def test_the_sdr_page_costs_a_fixed_number_of_queries(
     admin_client, django_assert_max_num_queries, size
 ):
     sdrs = [world(10 + i) for i in range(size)]
-    with django_assert_max_num_queries(15):
+    with django_assert_max_num_queries(17):
         sdr_page(admin_client, sdrs[0]["sdr"])
 
 

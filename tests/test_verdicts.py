@@ -15,6 +15,7 @@ import outboundhq.urls  # noqa: F401 - discovers the admin pages, as serving a r
 from outboundhq import verdicts
 from outboundhq.models import Status
 from profiles.credentials import SmartleadStatus
+from profiles.mailboxes import SdrMailbox
 from profiles.models import CredentialCheck
 from sequences.models import CampaignProvisioning, ExecutorRun, Push, RunTrigger, SyncChange
 from smartlead.models import ReconcileRun, WebhookEvent
@@ -222,6 +223,22 @@ def test_an_sdr_with_a_campaign_gone_or_flagged_for_bounces_is_failing():
     assert "Campaign 31 is gone" in detail and "campaign 32 for its bounce rate" in detail
 
 
+def test_an_sdr_whose_mailboxes_are_all_unhealthy_is_failing_and_says_why():
+    sdr = make_profile()
+    own = int(sdr.smartlead_email_account_id)
+    SdrMailbox.objects.create(
+        profile=sdr, mailbox_id=own, position=0, healthy=False, problem="SMTP failing (535)"
+    )
+    verdict = sdr_verdict(sdr)
+    assert verdict.status == Status.FAILING
+    assert (
+        verdict.detail.startswith("No healthy mailbox: ") and "SMTP failing (535)" in verdict.detail
+    )
+    SdrMailbox.objects.create(profile=sdr, mailbox_id=own + 1, position=1, address="b@x.test")
+    verdict = sdr_verdict(sdr)  # one mailbox down, another sending: OK, and said
+    assert verdict.status == Status.OK and "Not sending from: " in verdict.detail
+
+
 def test_an_sdr_whose_enrollments_wait_is_late_unless_the_executor_is_the_cause():
     sdr = make_profile()
     make_enrollment(sequence=make_sequence(creator=sdr), due_in=-45 * MIN)
@@ -255,7 +272,7 @@ def test_every_verdict_costs_a_fixed_number_of_queries(django_assert_max_num_que
     for _ in range(5):
         sdr = make_profile()
         make_enrollment(sequence=make_sequence(creator=sdr))
-    with django_assert_max_num_queries(11):
+    with django_assert_max_num_queries(12):
         found = verdicts.all_verdicts(timezone.now())
     assert len(found) == 9
 
