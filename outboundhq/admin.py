@@ -10,6 +10,7 @@ from django_q.admin import ScheduleAdmin
 from django_q.models import Schedule
 
 from outboundhq.models import VerdictState
+from sequences.admin import ReadOnlyAdmin
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -44,19 +45,10 @@ class SuperuserScheduleAdmin(ScheduleAdmin):
 
 
 @admin.register(VerdictState)
-class VerdictStateAdmin(admin.ModelAdmin):
-    """Each job's last verdict, since when, and what the last alert announced: read-only, the
-    `send-alerts` check writes it."""
+class VerdictStateAdmin(ReadOnlyAdmin):
+    """Each job's last verdict, since when, and what the last alert announced: the `send-alerts`
+    check writes it."""
 
     list_display = ["name", "status", "since", "detail", "announced", "announced_at", "checked_at"]
     list_filter = ["status"]
     search_fields = ["name", "key"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: VerdictState | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: VerdictState | None = None) -> bool:
-        return False

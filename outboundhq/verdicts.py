@@ -117,17 +117,25 @@ def executor_verdict(now: datetime) -> Verdict:
     if done and (failure := run_failure(done[0], now)):
         when = ago(now - done[0].started_at)
         return Verdict(status=Status.FAILING, detail=f"The run {when} failed: {failure}", **base)
-    if success is None or now - success.started_at > EXECUTOR_EVERY + EXECUTOR_GRACE:
-        since = f"since {ago(now - success.started_at)}" if success else "yet"
-        detail = (
-            f"No scheduled run {since}: is the worker (manage.py qcluster) running? "
-            "manage.py execute_sequences runs one now."
-        )
-        return Verdict(status=Status.LATE, detail=detail, **base)
+    if late := schedule_late(now, success, base, "run", "execute_sequences"):
+        return Verdict(status=Status.LATE, detail=late, **base)
     detail = f"Last run {ago(now - success.started_at)}: {success.pushed} pushed."
     if running:
         detail += " A run is in progress."
     return Verdict(status=Status.OK, detail=detail, **base)
+
+
+def schedule_late(
+    now: datetime, success: Any, base: dict[str, Any], what: str, command: str
+) -> str:
+    """Why a scheduled job is late (no success within its period and grace), or ""."""
+    if success is not None and now - success.started_at <= base["every"] + base["grace"]:
+        return ""
+    since = f"since {ago(now - success.started_at)}" if success else "yet"
+    return (
+        f"No scheduled {what} {since}: is the worker (manage.py qcluster) running? "
+        f"manage.py {command} runs one now."
+    )
 
 
 # --- The reconcile pass -----------------------------------------------------------------
@@ -157,13 +165,8 @@ def reconcile_verdict(now: datetime) -> Verdict:
     if done and (why := failure(done[0])):
         detail = f"The pass {ago(now - done[0].started_at)} failed: {why}"
         return Verdict(status=Status.FAILING, detail=detail, **base)
-    if success is None or now - success.started_at > RECONCILE_EVERY + RECONCILE_GRACE:
-        since = f"since {ago(now - success.started_at)}" if success else "yet"
-        detail = (
-            f"No scheduled pass {since}: is the worker (manage.py qcluster) running? "
-            "manage.py reconcile_smartlead runs one now."
-        )
-        return Verdict(status=Status.LATE, detail=detail, **base)
+    if late := schedule_late(now, success, base, "pass", "reconcile_smartlead"):
+        return Verdict(status=Status.LATE, detail=late, **base)
     repaired = sum((success.repaired or {}).values())
     detail = (
         f"Last pass {ago(now - success.started_at)}: {success.campaigns} campaigns read, "
