@@ -1,4 +1,5 @@
-"""Admin hardening beyond one app: the login throttle's client address, django-q2's schedules."""
+"""Admin beyond one app: the login throttle's client address, django-q2's schedules, and the
+verdicts' memory (what each job was last judged, and what the last alert said)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django_q.admin import ScheduleAdmin
 from django_q.models import Schedule
+
+from outboundhq.models import VerdictState
+from sequences.admin import ReadOnlyAdmin
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -38,3 +42,13 @@ class SuperuserScheduleAdmin(ScheduleAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Schedule | None = None) -> bool:
         return request.user.is_superuser
+
+
+@admin.register(VerdictState)
+class VerdictStateAdmin(ReadOnlyAdmin):
+    """Each job's last verdict, since when, and what the last alert announced: the `send-alerts`
+    check writes it."""
+
+    list_display = ["name", "status", "since", "detail", "announced", "announced_at", "checked_at"]
+    list_filter = ["status"]
+    search_fields = ["name", "key"]

@@ -61,6 +61,7 @@ def configuration_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="outboundhq.E007",
             )
         )
+    errors += alert_problems()
     if not 1 <= settings.EXECUTOR_CONCURRENCY <= 64:
         errors.append(Error("EXECUTOR_CONCURRENCY must be between 1 and 64.", id="outboundhq.E004"))
     if settings.SMARTLEAD_BUDGET_STORE not in ("auto", "redis", "postgres", "memory"):
@@ -87,6 +88,28 @@ def configuration_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 "EXECUTOR_TIME_BUDGET_SECONDS must be between 10 and 899: a run must end "
                 "before the next 15-minute run starts.",
                 id="outboundhq.E005",
+            )
+        )
+    return errors
+
+
+def alert_problems() -> list[Error]:
+    """Alerts that could never arrive are found at start-up, not when a job goes late."""
+    errors = []
+    if settings.ALERT_EMAIL_TO and not settings.EMAIL_URL and not settings.DEBUG:
+        errors.append(
+            Error(
+                "ALERT_EMAIL_TO is set but EMAIL_URL is not: alert emails have no mail server.",
+                hint="Set EMAIL_URL, e.g. smtp+tls://user:password@smtp.example.com:587.",
+                id="outboundhq.E008",
+            )
+        )
+    url = settings.ALERT_WEBHOOK_URL
+    if url and not url.startswith(("https://", "http://")):
+        errors.append(
+            Error(
+                "ALERT_WEBHOOK_URL must be an http(s) URL (a Slack incoming webhook's).",
+                id="outboundhq.E009",
             )
         )
     return errors

@@ -1,8 +1,9 @@
 """The ops dashboard: "is sending healthy, and if not, whose and why?" on one admin page.
 
-Every figure is one aggregate query, so the page costs the same number of queries whatever the
-row count. The figures are cached for a minute (`FIGURES_SECONDS`): at 200,000 enrollments and a
-week of webhooks the aggregates scan most of two tables (100-250 ms on a busy 2-core machine,
+First every job's verdict (outboundhq/verdicts.py), then the figures behind them. Every figure
+is one aggregate query, so the page costs the same number of queries whatever the row count.
+The figures are cached for a minute (`FIGURES_SECONDS`): at 200,000 enrollments and a week of
+webhooks the aggregates scan most of two tables (100-250 ms on a busy 2-core machine,
 docs/PERFORMANCE.md), the tables are Supabase's or append-only logs where an index would not
 narrow a week-long count, and a glance page a minute old answers the same question.
 `?refresh=1` recomputes them now. The aggregates live here rather than on the models' QuerySets
@@ -16,23 +17,29 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.cache import cache
-from django.db.models import Count, Min, Q
+from django.db.models import Case, Count, F, Min, Q, Value, When
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
+from outboundhq.health import worst
 from outboundhq.links import changelist
-from profiles.credentials import SQL_STATUSES, SmartleadStatus
+from outboundhq.verdicts import all_verdicts
+from profiles.credentials import SENDING, SQL_STATUSES
 from profiles.models import Profile
 from sequences.models import CampaignProvisioning, Enrollment, ExecutorRun, SyncChange
-from smartlead.models import Outcome, WebhookEvent
+from smartlead.models import Outcome, ReconcileRun, WebhookEvent
 
 WINDOW = timedelta(days=7)
 MAX_RUNS = 60  # a 15-minute schedule makes ~670 runs a week: the chart shows the latest ones
+MAX_RECONCILE_RUNS = 12
+# Rejected deliveries have no event type (the body was unusable): they get a row of their own.
+REJECTED_ROW = "Rejected deliveries"
 FIGURES_SECONDS = 60
 FIGURES_KEY = "outboundhq:dashboard:figures"
 
@@ -111,30 +118,80 @@ def _skipped_total(run: ExecutorRun) -> int:
 
 
 def webhook_figures(since: Any) -> list[dict[str, Any]]:
-    """Events per type per day, with how many were unmatched or failed: one grouped query."""
+    """Events per type per day, with how many were unmatched or failed: one grouped query.
+    Rejected deliveries are one typed row per day, not an untyped count."""
+    kind = Case(
+        When(outcome=Outcome.REJECTED, then=Value(REJECTED_ROW)),
+        default=F("event_type"),
+    )
     rows = (
         WebhookEvent.objects.filter(received_at__gte=since)
-        .annotate(day=TruncDate("received_at"))
-        .values("day", "event_type")
+        .annotate(day=TruncDate("received_at"), kind=kind)
+        .values("day", "kind")
         .annotate(
             n=Count("id"),
             unmatched=Count("id", filter=Q(outcome=Outcome.UNMATCHED)),
             failed=Count("id", filter=Q(outcome=Outcome.FAILED)),
         )
-        .order_by("day", "event_type")
+        .order_by("day", "kind")
     )
     top = max((r["n"] for r in rows), default=0) or 1
     model = "smartlead_webhookevent"
+    figures = []
+    for r in rows:
+        rejected = r["kind"] == REJECTED_ROW
+        filters = {"outcome": Outcome.REJECTED.value} if rejected else {"event_type": r["kind"]}
+        figures.append(
+            {
+                **r,
+                "event_type": r["kind"],
+                "rejected": rejected,
+                "width": round(100 * r["n"] / top, 1),
+                "href": changelist(model, **filters),
+                "unmatched_href": changelist(model, event_type=r["kind"], outcome="unmatched"),
+                "failed_href": changelist(model, event_type=r["kind"], outcome="failed"),
+            }
+        )
+    return figures
+
+
+def rejected_reasons(since: Any) -> list[dict[str, Any]]:
+    """Why deliveries were rejected this week, the most common first (a wrong token for the
+    campaign, a body that is not JSON, one too large)."""
+    return list(
+        WebhookEvent.objects.filter(outcome=Outcome.REJECTED, received_at__gte=since)
+        .values("detail")
+        .annotate(n=Count("id"))
+        .order_by("-n", "detail")[:5]
+    )
+
+
+def reconcile_figures(since: Any) -> list[dict[str, Any]]:
+    """The latest reconcile passes: what each read and repaired."""
+    runs = ReconcileRun.objects.filter(started_at__gte=since).order_by("-started_at")
     return [
         {
-            **r,
-            "width": round(100 * r["n"] / top, 1),
-            "href": changelist(model, event_type=r["event_type"]),
-            "unmatched_href": changelist(model, event_type=r["event_type"], outcome="unmatched"),
-            "failed_href": changelist(model, event_type=r["event_type"], outcome="failed"),
+            "run": run,
+            "href": reverse("admin:smartlead_reconcilerun_change", args=[run.pk]),
+            "repaired": sorted((run.repaired or {}).items()),
+            "errors": [str(e) for e in run.errors or []],
         }
-        for r in rows
+        for run in runs[:MAX_RECONCILE_RUNS]
     ]
+
+
+def verdict_figures(now: Any) -> dict[str, Any]:
+    """The jobs' verdicts, and the SDRs': those that are not OK by name, the rest counted."""
+    verdicts = all_verdicts(now)
+    jobs = [v for v in verdicts if not v.key.startswith("sdr:")]
+    sdrs = [v for v in verdicts if v.key.startswith("sdr:")]
+    return {
+        "overall": worst(verdicts),
+        "jobs": jobs,
+        "sdr_troubles": [v for v in sdrs if not v.ok],
+        "sdrs_ok": sum(1 for v in sdrs if v.ok),
+        "sdrs_href": changelist("profiles_profile"),
+    }
 
 
 def credential_figures() -> list[Bar]:
@@ -189,15 +246,20 @@ def figures() -> dict[str, Any]:
     now = timezone.now()
     since = now - WINDOW
     credentials = credential_figures()
-    connected = next(b.value for b in credentials if b.label == SmartleadStatus.CONNECTED.label)
+    # Connected or not yet judged: both send (the executor's rule), so "nobody can send" is
+    # said only when neither is anyone's.
+    sending = {status.label for status in SENDING}
     return {
         "now": now,
         "since": since,
+        "health": verdict_figures(now),
         "runs": run_figures(since),
         "webhooks": webhook_figures(since),
+        "rejected": rejected_reasons(since),
+        "reconcile": reconcile_figures(since),
         "credentials": credentials,
         "any_sdr": any(b.value for b in credentials),
-        "any_connected": connected > 0,
+        "any_connected": any(b.value for b in credentials if b.label in sending),
         "waiting": waiting_figures(now),
         "outbox": outbox_figures(),
     }
@@ -213,11 +275,16 @@ def cached_figures(*, refresh: bool) -> dict[str, Any]:
 
 @staff_member_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    context = cached_figures(refresh="refresh" in request.GET) | {
-        "title": "Ops dashboard",
-        "cache_seconds": FIGURES_SECONDS,
-        "runs_href": changelist("sequences_executorrun"),
-        "webhooks_href": changelist("smartlead_webhookevent"),
-        "has_permission": True,
-    }
+    context = (
+        admin.site.each_context(request)
+        | cached_figures(refresh="refresh" in request.GET)
+        | {
+            "title": "Ops dashboard",
+            "cache_seconds": FIGURES_SECONDS,
+            "runs_href": changelist("sequences_executorrun"),
+            "webhooks_href": changelist("smartlead_webhookevent"),
+            "reconcile_href": changelist("smartlead_reconcilerun"),
+            "status_href": reverse("ops-status"),
+        }
+    )
     return render(request, "admin/outboundhq/dashboard.html", context)

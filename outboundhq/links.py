@@ -33,3 +33,15 @@ def links(*pairs: tuple[str, str] | None) -> SafeString:
     """`(text, href)` pairs as links separated by dots; None entries are left out."""
     shown = [(href, text) for text, href in (p for p in pairs if p)]
     return format_html_join(" · ", '<a href="{}">{}</a>', shown) if shown else SafeString("—")
+
+
+def sdr_url(profile_id: Any) -> str:
+    """An SDR's own page (outboundhq/drilldown.py)."""
+    return reverse("ops-sdr", args=[profile_id])
+
+
+def sdr(profile_id: Any, text: object) -> SafeString | str:
+    """An SDR's name linked to their page: wherever the admin names an SDR."""
+    if profile_id is None:
+        return "—"
+    return link(sdr_url(profile_id), text or profile_id)

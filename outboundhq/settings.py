@@ -47,7 +47,7 @@ CSRF_TRUSTED_ORIGINS = _read("DJANGO_CSRF_TRUSTED_ORIGINS", list, [])
 INSTALLED_APPS = [
     # Admin modules are discovered by outboundhq/urls.py, not at start-up: commands such as the
     # executor then start without importing every admin page, form and serializer.
-    "django.contrib.admin.apps.SimpleAdminConfig",
+    "outboundhq.site.OutboundHQAdminConfig",
     "django.contrib.auth",
     "axes",
     "django.contrib.contenttypes",
@@ -87,7 +87,8 @@ WSGI_APPLICATION = "outboundhq.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Ours first: admin/base_site.html (branding, favicon, styles) overrides the admin's own.
+        "DIRS": [BASE_DIR / "outboundhq" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -284,6 +285,31 @@ EXECUTOR_MAX_TASKS = _read("EXECUTOR_MAX_TASKS", int, 16)
 # (or, on the same host, whose process is gone) is dead, and its work is taken over.
 WORKER_BEAT_SECONDS = _read("WORKER_BEAT_SECONDS", float, 5.0)
 WORKER_TIMEOUT_SECONDS = _read("WORKER_TIMEOUT_SECONDS", float, 30.0)
+
+# --- Health verdicts, alerts and the status endpoint (outboundhq/verdicts.py, alerts.py) --
+# Email goes through Django's mail settings, given as one URL (smtp+tls://user:password@host:587,
+# consolemail:// prints them); without it, development prints mail and production needs it to
+# email alerts (outboundhq.E008).
+EMAIL_URL = _read("EMAIL_URL", str, "")
+try:
+    _mail = environ.Env.email_url_config(EMAIL_URL or "consolemail://")
+except (ImproperlyConfigured, ValueError, KeyError) as exc:
+    CONFIG_ERRORS.append(("EMAIL_URL", f"is not a mail URL like smtp+tls://u:p@host:587 ({exc})"))
+    _mail = environ.Env.email_url_config("consolemail://")
+EMAIL_BACKEND = _mail["EMAIL_BACKEND"]
+EMAIL_HOST = _mail["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _mail["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _mail["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _mail["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = bool(_mail.get("EMAIL_USE_TLS"))
+EMAIL_USE_SSL = bool(_mail.get("EMAIL_USE_SSL"))
+EMAIL_TIMEOUT = 10  # an alert check must not hang on a mail server
+DEFAULT_FROM_EMAIL = _read("DEFAULT_FROM_EMAIL", str, "OutboundHQ <alerts@localhost>")
+ALERT_EMAIL_TO = [a for a in _read("ALERT_EMAIL_TO", list, []) if a]
+# A Slack incoming webhook (or anything that takes its {"text": ...} POST). The URL is a secret.
+ALERT_WEBHOOK_URL = _read("ALERT_WEBHOOK_URL", str, "")
+# Bearer token for GET /status (uptime monitors); staff signed in to the admin need none.
+HEALTH_STATUS_TOKEN = _read("HEALTH_STATUS_TOKEN", str, "")
 
 # django-q2: the ORM broker needs no extra server; REDIS_URL switches to Redis.
 REDIS_URL = _read("REDIS_URL", str, "")

@@ -4,6 +4,8 @@ import logging
 from typing import Any
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
@@ -28,6 +30,11 @@ def health(request: Request) -> Response:
         log.warning("Health check: database unavailable")
         return Response({"status": "degraded", "database": "unavailable"}, status=503)
     return Response({"status": "ok", "database": "ok"})
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on pages that name none (the API's JSON, say)."""
+    return HttpResponsePermanentRedirect(static("outboundhq/favicon.svg"))
 
 
 def select_one() -> None:

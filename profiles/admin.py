@@ -14,7 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.views.decorators.debug import sensitive_post_parameters
 
-from outboundhq.links import changelist, links
+from outboundhq.links import changelist, links, sdr_url
 from profiles.credentials import SQL_STATUSES, SmartleadStatus, refusal_status
 from profiles.forms import EmailAccountForm, SmartleadKeyForm
 from profiles.models import Profile
@@ -177,6 +177,7 @@ class ProfileAdmin(admin.ModelAdmin):
         if obj.pk is None:
             return "—"
         return links(
+            ("SDR page", sdr_url(obj.pk)),
             ("Sequences", changelist("sequences_sequence", created_by__id__exact=obj.pk)),
             ("Pushes", changelist("sequences_push", profile_id=obj.pk)),
         )

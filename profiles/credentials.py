@@ -22,10 +22,11 @@ from smartlead.api import (
 from smartlead.api.limits import Priority
 
 # Why an SDR cannot send, in the one wording every per-SDR loop uses (`Profile.objects.senders`);
-# the first is also the executor's log line for them.
-NOT_CONNECTED = "User %s has not connected their Smartlead account"
+# the first is also the executor's log line for them. %s is the SDR as people know them
+# (`Profile.label`: email and name), never a bare id.
+NOT_CONNECTED = "SDR %s has not connected their Smartlead account"
 UNREADABLE = (
-    "User %s cannot send: their stored Smartlead key cannot be decrypted (the key that "
+    "SDR %s cannot send: their stored Smartlead key cannot be decrypted (the key that "
     "encrypted it is missing from SMARTLEAD_KEY_ENCRYPTION_KEYS)"
 )
 

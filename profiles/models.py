@@ -49,11 +49,15 @@ class Sender:
         return self.profile is not None and not self.profile.key_is_readable()
 
     @property
+    def name(self) -> str:  # the SDR as people know them; an id with no profile row, as is
+        return self.profile.label if self.profile else f"{self.profile_id} (no profile)"
+
+    @property
     def why_not(self) -> str:
         """Why they cannot act at Smartlead, in the one wording; empty when they can."""
         if self.credentials is not None:
             return ""
-        return (UNREADABLE if self.unreadable else NOT_CONNECTED) % self.profile_id
+        return (UNREADABLE if self.unreadable else NOT_CONNECTED) % self.name
 
     @property
     def held(self) -> bool:
@@ -187,6 +191,11 @@ class Profile(models.Model):
     @property
     def full_name(self) -> str:
         return " ".join(p for p in (self.first_name, self.last_name) if p)
+
+    @property
+    def label(self) -> str:  # how commands, alerts and the admin name an SDR, never by id alone
+        name, email = self.full_name, self.email or str(self.id)
+        return f"{email} ({name})" if name else email
 
     @property
     def has_smartlead_key(self) -> bool:

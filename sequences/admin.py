@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+from operator import attrgetter
+from typing import Any
+
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db import models
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.safestring import SafeString
 
-from outboundhq.links import change, changelist, link, links
+from outboundhq.links import change, changelist, links, sdr, sdr_url
+from outboundhq.listing import ListTools, autocomplete, date_range
+from profiles.models import Profile
 from sequences import explain, provisioning
 from sequences.models import (
     CallTask,
@@ -20,6 +27,23 @@ from sequences.models import (
     SequenceStep,
     SyncChange,
 )
+
+SDR_SOURCE = Sequence._meta.get_field("created_by")
+# A run's counts, as the CSV of runs lists them: every counter the record has.
+RUN_COUNTS = [
+    f.name for f in ExecutorRun._meta.fields if isinstance(f, models.PositiveIntegerField)
+]
+
+
+def sdr_filter(narrow: Any) -> type:
+    """The SDR, chosen by typing their email or name (never a list of every SDR)."""
+    return autocomplete(title="SDR", parameter="sdr", source=SDR_SOURCE, narrow=narrow)
+
+
+def with_sdr_email(queryset: QuerySet, column: str = "profile_id") -> QuerySet:
+    """Rows that carry an SDR's id (no foreign key) get their email in the same query."""
+    email = Profile.objects.filter(pk=OuterRef(column)).values("email")[:1]
+    return queryset.annotate(sdr_email=Subquery(email))
 
 
 class SequenceStepInline(admin.TabularInline):
@@ -61,7 +85,10 @@ class SequenceAdmin(admin.ModelAdmin):
     def sdr(self, obj: Sequence) -> SafeString | str:
         if obj.created_by_id is None:
             return "—"
-        return link(change("profiles_profile", obj.created_by_id), obj.created_by)
+        return links(
+            (obj.created_by.label, sdr_url(obj.created_by_id)),
+            ("profile", change("profiles_profile", obj.created_by_id)),
+        )
 
     @admin.display(description="Records")
     def records(self, obj: Sequence) -> SafeString:
@@ -75,28 +102,63 @@ class SequenceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Enrollment)
-class EnrollmentAdmin(admin.ModelAdmin):
+class EnrollmentAdmin(ListTools, admin.ModelAdmin):
     list_display = [
         "contact",
         "sequence",
         "status",
-        "current_step",
+        "step",
         "next_send_at",
         "why_not_sent",
-        "enrolled_at",
         "records",
     ]
-    list_filter = ["status", "sequence"]
+    list_filter = [
+        "status",
+        autocomplete(
+            title="sequence",
+            parameter="sequence",
+            source=Enrollment._meta.get_field("sequence"),
+            narrow=lambda rows, pk: rows.filter(sequence_id=pk),
+        ),
+        sdr_filter(lambda rows, pk: rows.filter(sequence__created_by_id=pk)),
+        date_range("enrolled_at", "enrolled"),
+    ]
     list_select_related = ["contact", "sequence"]
     search_fields = ["contact__email"]
     raw_id_fields = ["sequence", "contact", "enrolled_by"]
-    readonly_fields = ["why_not_sent", "request_budget", "records"]
+    readonly_fields = ["request_budget", "records"]
+    change_form_template = "admin/outboundhq/enrollment_change_form.html"
+    csv_columns = [
+        ("id", attrgetter("id")),
+        ("contact", lambda e: e.contact.email if e.contact_id else ""),
+        ("sequence", lambda e: e.sequence.name if e.sequence_id else ""),
+        ("sdr", lambda e: creator(e).email if creator(e) else ""),
+        ("status", attrgetter("status")),
+        ("current_step", attrgetter("current_step")),
+        ("next_send_at", attrgetter("next_send_at")),
+        ("why_not_sent", explain.explain),
+        ("enrolled_at", attrgetter("enrolled_at")),
+    ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Enrollment]:
         # Everything the why-not-sent column reads, in a fixed number of queries per page. The
         # changelist skips list_select_related once a queryset has any select_related: add it.
         queryset = super().get_queryset(request).select_related(*self.list_select_related)
         return explain.for_explanation(queryset)
+
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, obj: Any = None, **kw: Any
+    ) -> TemplateResponse:
+        # Read-only, above the form: what ops open the page for.
+        if obj is not None:
+            owner = creator(obj)
+            context["why_not_sent"] = explain.explain(obj)
+            context["sdr_link"] = sdr(owner.pk, owner.label) if owner else "—"
+        return super().render_change_form(request, context, *args, obj=obj, **kw)
+
+    @admin.display(description="Step", ordering="current_step")
+    def step(self, obj: Enrollment) -> int:
+        return obj.current_step
 
     @admin.display(description="Why not sent")
     def why_not_sent(self, obj: Enrollment) -> str:
@@ -114,12 +176,20 @@ class EnrollmentAdmin(admin.ModelAdmin):
         sequence = obj.sequence if obj.sequence_id else None
         return links(
             ("Sequence", change("sequences_sequence", obj.sequence_id)) if sequence else None,
+            ("SDR", sdr_url(sequence.created_by_id))
+            if sequence and sequence.created_by_id
+            else None,
             ("Pushes", changelist("sequences_push", enrollment_id=obj.pk)),
             webhook_events(
                 sequence.campaign if sequence else None,
                 obj.contact.email if obj.contact_id else None,
             ),
         )
+
+
+def creator(enrollment: Enrollment) -> Profile | None:
+    sequence = enrollment.sequence if enrollment.sequence_id else None
+    return sequence.created_by if sequence and sequence.created_by_id else None
 
 
 @admin.register(Contact)
@@ -168,32 +238,53 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(ExecutorRun)
-class ExecutorRunAdmin(ReadOnlyAdmin):
+class ExecutorRunAdmin(ListTools, ReadOnlyAdmin):
+    # What ops look for first (when, errors, how long) on the left, where 1400 px shows it.
     list_display = [
         "started_at",
         "trigger",
+        "errors_in_short",
+        "duration",
         "due",
         "pushed",
         "skipped_no_credentials",
         "failed",
-        "call_tasks",
-        "completed",
         "deferred",
-        "error_count",
-        "duration",
         "records",
     ]
-    list_filter = ["trigger"]
+    list_filter = [
+        "trigger",
+        sdr_filter(
+            lambda rows, pk: rows.filter(pk__in=Push.objects.filter(profile_id=pk).values("run_id"))
+        ),
+        date_range("started_at", "started"),
+    ]
     date_hierarchy = "started_at"
     readonly_fields = ["records"]
+    csv_columns = [
+        ("id", attrgetter("id")),
+        ("started_at", attrgetter("started_at")),
+        ("finished_at", attrgetter("finished_at")),
+        ("trigger", attrgetter("trigger")),
+        *((name, attrgetter(name)) for name in RUN_COUNTS),
+        (
+            "turned_away",
+            lambda r: "; ".join(f"{n} {why}" for why, n in sorted((r.skipped or {}).items())),
+        ),
+        ("errors", lambda r: " | ".join(map(str, r.errors or []))),
+    ]
 
     @admin.display(description="Records")
     def records(self, obj: ExecutorRun) -> SafeString:
         return links(("Pushes", changelist("sequences_push", run_id=obj.pk)))
 
     @admin.display(description="Errors")
-    def error_count(self, obj: ExecutorRun) -> int:
-        return len(obj.errors or [])
+    def errors_in_short(self, obj: ExecutorRun) -> str:
+        errors = [str(e) for e in obj.errors or []]
+        if not errors:
+            return "0"
+        first = errors[0] if len(errors[0]) <= 90 else errors[0][:89] + "…"
+        return f"{len(errors)}: {first}"
 
     @admin.display(description="Duration")
     def duration(self, obj: ExecutorRun) -> str:
@@ -203,27 +294,53 @@ class ExecutorRunAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Push)
-class PushAdmin(ReadOnlyAdmin):
+class PushAdmin(ListTools, ReadOnlyAdmin):
+    # When it was pushed is on its page and in the CSV: at 1400 px the SDR and records first.
     list_display = [
         "email",
+        "sdr",
         "campaign_id",
         "state",
         "outcome",
-        "attempts",
         "created_at",
-        "pushed_at",
         "records",
     ]
-    list_filter = ["state", "outcome"]
+    list_filter = [
+        "state",
+        "outcome",
+        sdr_filter(lambda rows, pk: rows.filter(profile_id=pk)),
+        date_range("created_at", "created"),
+    ]
     search_fields = ["email", "=campaign_id", "=enrollment_id"]
-    readonly_fields = ["records"]
+    readonly_fields = ["sdr", "records"]
+    csv_columns = [
+        ("id", attrgetter("id")),
+        ("email", attrgetter("email")),
+        ("sdr", attrgetter("sdr_email")),
+        ("campaign_id", attrgetter("campaign_id")),
+        ("state", attrgetter("state")),
+        ("outcome", attrgetter("outcome")),
+        ("attempts", attrgetter("attempts")),
+        ("created_at", attrgetter("created_at")),
+        ("pushed_at", attrgetter("pushed_at")),
+        ("enrollment_id", attrgetter("enrollment_id")),
+        ("sequence_id", attrgetter("sequence_id")),
+        ("run_id", attrgetter("run_id")),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Push]:
+        return with_sdr_email(super().get_queryset(request))
+
+    @admin.display(description="SDR", ordering="sdr_email")
+    def sdr(self, obj: Push) -> SafeString | str:
+        return sdr(obj.profile_id, obj.sdr_email)
 
     @admin.display(description="Records")
     def records(self, obj: Push) -> SafeString:
         return links(
             ("Enrollment", change("sequences_enrollment", obj.enrollment_id)),
             ("Sequence", change("sequences_sequence", obj.sequence_id)),
-            ("SDR", change("profiles_profile", obj.profile_id)),
+            ("Profile", change("profiles_profile", obj.profile_id)),
             ("Run", change("sequences_executorrun", obj.run_id)) if obj.run_id else None,
             webhook_events(obj.campaign_id, obj.email),
         )
@@ -233,6 +350,7 @@ class PushAdmin(ReadOnlyAdmin):
 class CampaignProvisioningAdmin(ReadOnlyAdmin):
     list_display = [
         "sequence",
+        "sdr",
         "state",
         "campaign_id",
         "mailboxes",
@@ -266,6 +384,11 @@ class CampaignProvisioningAdmin(ReadOnlyAdmin):
             )
             or "—"
         )
+
+    @admin.display(description="SDR", ordering="sequence__created_by__email")
+    def sdr(self, obj: CampaignProvisioning) -> SafeString | str:
+        owner = obj.sequence.created_by if obj.sequence.created_by_id else None
+        return sdr(owner.pk, owner.label) if owner else "—"
 
     def has_reprovision_permission(self, request: HttpRequest) -> bool:
         # The admin is read-only, but the model's change permission is what this needs.
@@ -308,6 +431,7 @@ class SyncChangeAdmin(ReadOnlyAdmin):
         "action",
         "state",
         "email",
+        "sdr",
         "campaign_id",
         "attempts",
         "last_error",
@@ -316,3 +440,11 @@ class SyncChangeAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["state", "action"]
     search_fields = ["email", "=campaign_id", "=enrollment_id", "=sequence_id", "=profile_id"]
+    readonly_fields = ["sdr"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SyncChange]:
+        return with_sdr_email(super().get_queryset(request))
+
+    @admin.display(description="SDR", ordering="sdr_email")
+    def sdr(self, obj: SyncChange) -> SafeString | str:
+        return sdr(obj.profile_id, obj.sdr_email)

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from profiles.credentials import SmartleadCredentials, refusal_status
-from profiles.models import Profile
+from profiles.credentials import SmartleadCredentials, SmartleadStatus, refusal_status
+from profiles.models import CredentialCheck, Profile
 from sequences.claimed import Claimed, Move
 from sequences.models import ExecutorRun, Push, Sequence, SequenceStatus
 from sequences.steps import Steps
@@ -132,15 +132,30 @@ class Sdr:
     # What this SDR's claims write on their enrollments: the share's own lease (shares.py).
     lease_until: datetime | None = None
     refused: bool = False  # Smartlead refused the key during this run: stop asking
+    accepted: bool = False  # Smartlead took leads from the key during this run
 
     def refused_by(self, exc: SmartleadError) -> bool:
         """A 401/403 is recorded as the SDR's credential status (once) and ends their turn."""
         verdict = refusal_status(exc)
         if verdict is not None and not self.refused:
             self.profile.record_smartlead_refusal(exc)
-            log.warning("User %s: Smartlead refused their key (%s)", self.profile.id, verdict.label)
+            log.warning(
+                "SDR %s: Smartlead refused their key (%s)", self.profile.label, verdict.label
+            )
             self.refused = True
         return verdict is not None
+
+    def took_leads(self) -> None:
+        """Smartlead took leads from the key: the first time in a run, a key not judged yet is
+        recorded as connected, so a key that works never shows as "Unchecked"."""
+        if not self.accepted:
+            self.accepted = True
+            if self.profile.smartlead_status() == SmartleadStatus.UNCHECKED:
+                CredentialCheck.objects.record(
+                    profile=self.profile,
+                    status=SmartleadStatus.CONNECTED,
+                    detail="Smartlead accepted leads sent with this key and mailbox.",
+                )
 
 
 T = TypeVar("T")

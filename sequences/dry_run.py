@@ -14,6 +14,7 @@ from collections import Counter
 from django.utils import timezone
 
 from profiles.credentials import NOT_CONNECTED
+from profiles.models import Profile
 from sequences.context import Sdr
 from sequences.models import Engagement, Enrollment, ExecutorRun
 from sequences.steps import Action, Steps, decide
@@ -41,9 +42,14 @@ def dry_run(
     plan of a real run. Returns an unsaved run record with its `plan_lines`."""
     record = ExecutorRun(trigger=trigger, dry_run=True, finished_at=timezone.now())
     record.plan_lines = []  # what would happen, in words; a dry run saves nothing
+    creators = [creator for creator, _ in waiting if creator is not None]
+    names = {s.profile_id: s.name for s in Profile.objects.senders(creators)} if creators else {}
     for creator, count in waiting:
         record.skipped_no_credentials += count
-        record.plan_lines.append(NOT_CONNECTED % creator)
+        if creator is None:
+            record.plan_lines.append(f"{count} enrollments belong to sequences without a creator")
+        else:
+            record.plan_lines.append(NOT_CONNECTED % names[creator])
     budget = limit
     now = timezone.now()
     for sdr in sdrs:

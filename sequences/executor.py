@@ -7,7 +7,7 @@ One run is these steps, each a function below, in this order:
    campaigns (sequences/sync.py). Before it, `workers.take_over()` gives back what a stopped
    worker held, so its SDRs are ready for this run.
 1. `skip_unconnected`: SDRs who are not connected (`Profile.objects.connected()`) are logged
-   once each ("User <id> has not connected their Smartlead account") and counted; their
+   once each ("SDR <email> has not connected their Smartlead account") and counted; their
    enrollments stay as they are.
 2. `share_out`: one `Share` per connected SDR with ready work (sequences/shares.py).
 3. `work`: EXECUTOR_CONCURRENCY threads take one share (one SDR) at a time, so each key stays
@@ -152,11 +152,14 @@ def propagate(run: Run) -> None:
 
 def skip_unconnected(run: Run) -> None:
     """Step 1: one log line per SDR who is not connected; their enrollments stay as they are."""
-    for creator, count in waiting_for_credentials(run.scope):
+    waiting = waiting_for_credentials(run.scope)
+    creators = [creator for creator, _ in waiting if creator is not None]
+    names = {s.profile_id: s.name for s in Profile.objects.senders(creators)} if creators else {}
+    for creator, count in waiting:
         if creator is None:
             run.record.errors.append(f"{count} enrollments belong to sequences without a creator")
         else:
-            log.info(NOT_CONNECTED, creator)
+            log.info(NOT_CONNECTED, names[creator])
         run.record.skipped_no_credentials += count
 
 
@@ -243,7 +246,7 @@ def work_on_share(run: Run, share: Share, session: Session, sender: Sender, tall
     try:
         work_on(run, sdr, session, sender, tally)
     except Exception as exc:  # noqa: BLE001 - one SDR's failure must not stop the others
-        failed(sdr.profile.id, tally, exc)
+        failed(sdr.profile, tally, exc)
         settle_safely(sender)
 
 
@@ -307,14 +310,14 @@ def settle_safely(sender: Sender) -> None:
     try:
         sending.settle_last(sender)
     except Exception as exc:  # noqa: BLE001 - reported on the SDR's tally like any failure
-        failed(in_flight.work.sdr.profile.id, in_flight.work.tally, exc)
+        failed(in_flight.work.sdr.profile, in_flight.work.tally, exc)
 
 
-def failed(profile_id: uuid.UUID, tally: Tally, exc: Exception) -> None:
+def failed(profile: Profile, tally: Tally, exc: Exception) -> None:
     """One SDR's failure is logged and on the run record; it never stops the others."""
-    log.exception("Executor failed on user %s", profile_id)
+    log.exception("Executor failed on SDR %s", profile.label)
     # The run record is shown in the admin and the cron answer: no secret rides along.
-    tally.error(logs.redact(f"User {profile_id}: {type(exc).__name__}: {exc}"))
+    tally.error(logs.redact(f"SDR {profile.label}: {type(exc).__name__}: {exc}"))
 
 
 def work_on(run: Run, sdr: Sdr, session: Session, sender: Sender, tally: Tally) -> None:

@@ -327,6 +327,23 @@ class CampaignProvisioningQuerySet(models.QuerySet):
                     claims[int(campaign)].append((pk, sdr, False))
         return {campaign: _sole_owner(found) for campaign, found in claims.items()}
 
+    def campaigns_of(self, profile_id: Any) -> set[int]:
+        """One SDR's Smartlead campaign ids (the admin's SDR filter on webhook events): those we
+        provisioned for their sequences, and those their sequences name without our record
+        (set up before this backend); one query."""
+        rows = (
+            _model("Sequence")
+            .objects.filter(created_by_id=profile_id)
+            .values_list("smartlead_campaign_id", "provisioning__campaign_id")
+        )
+        found = set()
+        for named, ours in rows:
+            if ours is not None:
+                found.add(ours)
+            elif named and named.strip().isdigit():
+                found.add(int(named.strip()))
+        return found
+
 
 def _sole_owner(claims: list[tuple[uuid.UUID, Any, bool]]) -> uuid.UUID | None:
     """The newest of the claims that count (see `owners`), None when they are several SDRs'."""

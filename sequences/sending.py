@@ -329,6 +329,7 @@ def record_pushed(work: SequenceWork, items: list[Claimed], counts: dict[str, An
     for item in items:
         by_step[item.current_step].append(item.id)
     work.tally.pushed += len(items)
+    work.sdr.took_leads()
     for from_step, ids in by_step.items():
         move = work.steps.move_from(from_step, timezone.now())
         moved = Enrollment.objects.advance_pushed(

@@ -129,7 +129,7 @@ def sendable(sequence: Sequence, profile: Profile) -> SmartleadCredentials:
         raise unreadable_key()
     credentials = sender.credentials
     if credentials is None:
-        missing = "an API key" if not profile.has_smartlead_key else "an email account"
+        missing = "API key" if not profile.has_smartlead_key else "email account"
         raise bad_request(
             f"Connect Smartlead first: your profile has no {missing} to send with.",
             "not_connected",

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from operator import attrgetter
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -7,30 +9,61 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from outboundhq.links import changelist, links
-from sequences.admin import ReadOnlyAdmin
+from outboundhq.listing import ListTools, date_range
+from sequences.admin import ReadOnlyAdmin, sdr_filter
+from sequences.models import CampaignProvisioning
 from smartlead import applying, webhooks
 from smartlead.api import tokens
 from smartlead.models import IDENTITY_FIELDS, ReconcileRun, WebhookEvent
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):
+class WebhookEventAdmin(ListTools, admin.ModelAdmin):
     """The delivery log: read-only, like a log should be; only reprocessing changes it."""
 
+    # The step, the delivery count and the id are on each event's page and in the CSV: at
+    # 1400 px the detail and the records are worth the room more.
     list_display = [
-        "id",
         "received_at",
         "event_type",
         "outcome",
         "campaign_id",
         "lead_email",
-        "sequence_number",
-        "deliveries",
         "short_detail",
         "records",
     ]
-    list_filter = ["outcome", "event_type", "campaign_id"]
-    search_fields = ["=lead_email", "=stats_id", "=dedupe_key", "=source"]
+    # By SDR (their campaigns), not by campaign id: that list would name every campaign. The
+    # Records links still open one campaign's events (?campaign_id=).
+    list_filter = [
+        "outcome",
+        "event_type",
+        sdr_filter(
+            lambda rows, pk: rows.filter(
+                campaign_id__in=CampaignProvisioning.objects.campaigns_of(pk)
+            )
+        ),
+        date_range("received_at", "received"),
+    ]
+    # Part of an address finds it ("acme.com", "jane@"); ids match whole.
+    search_fields = ["lead_email", "=stats_id", "=dedupe_key", "=source"]
+    csv_columns = [
+        (name, attrgetter(name))
+        for name in (
+            "id",
+            "received_at",
+            "event_type",
+            "outcome",
+            "campaign_id",
+            "lead_email",
+            "sequence_number",
+            "stats_id",
+            "event_time",
+            "deliveries",
+            "source",
+            "detail",
+        )
+    ]
+    list_display_links = ["received_at"]
     show_full_result_count = False
     actions = ["reprocess"]
     fields = [

@@ -58,8 +58,10 @@ from sequences.models import (
     ShareState,
     StepType,
 )
+from sequences.provisioning import campaign_gone, needs_attention
 from smartlead import applying, missed
 from smartlead.api import (
+    NotFound,
     SmartleadClient,
     SmartleadError,
     limits,
@@ -303,9 +305,27 @@ def read(
         CampaignProvisioning.objects.filter(pk=record.pk).update(reconciled_at=timezone.now())
     except SmartleadError as exc:
         run.errors.append(logs.redact(f"Campaign {record.campaign_id}: {exc}"))
+        if isinstance(exc, NotFound):
+            lost(run, client, record)
     run.campaigns += 1
     run.smartlead_requests += client.requests_sent - before
     return stored
+
+
+def lost(run: ReconcileRun, client: SmartleadClient, record: CampaignProvisioning) -> None:
+    """A 404 on a campaign's leads: asked as the executor asks (`campaign_gone`), a campaign
+    Smartlead no longer has stops being "ready" and needs attention, instead of failing every
+    pass while the admin and dashboard call it ready."""
+    creator = record.sequence.created_by
+    mailbox = record.mailbox_id or (creator.mailbox_id if creator else None)
+    try:
+        reason = campaign_gone(client, record.campaign_id, mailbox or 0)
+    except SmartleadError as exc:
+        run.errors.append(logs.redact(f"Campaign {record.campaign_id} not looked up: {exc}"))
+        return
+    if reason is not None:
+        needs_attention(record.sequence_id, reason)
+        run.errors.append(f"Sequence {record.sequence_id} needs attention: {reason}")
 
 
 def repair(

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import responses
 from django.db import connection
+from django.test import override_settings
 
 from outboundhq.logs import RedactSecretsFilter, known_secrets
 
@@ -190,6 +191,15 @@ def _empty_cache() -> None:
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _plain_http_live_server() -> Iterator[None]:
+    """The live server's middleware reads SECURE_SSL_REDIRECT once, when the session-wide server
+    starts, before any test's own settings (the browser tests, the sandbox's webhooks to our
+    receiver): it must start without the HTTPS redirect."""
+    with override_settings(SECURE_SSL_REDIRECT=False):
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib import admin
+from django.contrib.staticfiles import finders
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -92,3 +93,27 @@ def test_list_pages_cost_the_same_queries_whatever_their_size(admin_client, app_
     with CaptureQueriesContext(connection) as large:
         admin_client.get(url)
     assert len(large) == len(small), [q["sql"] for q in large.captured_queries]
+
+
+def test_the_admin_is_branded_and_lists_our_sections_first(admin_client):
+    response = admin_client.get(reverse("admin:index"))
+    page = response.content.decode()
+    assert "<title>Sending, webhooks and SDRs | OutboundHQ</title>" in page
+    assert '<div id="site-name"><a href="/admin/">OutboundHQ</a></div>' in page
+    labels = [app["app_label"] for app in response.context["app_list"]]
+    ours = ["sequences", "smartlead", "profiles", "outboundhq"]
+    assert labels[: len(ours)] == ours and {"auth", "axes", "django_q"} <= set(labels[4:])
+
+
+def test_there_is_no_view_site_404_and_the_header_links_the_dashboard(admin_client, client):
+    page = admin_client.get(reverse("admin:index")).content.decode()
+    assert "View site" not in page
+    assert f'<a href="{reverse("ops-dashboard")}">Ops dashboard</a>' in page
+    assert client.get("/").status_code == 404  # nothing pretends to be a site
+
+
+def test_every_admin_page_names_a_favicon_that_loads(admin_client, client):
+    page = admin_client.get(reverse("admin:sequences_push_changelist")).content.decode()
+    assert 'rel="icon" href="/static/outboundhq/favicon.svg"' in page
+    assert finders.find("outboundhq/favicon.svg")  # collected and served like the rest
+    assert client.get("/favicon.ico")["Location"] == "/static/outboundhq/favicon.svg"

@@ -430,10 +430,20 @@ def test_an_enrollment_page_shows_why_not_sent(admin_client):
 
 
 def test_explain_enrollment_prints_the_explanation(capsys):
-    enrollment = make_enrollment(sequence=make_sequence(creator=make_profile(connected=False)))
+    sdr = make_profile(connected=False)
+    enrollment = make_enrollment(sequence=make_sequence(creator=sdr))
     call_command("explain_enrollment", str(enrollment.pk))
     out = capsys.readouterr().out
     assert str(enrollment.pk) in out and "has not connected Smartlead" in out
+    assert f"(SDR {sdr.label})" in out and "next send 20" in out  # named, not by id
+
+
+@pytest.mark.parametrize("status", ["completed", "replied", "paused", "failed"])
+def test_explain_enrollment_prints_no_next_send_once_an_enrollment_has_ended(capsys, status):
+    enrollment = make_enrollment(sequence=make_sequence(creator=make_profile()), status=status)
+    call_command("explain_enrollment", str(enrollment.pk))
+    out = capsys.readouterr().out
+    assert "no next send" in out and "next send 20" not in out
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from sequences.executor import execute
 from sequences.models import CampaignProvisioning, Enrollment, ProvisioningState, Push, Sequence
 from sequences.provisioning import provision
 from smartlead.api import SmartleadClient, ValidationFailed
+from smartlead.reconcile import reconcile
 from smartlead.sandbox import SandboxServer
 from tests import test_connect_api as connect_api
 from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
@@ -83,6 +84,18 @@ def test_it_stops_a_sequence_whose_campaign_was_deleted_instead_of_starting_it_o
     assert sandbox.request_count(route=LEADS_ROUTE) == 0
     assert again.campaigns_provisioned == 0
     assert any("needs attention" in error for error in again.errors)
+
+
+def test_the_reconcile_pass_marks_a_campaign_smartlead_no_longer_has_not_ready(sandbox, sent_once):
+    sequence, _, _ = sent_once
+    delete_in_smartlead(sandbox, sequence.campaign)
+
+    run = reconcile(trigger="command")
+
+    record = CampaignProvisioning.objects.get(sequence=sequence)
+    assert record.state == ProvisioningState.NEEDS_ATTENTION and "deleted" in record.reason
+    assert any("needs attention" in error for error in run.errors)
+    assert reconcile(trigger="command").campaigns == 0  # no longer read as if it were there
 
 
 def test_it_says_when_the_key_now_belongs_to_another_smartlead_account(sandbox, sent_once):

@@ -1052,3 +1052,22 @@ def test_it_reads_the_category_filter_of_a_webhook(
     (hook,) = client.list_campaign_webhooks(12)
 
     assert hook.categories == ("Interested", "Out Of Office")
+
+
+@pytest.mark.parametrize(
+    "base", ["https://server.smartlead.ai/api/v1", "https://api.smartlead.ai/v1"]
+)
+def test_it_never_sends_a_sandbox_key_to_the_real_smartlead(api, base):
+    """A demo database's keys (smartlead/sandbox/demo.json) with a setting that forgot
+    SMARTLEAD_BASE_URL: refused before any request, and not as a verdict on the key."""
+    with SmartleadClient("sandbox-key-alice-7f3a9c2e5b1d", base_url=base) as smartlead:
+        with pytest.raises(SmartleadError, match="Refused to send a sandbox key") as refused:
+            smartlead.list_campaigns()
+    assert type(refused.value) is SmartleadError and refused.value.permanent
+    assert len(api.calls) == 0
+
+
+def test_a_sandbox_key_still_goes_to_a_sandbox(api):
+    api.get(f"{BASE}/campaigns/", json=[])
+    with SmartleadClient("sandbox-key-alice-7f3a9c2e5b1d", base_url=BASE) as smartlead:
+        assert smartlead.list_campaigns() == []

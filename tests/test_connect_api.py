@@ -509,13 +509,18 @@ def test_a_sequence_smartlead_cannot_send_is_400_with_the_reason(
     assert smartlead.calls == [] and Sequence.objects.get(pk=sequence.pk).status == "draft"
 
 
-@pytest.mark.parametrize("key,account,missing", [(None, None, "API key"), (KEY, None, "email")])
+@pytest.mark.parametrize(
+    "key,account,missing", [(None, None, "no API key"), (KEY, None, "no email account")]
+)
 def test_an_owner_not_connected_cannot_activate(api, sdr, smartlead, key, account, missing):
     sdr.set_smartlead_credentials(api_key=key, email_account_id=account)
     sequence = make_sequence(creator=sdr, status="draft")
     response = activate(api, sequence)
     assert response.status_code == 400
-    assert response.json()["code"] == "not_connected" and missing in response.json()["error"]
+    assert response.json() == {
+        "error": f"Connect Smartlead first: your profile has {missing} to send with.",
+        "code": "not_connected",
+    }
     assert smartlead.calls == []
 
 

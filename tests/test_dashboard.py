@@ -81,9 +81,15 @@ def test_it_says_what_to_do_when_there_is_nothing_yet(admin_client):
     assert "Nothing is waiting" in page
 
 
-def test_it_says_when_no_sdr_has_connected_smartlead(admin_client):
+def test_it_says_when_no_sdr_can_send(admin_client):
     make_profile(connected=False)
-    assert "No SDR has connected Smartlead yet" in admin_client.get(URL).content.decode()
+    assert "No SDR can send now" in admin_client.get(URL).content.decode()
+
+
+def test_it_does_not_say_nobody_can_send_when_a_key_is_unchecked_but_sends(admin_client):
+    make_profile()  # a key and a mailbox Smartlead has not judged yet: it sends
+    ExecutorRun.objects.create(trigger=RunTrigger.SCHEDULE, pushed=14)
+    assert "No SDR can send now" not in admin_client.get(URL).content.decode()
 
 
 def test_it_links_each_credential_status_to_the_filtered_profile_list(admin_client):
@@ -153,9 +159,10 @@ def test_it_costs_a_fixed_number_of_queries_whatever_the_row_count(
     admin_client, django_assert_max_num_queries, rows
 ):
     populate(rows)
-    # Session, user, and one query per figure (runs, webhooks, credentials, waiting, and the
-    # outbox's two: its changes, and campaigns needing attention).
-    with django_assert_max_num_queries(8):
+    # Session, user, one query per figure (runs, webhooks, rejected reasons, reconcile passes,
+    # credentials, waiting, and the outbox's two: its changes, and campaigns needing attention),
+    # and the verdicts' 12 (outboundhq/verdicts.py).
+    with django_assert_max_num_queries(22):
         response = admin_client.get(URL)
     assert response.status_code == 200
 

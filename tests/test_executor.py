@@ -41,7 +41,7 @@ from tests.fake_smartlead import BASE, FakeSmartlead
 
 pytestmark = pytest.mark.django_db
 
-NOT_CONNECTED = "User {} has not connected their Smartlead account"
+NOT_CONNECTED = "SDR {} has not connected their Smartlead account"
 
 
 @pytest.fixture(autouse=True)
@@ -92,6 +92,20 @@ def test_it_pushes_ready_enrollments_in_full_batches_per_campaign(smartlead):
     assert timedelta(days=2, hours=23) < due - timezone.now() <= timedelta(days=3)
 
 
+def test_a_key_smartlead_took_leads_from_is_connected_not_unchecked(smartlead):
+    unchecked = make_profile()
+    assert unchecked.smartlead_status() == SmartleadStatus.UNCHECKED
+    enroll(provisioned_sequence(creator=unchecked, campaign_id=301), 3)
+    checked = make_profile()
+    said = "The key can send from 2 email account(s)."
+    CredentialCheck.objects.record(profile=checked, status=SmartleadStatus.CONNECTED, detail=said)
+    enroll(provisioned_sequence(creator=checked, campaign_id=302), 1)
+    execute(trigger="command")
+    check = CredentialCheck.objects.get(profile_id=unchecked.pk)
+    assert check.status == SmartleadStatus.CONNECTED and "accepted leads" in check.detail
+    assert CredentialCheck.objects.get(profile_id=checked.pk).detail == said  # left as it was
+
+
 def test_the_lead_carries_the_contacts_fields(smartlead):
     sequence = provisioned_sequence()
     contact = make_contact(
@@ -127,8 +141,8 @@ def test_it_skips_users_without_credentials_and_logs_the_exact_line_once(smartle
     with caplog.at_level(logging.INFO, logger="sequences.executor"):
         run = execute(trigger="command")
     lines = [r.getMessage() for r in caplog.records]
-    assert lines.count(NOT_CONNECTED.format(sdr.id)) == 1
-    assert lines.count(NOT_CONNECTED.format(no_mailbox.id)) == 1
+    assert lines.count(NOT_CONNECTED.format(sdr.label)) == 1
+    assert lines.count(NOT_CONNECTED.format(no_mailbox.label)) == 1
     assert run.skipped_no_credentials == 6 and run.pushed == 0
     after = list(Enrollment.objects.values_list("id", "current_step", "next_send_at", "status"))
     assert sorted(after) == sorted(before)
@@ -659,5 +673,5 @@ def test_it_skips_an_sdr_whose_mailbox_id_is_not_a_number_and_runs_the_others(
     dry = execute(trigger="command", dry_run=True)
     assert run.pushed == 3 and len(smartlead.leads[71]) == 3
     assert run.skipped_no_credentials == 2 and not run.errors
-    assert NOT_CONNECTED.format(odd.id) in caplog.text
+    assert NOT_CONNECTED.format(odd.label) in caplog.text
     assert dry.skipped_no_credentials == 2 and dry.due == 0

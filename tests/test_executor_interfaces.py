@@ -11,7 +11,7 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django_q.models import Schedule
 
 from sequences.models import Enrollment, ExecutorRun, Push
@@ -64,6 +64,20 @@ def test_the_command_dry_run_says_what_would_happen(sandbox):
 def test_the_command_refuses_a_nonsense_limit():
     with pytest.raises(Exception, match="--limit must be a positive number"):
         call_command("execute_sequences", "--limit", "0")
+
+
+@pytest.mark.parametrize("command", ["execute_sequences", "reconcile_smartlead"])
+@pytest.mark.parametrize("option", ["--user", "--sequence"])
+def test_the_commands_refuse_a_valid_id_that_names_nothing(command, option):
+    nobody = "8c1d6f3e-5b2a-4c7e-9d10-2f3a4b5c6d7e"  # a valid UUID of no SDR and no sequence
+    with pytest.raises(CommandError, match=f"{option} {nobody}: no "):
+        call_command(command, option, nobody)
+    assert not ExecutorRun.objects.exists()
+    sdr = make_profile(connected=False)
+    make_enrollment(sequence=make_sequence(creator=sdr))
+    out = StringIO()
+    call_command("execute_sequences", "--user", str(sdr.pk), "--dry-run", stdout=out)
+    assert f"SDR {sdr.label} has not connected" in out.getvalue()  # named, not by id
 
 
 def test_the_command_exits_non_zero_with_a_message_when_the_database_is_unreachable():
@@ -159,7 +173,7 @@ def test_end_to_end_against_the_sandbox(sandbox, caplog, settings):
     assert len(campaign["leads"]) == 250
     assert sandbox.request_count(route="POST /campaigns/{campaign_id}/leads", status=200) == 3
     assert sandbox.request_count(status=429) == 0
-    assert f"User {keyless.id} has not connected their Smartlead account" in caplog.messages
+    assert f"SDR {keyless.label} has not connected their Smartlead account" in caplog.messages
     assert basic.smartlead_status() == "no_api_access"
     assert run.pushed == 250 and run.skipped_no_credentials == 1
     assert Push.objects.filter(state="pushed").count() == 250

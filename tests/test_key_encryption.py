@@ -235,7 +235,7 @@ def test_an_sdr_whose_key_cannot_be_decrypted_is_skipped_and_the_others_send(key
         make_enrollment(sequence=make_sequence(creator=creator, smartlead_campaign_id=campaign))
     run = execute(trigger="command")
     assert run.pushed == 1 and smartlead.count("leads") == 1
-    assert UNREADABLE % lost.id in run.errors
+    assert UNREADABLE % lost.label in run.errors
 
 
 def test_the_admin_shows_at_most_the_last_four_characters_of_an_encrypted_key(keys, admin_client):

@@ -119,6 +119,8 @@ def test_it_yields_each_sdrs_credentials_or_why_they_cannot_send_in_one_wording(
     senders = list(Profile.objects.senders([ready.pk, keyless.pk, unreadable.pk, missing]))
     assert [s.profile_id for s in senders] == [ready.pk, keyless.pk, unreadable.pk, missing]
     assert senders[0].credentials is not None and senders[0].why_not == ""
-    assert senders[1].why_not == NOT_CONNECTED % keyless.pk
-    assert senders[2].unreadable and senders[2].why_not == UNREADABLE % unreadable.pk
-    assert senders[3].profile is None and senders[3].why_not == NOT_CONNECTED % missing
+    # SDRs are named as people know them (email, name); an id only when there is no profile.
+    assert senders[1].why_not == NOT_CONNECTED % f"{keyless.email} ({keyless.first_name})"
+    assert senders[2].unreadable and senders[2].why_not == UNREADABLE % unreadable.label
+    assert senders[3].profile is None
+    assert senders[3].why_not == NOT_CONNECTED % f"{missing} (no profile)"

@@ -204,9 +204,9 @@ def test_resave_webhooks_moves_every_campaign_to_its_own_url_in_place_and_is_ide
     assert hooks_of(ALICE, first) == [(hook_id, f"{PUBLIC}/webhooks/smartlead?{url_of(campaign)}")]
     [(_, url)] = hooks_of(ALICE, second)
     assert "token=" in url and SECRET not in url
-    assert f"SDR {first.created_by_id}: 1 created, 1 updated" in out and not err
+    assert f"SDR {alice.label}: 1 created, 1 updated" in out and not err
     again, _ = resave()
-    assert f"SDR {first.created_by_id}: 2 current" in again
+    assert f"SDR {alice.label}: 2 current" in again
     assert ALICE not in out + again + caplog.text
 
 
@@ -221,9 +221,9 @@ def test_resave_webhooks_reports_per_sdr_what_failed_without_printing_keys(
 
     out, err = resave()
 
-    assert f"SDR {good.created_by_id}: 1 created" in out
+    assert f"SDR {good.created_by.label}: 1 created" in out
     campaign = CampaignProvisioning.objects.get(sequence_id=bad.id).campaign_id
-    assert f"SDR {bad.created_by_id}: nothing done; failed: campaign {campaign}:" in out
+    assert f"SDR {bad.created_by.label}: nothing done; failed: campaign {campaign}:" in out
     assert "1 campaign(s) not re-saved" in err
     for key in (ALICE, BRUNO, revoked):
         assert key not in out + err + caplog.text

@@ -14,6 +14,7 @@ from typing import Any
 from outboundhq.logs import mask
 from smartlead.api.add_leads import AddLeadsResult, add_leads_result_from
 from smartlead.api.errors import NotFound, SmartleadError
+from smartlead.api.guard import refuse_sandbox_key
 from smartlead.api.mailboxes import MailboxCalls
 from smartlead.api.results import (
     Campaign,
@@ -56,6 +57,11 @@ class SmartleadClient(MailboxCalls):
 
     def __enter__(self) -> SmartleadClient:
         return self
+
+    def _call(self, method: str, path: str, **call: Any) -> Any:
+        # Every call passes here first: no sandbox key leaves for the real Smartlead.
+        refuse_sandbox_key(self.base_url, self._api_key)
+        return super()._call(method, path, **call)
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from smartlead.sandbox.data import ODD_REPLIES, ApiError, build_account, joi, snapshot
+from smartlead.sandbox.hooks import WebhookHelpers
 from smartlead.sandbox.replies import ReplyHelpers
 from smartlead.sandbox.state import SandboxState
 
@@ -129,7 +130,7 @@ def _json_body(raw: bytes) -> Any:
         raise joi("Invalid request payload JSON format") from None
 
 
-class SandboxServer(ReplyHelpers):
+class SandboxServer(ReplyHelpers, WebhookHelpers):
     """The sandbox's HTTP server plus helpers for tests: counts, state snapshots, forced faults;
     what leads do in replies.py (an out-of-office reply, a category, a reply from another
     address, each returned as the webhook payloads Smartlead sends).
@@ -297,6 +298,11 @@ class SandboxServer(ReplyHelpers):
         try:
             self._delay()
             account = self.state.authenticate(api_key)
+            if method == "POST" and url.path.startswith("/sandbox/"):
+                # The sandbox's own route: not Smartlead's API, so outside its rate limit.
+                status, body = 200, self.control(api_key, url.path, _json_body(raw_body))
+                self._count(api_key, "sandbox events", status)
+                return status, body, headers
             headers = self.state.admit(account)
             self._maybe_fail()
             if route is None:  # Express's answer to an unknown path or a wrong method

@@ -20,11 +20,21 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from outboundhq.progress import Progress, wanted
+from profiles.models import Profile
 from sequences.context import Scope
 from sequences.executor import execute, start
-from sequences.models import ExecutorRun, RunTrigger
+from sequences.models import ExecutorRun, RunTrigger, Sequence
 from sequences.runs import as_dict, shares_done, summary
 from sequences.tasks import fan_out
+
+
+def scope_problem(user: uuid.UUID | None, sequence: uuid.UUID | None) -> str | None:
+    """A --user or --sequence that names nothing would silently do nothing: say so instead."""
+    if user is not None and not Profile.objects.filter(pk=user).exists():
+        return f"--user {user}: no SDR has this profile id (see the admin's SDR profiles)."
+    if sequence is not None and not Sequence.objects.filter(pk=sequence).exists():
+        return f"--sequence {sequence}: no sequence has this id."
+    return None
 
 
 class Command(BaseCommand):
@@ -58,6 +68,8 @@ class Command(BaseCommand):
             raise CommandError("--limit must be a positive number of enrollments.")
         if options["fan_out"] and (options["limit"] is not None or options["dry_run"]):
             raise CommandError("--fan-out cannot be combined with --limit or --dry-run.")
+        if problem := scope_problem(options["user"], options["sequence"]):
+            raise CommandError(problem)
         progress = Progress(self.stderr) if wanted(self.stderr, options) else None
         record = self.run(options, progress)
         if progress is not None and not record.dry_run:

@@ -7,7 +7,7 @@ import uuid
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from sequences.explain import budget_note, explain, for_explanation, when
-from sequences.models import Enrollment
+from sequences.models import Enrollment, EnrollmentStatus
 
 
 class Command(BaseCommand):
@@ -38,8 +38,13 @@ class Command(BaseCommand):
         return enrollment
 
     def summary(self, enrollment: Enrollment) -> str:
+        sequence = enrollment.sequence
+        owner = sequence.created_by if sequence and sequence.created_by_id else None
+        # An ended enrollment is never sent again: its old next_send_at would mislead.
+        ended = enrollment.status != EnrollmentStatus.ACTIVE
+        upcoming = "no next send" if ended else f"next send {when(enrollment.next_send_at)}"
         return (
             f"Enrollment {enrollment.id}: {enrollment.contact or 'no contact'} in "
-            f"{enrollment.sequence or 'no sequence'}, {enrollment.status}, step "
-            f"{enrollment.current_step}, next send {when(enrollment.next_send_at)}"
+            f"{sequence or 'no sequence'} (SDR {owner.label if owner else 'none'}), "
+            f"{enrollment.status}, step {enrollment.current_step}, {upcoming}"
         )

@@ -22,14 +22,14 @@ from smartlead.api import SmartleadClient, SmartleadError
 
 @dataclass
 class SdrReport:
-    profile_id: object
+    name: str
     done: Counter[str] = field(default_factory=Counter)
     failed: list[str] = field(default_factory=list)
 
     def line(self) -> str:
         done = ", ".join(f"{n} {what}" for what, n in sorted(self.done.items())) or "nothing done"
         failed = f"; failed: {'; '.join(self.failed)}" if self.failed else ""
-        return f"SDR {self.profile_id}: {done}{failed}"
+        return f"SDR {self.name}: {done}{failed}"
 
 
 class Command(BaseCommand):
@@ -67,7 +67,7 @@ class Command(BaseCommand):
 
     def resave(self, sender: Sender, sequences: list[Sequence]) -> SdrReport:
         """Step 2: one SDR's campaigns, with their key; a failure stops only that campaign."""
-        report = SdrReport(sender.profile_id)
+        report = SdrReport(sender.name)
         if sender.credentials is None:
             report.failed.append(f"{sender.why_not} ({len(sequences)} campaign(s))")
             return report

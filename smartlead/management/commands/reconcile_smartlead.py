@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from outboundhq.progress import Progress, wanted
+from sequences.management.commands.execute_sequences import scope_problem
 from smartlead.management.commands.reprocess_webhooks import since as parse_since
 from smartlead.reconcile import reconcile, summary
 
@@ -32,6 +33,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if problem := scope_problem(options["user"], options["sequence"]):
+            raise CommandError(problem)
         since = None
         if options["since"]:
             try:
