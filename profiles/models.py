@@ -134,11 +134,11 @@ class ProfileQuerySet(models.QuerySet["Profile"]):
     def not_connected(self) -> ProfileQuerySet:
         return self.with_smartlead_status().exclude(connection_status__in=SENDING)
 
-    def encrypted_keys(self) -> list[str]:
-        """The stored keys that are ciphertext (what the start-up check tries to open)."""
-        return list(
+    def encrypted_keys(self) -> dict[uuid.UUID, str]:
+        """The stored keys that are ciphertext, by profile (what the start-up check opens)."""
+        return dict(
             self.filter(smartlead_api_key__startswith=crypto.PREFIX).values_list(
-                "smartlead_api_key", flat=True
+                "pk", "smartlead_api_key"
             )
         )
 
