@@ -18,6 +18,7 @@ from typing import Any
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Min, Q
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
@@ -211,8 +212,22 @@ def cached_figures(*, refresh: bool) -> dict[str, Any]:
     return fresh
 
 
+# The dashboard summarises these models' rows: a staff member who may not see them may not see
+# their figures either (staff status alone only opens the admin).
+VIEW_PERMISSIONS = (
+    "profiles.view_profile",
+    "sequences.view_enrollment",
+    "sequences.view_executorrun",
+    "sequences.view_syncchange",
+    "sequences.view_campaignprovisioning",
+    "smartlead.view_webhookevent",
+)
+
+
 @staff_member_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    if not request.user.has_perms(VIEW_PERMISSIONS):
+        raise PermissionDenied
     context = cached_figures(refresh="refresh" in request.GET) | {
         "title": "Ops dashboard",
         "cache_seconds": FIGURES_SECONDS,
