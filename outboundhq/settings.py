@@ -241,9 +241,12 @@ SMARTLEAD_WEBHOOK_SIGNING_SECRET = _read("SMARTLEAD_WEBHOOK_SIGNING_SECRET", str
 # Rotation: the secret before SMARTLEAD_WEBHOOK_SECRET, still accepted (its per-campaign tokens
 # and, while legacy URLs are, itself) until every webhook is re-saved (docs/DEPLOY.md).
 SMARTLEAD_WEBHOOK_SECRET_PREVIOUS = _read("SMARTLEAD_WEBHOOK_SECRET_PREVIOUS", str, "")
-# Switch-over: campaigns provisioned before per-campaign tokens carry `?secret=<the secret>`.
-# Ops turn this off once `manage.py resave_webhooks` has given every campaign its token URL.
-SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET = _read("SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET", bool, True)
+# Campaigns provisioned before per-campaign tokens carry `?secret=<the secret>`, which opens
+# every campaign: refused unless ops turn this on; the executor moves them to their own URL
+# (sequences/webhook_switch.py).
+SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET = _read(
+    "SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET", bool, False
+)
 SMARTLEAD_SCHEDULE_TIMEZONE = _read("SMARTLEAD_SCHEDULE_TIMEZONE", str, "America/New_York")
 # A mailbox sends only at or above this warmup reputation (0-100); unset: not checked.
 SMARTLEAD_MIN_WARMUP_REPUTATION = _read("SMARTLEAD_MIN_WARMUP_REPUTATION", float, None)
@@ -259,6 +262,12 @@ if not 1 <= SMARTLEAD_OUT_OF_OFFICE_DAYS <= 90:
 # Smartlead's auto_pause_domain_leads_on_reply: a reply pauses the SDR's other leads at the same
 # company (email domain), at Smartlead and in the app.
 SMARTLEAD_PAUSE_SAME_COMPANY_ON_REPLY = _read("SMARTLEAD_PAUSE_SAME_COMPANY_ON_REPLY", bool, False)
+# Whom a prospect's opt-out reaches (sequences/optouts.py): every SDR's contact with the
+# address (organisation), or only the contacts of the SDR it happened with (sdr).
+OPT_OUT_SCOPE = str(_read("OPT_OUT_SCOPE", str, "organisation")).strip().lower()
+if OPT_OUT_SCOPE not in ("organisation", "sdr"):
+    CONFIG_ERRORS.append(("OPT_OUT_SCOPE", "must be organisation or sdr"))
+    OPT_OUT_SCOPE = "organisation"
 PUBLIC_BASE_URL = _read("PUBLIC_BASE_URL", str, "")
 # The SDRs' keys are stored encrypted (profiles/crypto.py): the first key encrypts, all decrypt.
 SMARTLEAD_KEY_ENCRYPTION_KEYS = [k for k in _read("SMARTLEAD_KEY_ENCRYPTION_KEYS", list, []) if k]

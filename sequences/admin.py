@@ -6,7 +6,12 @@ from django.http import HttpRequest
 from django.utils.safestring import SafeString
 
 from outboundhq.links import change, changelist, link, links
-from sequences import explain, provisioning
+from sequences import (
+    explain,
+    optout_admin,  # noqa: F401 - registers the opt-outs' list
+    optouts,
+    provisioning,
+)
 from sequences.models import (
     CallTask,
     CampaignProvisioning,
@@ -90,7 +95,7 @@ class EnrollmentAdmin(admin.ModelAdmin):
     list_select_related = ["contact", "sequence"]
     search_fields = ["contact__email"]
     raw_id_fields = ["sequence", "contact", "enrolled_by"]
-    readonly_fields = ["why_not_sent", "records"]
+    readonly_fields = ["why_not_sent", "opt_out", "records"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Enrollment]:
         # Everything the why-not-sent column reads, in a fixed number of queries per page. The
@@ -101,6 +106,10 @@ class EnrollmentAdmin(admin.ModelAdmin):
     @admin.display(description="Why not sent")
     def why_not_sent(self, obj: Enrollment) -> str:
         return explain.explain(obj)
+
+    @admin.display(description="Opt-out")
+    def opt_out(self, obj: Enrollment) -> str:
+        return opted_out(obj.contact_id) if obj.contact_id else "—"
 
     @admin.display(description="Records")
     def records(self, obj: Enrollment) -> SafeString:
@@ -117,6 +126,12 @@ class EnrollmentAdmin(admin.ModelAdmin):
         )
 
 
+def opted_out(contact_id: object) -> str:
+    """Where the contact's opt-out came from (sequences/optouts.py), for its pages."""
+    found = optouts.of_contacts([contact_id]).get(contact_id, [])
+    return "\n".join(optouts.describe(o) for o in found) or "—"
+
+
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
     list_display = [
@@ -129,6 +144,11 @@ class ContactAdmin(admin.ModelAdmin):
     ]
     search_fields = ["email", "first_name", "last_name", "company"]
     raw_id_fields = ["created_by"]
+    readonly_fields = ["opt_out"]
+
+    @admin.display(description="Opt-out")
+    def opt_out(self, obj: Contact) -> str:
+        return opted_out(obj.pk) if obj.pk else "—"
 
 
 @admin.register(Engagement)
