@@ -251,7 +251,7 @@ def test_it_sends_a_content_security_policy_the_page_needs_no_exception_from(
     assert not re.search(r"\son[a-z]+=", html), page
 
 
-def test_swagger_uis_set_up_script_is_served_as_a_file(client):
+def test_it_serves_swagger_uis_set_up_script_as_a_file(client):
     page = client.get(reverse("api-docs")).content.decode()
     (script,) = re.findall(r'<script src="([^"]*script=[^"]*)"', page)
     response = client.get(script.replace("&amp;", "&"))
@@ -267,7 +267,7 @@ def staff_with(client, *codenames: str):  # noqa: ANN001, ANN201
     return client
 
 
-def test_the_dashboard_needs_view_permission_on_what_it_summarises(client):
+def test_it_shows_the_dashboard_only_with_view_permission_on_what_it_summarises(client):
     assert staff_with(client).get(reverse("ops-dashboard")).status_code == 403
     viewer = User.objects.get(username="viewer")
     viewer.user_permissions.set(

@@ -209,7 +209,7 @@ def test_it_notices_a_javascript_error(browser, live_server, staff):
 
 
 @pytest.mark.parametrize("page", ["api-docs", "api-redoc"])
-def test_the_api_docs_render_under_the_content_security_policy(browser, live_server, page):
+def test_it_renders_the_api_docs_under_the_content_security_policy(browser, live_server, page):
     """Issue 24, point 11: what the policy forbids shows as a console error (and no page)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

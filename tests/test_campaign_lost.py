@@ -287,7 +287,7 @@ def test_it_never_counts_an_outbox_change_a_campaign_404_answered_as_done(sandbo
     assert "another Smartlead account" in record.reason
 
 
-def test_a_lead_gone_from_a_campaign_smartlead_still_has_is_done(sandbox, sent_once):
+def test_it_counts_a_lead_gone_from_a_campaign_smartlead_still_has_as_done(sandbox, sent_once):
     sequence, first, _ = sent_once
     requests.delete(  # the lead removed from the campaign in Smartlead's app
         f"{sandbox.base_url}/campaigns/{sequence.campaign}/leads/"

@@ -130,7 +130,7 @@ def test_it_applies_an_unsubscribe_set_in_the_app_to_every_sdr_in_the_next_run(s
     assert OptOut.objects.count() == 1  # recorded once
 
 
-def test_a_do_not_contact_category_unsubscribes_where_it_happened_and_pauses_elsewhere(
+def test_it_unsubscribes_a_do_not_contact_lead_where_it_happened_and_pauses_it_elsewhere(
     sandbox, two_sdrs
 ):
     """The path the Do Not Contact category takes (smartlead/applying.py: Changes.opt_out)."""
@@ -185,7 +185,7 @@ def claimed(current_step: int, unsubscribed_at: Any) -> Any:
     )
 
 
-def test_a_due_call_step_of_an_opted_out_contact_makes_no_call_task(sandbox):
+def test_it_makes_no_call_task_for_a_due_call_step_of_an_opted_out_contact(sandbox):
     enrollment = sdr_with(ANA, 3601)
     Sequence.objects.filter(pk=enrollment.sequence_id).update(status="active")
     SequenceStep.objects.filter(sequence_id=enrollment.sequence_id, step_number=2).update(
@@ -220,7 +220,7 @@ def test_it_shows_where_an_opt_out_came_from_on_the_contact_the_enrollment_and_t
     assert PROSPECT in listing and "Unsubscribed in a Smartlead campaign" in listing
 
 
-def test_ops_lift_a_mistaken_opt_out_and_the_paused_leads_are_resumed(
+def test_it_lifts_a_mistaken_opt_out_and_resumes_the_leads_it_paused(
     sandbox, two_sdrs, admin_client
 ):
     ana, ben = two_sdrs
@@ -244,7 +244,7 @@ def test_ops_lift_a_mistaken_opt_out_and_the_paused_leads_are_resumed(
     assert OptOut.objects.count() == 1  # lifting is not mistaken for a new opt-out
 
 
-def test_only_staff_who_may_change_opt_outs_can_lift_one(client, sandbox, two_sdrs):
+def test_it_lets_only_staff_who_may_change_opt_outs_lift_one(client, sandbox, two_sdrs):
     from django.contrib.auth.models import Permission, User
 
     ana, ben = two_sdrs
