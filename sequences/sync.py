@@ -128,7 +128,7 @@ def _not_found(
         return None
     current = CampaignProvisioning.objects.filter(
         sequence_id=change.sequence_id, campaign_id=change.campaign_id
-    )
+    ).exclude(state=ProvisioningState.NEEDS_ATTENTION)  # the first reason stays
     if current.exists():  # not when the sequence has moved on to a new campaign since
         needs_attention(change.sequence_id, gone)
     _close(change, SyncState.FAILED, f"Not done, the campaign needs attention: {gone}")

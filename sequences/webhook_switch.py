@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
+
+from django.db.models import QuerySet
 
 from profiles.credentials import refusal_status
 from profiles.models import Profile
@@ -26,17 +29,25 @@ from smartlead.api import SmartleadClient, SmartleadError
 SWITCH_SECONDS = 60.0
 
 
+def provisioned() -> QuerySet[Sequence]:
+    """Sequences whose campaign we provisioned (or adopted): those with a webhook of ours."""
+    return Sequence.objects.filter(
+        provisioning__state=ProvisioningState.READY,
+        provisioning__campaign_id__isnull=False,
+    ).select_related("provisioning")
+
+
+def by_sdr(sequences: Iterable[Sequence]) -> dict[Any, list[Sequence]]:
+    grouped: dict[Any, list[Sequence]] = defaultdict(list)
+    for sequence in sequences:
+        grouped[sequence.created_by_id].append(sequence)
+    return grouped
+
+
 def left(user_id: Any = None) -> list[Sequence]:
     """Sequences whose campaign's webhook may still be at the global secret's URL, oldest
-    first: provisioned (or adopted) campaigns without the PER_CAMPAIGN_URL mark."""
-    sequences = (
-        Sequence.objects.filter(
-            provisioning__state=ProvisioningState.READY,
-            provisioning__campaign_id__isnull=False,
-        )
-        .select_related("provisioning")
-        .order_by("provisioning__updated_at", "id")
-    )
+    first: provisioned campaigns without the PER_CAMPAIGN_URL mark."""
+    sequences = provisioned().order_by("provisioning__updated_at", "id")
     if user_id:
         sequences = sequences.filter(created_by_id=user_id)
     # JSON containment is not portable (SQLite), and the mark is read from few rows once done.
@@ -48,16 +59,14 @@ def switch_some(deadline: float, user_id: Any = None) -> list[str]:
     are spent; returns what failed, in words. SDRs who cannot send wait until they can."""
     if receiver_url() is None:
         return []  # nothing can be registered yet; provisioning says so per campaign
-    by_sdr: dict[Any, list[Sequence]] = defaultdict(list)
-    for sequence in left(user_id):
-        by_sdr[sequence.created_by_id].append(sequence)
+    waiting = by_sdr(left(user_id))
     stop = min(deadline, time.monotonic() + SWITCH_SECONDS)
     errors: list[str] = []
-    for sender in Profile.objects.senders(by_sdr):
+    for sender in Profile.objects.senders(waiting):
         if sender.credentials is None:
             continue
         with SmartleadClient(sender.credentials.api_key, deadline=stop) as client:
-            for sequence in by_sdr[sender.profile_id]:
+            for sequence in waiting[sender.profile_id]:
                 if time.monotonic() >= stop:
                     return errors
                 try:

@@ -139,12 +139,13 @@ def test_it_locks_out_a_username_guessed_from_many_addresses(client, settings):
     assert colleague.status_code == 302  # another account, from a fresh address, is not locked
 
 
-def settings_with(**env: str) -> str:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
-    script = (
-        "import django; django.setup(); from django.conf import settings as s; "
-        "print(s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME.total_seconds(), s.ADMIN_PATH)"
-    )
+def settings_with(
+    show: str = "s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME.total_seconds(), s.ADMIN_PATH",
+    **env: str,
+) -> str:
+    """What `show` (settings as `s`) prints in a fresh process with this environment."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "SMARTLEAD_"))}
+    script = f"import django; django.setup(); from django.conf import settings as s; print({show})"
     result = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
         [sys.executable, "-c", script],
         cwd=ROOT,
