@@ -227,7 +227,9 @@ def test_connecting_a_profile_takes_a_key_then_a_mailbox_listed_live(admin_clien
     assert "List its email accounts" in offer and "Ann" not in offer  # a GET only offers
     choices = page(admin_client, account_url(profile), {}).content.decode()
     assert "Ann &lt;a@acme.test&gt;" in choices and "Ben &lt;b@acme.test&gt;" in choices
-    chosen = page(admin_client, account_url(profile), {"email_account_ids": ["22", "21"]})
+    chosen = page(
+        admin_client, account_url(profile), {"choose": "1", "email_account_ids": ["22", "21"]}
+    )
     assert chosen.status_code == 302
     saved = Profile.objects.get(pk=profile.pk)
     assert saved.smartlead_email_account_id == "21"  # the listing's order: 21 first
@@ -256,7 +258,9 @@ def test_a_key_with_spaces_inside_is_refused_before_smartlead_is_asked(admin_cli
 def test_a_mailbox_the_key_does_not_own_cannot_be_chosen(admin_client, rsps):
     profile = make_profile(smartlead_api_key=GOOD, smartlead_email_account_id=None)
     smartlead_answers(rsps, GOOD)
-    response = page(admin_client, account_url(profile), {"email_account_ids": ["77"]})
+    response = page(
+        admin_client, account_url(profile), {"choose": "1", "email_account_ids": ["77"]}
+    )
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
     assert Profile.objects.get(pk=profile.pk).smartlead_email_account_id is None
 
