@@ -325,9 +325,7 @@ class Profile(models.Model):
         accounts = fetch_email_accounts(api_key)
         owned = {a.id for a in accounts}
         old = self.smartlead_key(write_back=False) if self.key_is_readable() else None
-        if old and old != api_key:
-            # Its campaigns may be in another Smartlead account, out of the new key's reach: the
-            # sequences app pauses those first, with the old key (as on disconnect).
+        if old and old != api_key:  # campaigns out of the new key's reach are paused first
             changing_key.send(sender=Profile, profile=self, old_key=old, new_key=api_key)
         kept = [row.mailbox_id for row in self.mailbox_rows() if row.mailbox_id in owned]
         self.set_smartlead_credentials(api_key=api_key, email_account_ids=kept)
