@@ -4,6 +4,7 @@ import re
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import resolve, reverse
 
@@ -54,3 +55,20 @@ class WebhookFastPath:
             return self.get_response(request)
         request.get_host()  # DisallowedHost becomes Django's 400, as on every other path
         return self.view(request)
+
+
+class ContentSecurityPolicy:
+    """`Content-Security-Policy` on every page the service renders: the admin, its dashboard and
+    the API docs (settings.CONTENT_SECURITY_POLICY). Scripts only from our own static files, so
+    an injected `<script>` or `onclick=` does not run; no framing, no plugins, no `<base>`.
+
+    Below WebhookFastPath: Smartlead's deliveries get JSON, never a page, and skip it.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        return response

@@ -45,7 +45,7 @@ from outboundhq import logs
 from profiles.credentials import NOT_CONNECTED
 from profiles.models import Profile
 from sequences import dry_run as rehearsal
-from sequences import sending, sync
+from sequences import sending, sync, webhook_switch
 from sequences.context import Run, Scope, Sdr, Sender, SequenceWork, Tally
 from sequences.models import (
     Enrollment,
@@ -90,6 +90,7 @@ def execute(
     tallies: list[Tally] = []
     try:
         propagate(run, scope)  # 0
+        run.record.errors.extend(webhook_switch.switch_some(run.deadline, scope.user_id))  # 0b
         skip_unconnected(run, scope)  # 1
         sdrs = plan(scope, skipped=run.record.errors)  # 2
         in_workers(run, sdrs, tallies)  # 3

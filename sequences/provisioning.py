@@ -43,6 +43,9 @@ from smartlead.api import NotFound, SequenceStepSpec, SmartleadClient, events, t
 log = logging.getLogger(__name__)
 
 STAGES = ("created", "sequences", "email_accounts", "schedule", "settings", "webhook", "started")
+# Not a stage: recorded once our webhook on the campaign is at its own token URL. A campaign
+# without it may still carry the global secret (sequences/webhook_switch.py moves those).
+PER_CAMPAIGN_URL = "per_campaign_url"
 # A campaign in one of these states never sends again: never adopt it.
 DEAD_CAMPAIGNS = {"STOPPED", "COMPLETED", "ARCHIVED"}
 # The contract's variables and Smartlead's lead fields; `company` is `company_name` there.
@@ -340,24 +343,27 @@ def _register_webhook(
     # Current only if it also has every event and category we subscribe to now (new ones are
     # added in place): the categories filter which LEAD_CATEGORY_UPDATED events reach us.
     categories = campaign_settings.WEBHOOK_CATEGORIES
-    if (
+    done = "current"
+    if not (
         same_url is not None
         and set(events.SUBSCRIBED) <= set(same_url.event_types)
         and set(categories) <= set(same_url.categories)
     ):
-        return "current"
-    ours = same_url or next(
-        (w for w in webhooks if w.name == name or _points_at_us(w.webhook_url)), None
-    )
-    client.save_campaign_webhook(
-        record.campaign_id,
-        name=name,
-        url=url,
-        event_types=events.SUBSCRIBED,
-        categories=categories,
-        webhook_id=ours.id if ours else None,
-    )
-    return "updated" if ours else "created"
+        ours = same_url or next(
+            (w for w in webhooks if w.name == name or _points_at_us(w.webhook_url)), None
+        )
+        client.save_campaign_webhook(
+            record.campaign_id,
+            name=name,
+            url=url,
+            event_types=events.SUBSCRIBED,
+            categories=categories,
+            webhook_id=ours.id if ours else None,
+        )
+        done = "updated" if ours else "created"
+    if PER_CAMPAIGN_URL not in record.completed_stages:  # saved with the stage by the caller
+        record.completed_stages = [*record.completed_stages, PER_CAMPAIGN_URL]
+    return done
 
 
 def _points_at_us(url: str) -> bool:

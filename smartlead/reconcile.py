@@ -30,7 +30,7 @@ import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -52,7 +52,7 @@ from sequences.models import (
     StepType,
 )
 from sequences.provisioning import campaign_gone, needs_attention
-from smartlead import applying, categories, webhooks
+from smartlead import applying, bodies, categories, webhooks
 from smartlead.api import (
     CampaignLead,
     HistoryMessage,
@@ -157,7 +157,11 @@ def campaigns_to_read(
 def read(
     run: ReconcileRun, client: SmartleadClient, record: CampaignProvisioning, since: Any
 ) -> list[int]:
-    """One campaign read and counted on the run; the ids of the events it stored."""
+    """One campaign read and counted on the run; the ids of the events it stored.
+
+    Nothing one campaign holds stops the pass for the others: Smartlead failing is retried
+    first next pass (the campaign keeps its place); anything else (data we cannot read) is on
+    the run's errors, and the campaign goes to the back, so it cannot stand first every hour."""
     before = client.requests_sent
     stored: list[int] = []
     try:
@@ -167,6 +171,12 @@ def read(
         run.errors.append(logs.redact(f"Campaign {record.campaign_id}: {exc}"))
         if isinstance(exc, NotFound):
             lost(run, client, record)
+    except Exception as exc:  # noqa: BLE001 - one campaign's bad data must not stop the others
+        log.exception("Reconciling campaign %s failed", record.campaign_id)
+        run.errors.append(
+            logs.redact(f"Campaign {record.campaign_id}: {type(exc).__name__}: {exc}")[:1000]
+        )
+        CampaignProvisioning.objects.filter(pk=record.pk).update(reconciled_at=timezone.now())
     run.campaigns += 1
     run.smartlead_requests += client.requests_sent - before
     return stored
@@ -354,15 +364,28 @@ def _last_reply(history: list[HistoryMessage]) -> dict[str, Any]:
 
 
 def _after(moment: str, since: datetime | None) -> bool:
-    when = parse_datetime(moment) if moment else None
-    return since is None or when is None or when >= since
+    """Whether a message's time is at or after `since`; a time that does not parse (Smartlead's
+    data, e.g. the 30th of February) counts as after: the event is kept, dated unknown."""
+    if since is None or not moment:
+        return True
+    try:
+        when = parse_datetime(moment.strip()[:64])
+    except ValueError:
+        return True
+    if when is None:
+        return True
+    return (when if timezone.is_aware(when) else when.replace(tzinfo=UTC)) >= since
 
 
 def _store(payload: dict[str, Any]) -> list[int]:
     raw = json.dumps(payload)
     identity = webhooks.identify(payload, raw)
+    # A reply's whole text comes from its history: kept within the same bound as a delivery.
     stored = WebhookEvent.objects.store(
-        **identity.fields(), source="reconcile", raw_body=raw, headers={}
+        **identity.fields(),
+        source="reconcile",
+        raw_body=bodies.kept(raw, identity.event_type),
+        headers={},
     )
     return [stored.id] if stored.created else []
 
