@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zoneinfo
 from typing import Any
 
@@ -9,6 +10,8 @@ from django.conf import settings
 from django.core.checks import Error, Tags, register, run_checks
 
 from smartlead.api import MAX_LEADS_PER_REQUEST
+
+log = logging.getLogger(__name__)
 
 
 @register(Tags.compatibility, deploy=False)
@@ -50,7 +53,7 @@ def configuration_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             Error(
                 "SMARTLEAD_MIN_WARMUP_REPUTATION must be a percentage between 0 and 100 "
                 "(or unset: reputation not checked).",
-                id="outboundhq.E008",
+                id="outboundhq.E010",
             )
         )
     if not 5 <= settings.CRON_TIME_BUDGET_SECONDS <= 50:
@@ -118,11 +121,10 @@ def alert_problems() -> list[Error]:
 def fail_fast_on_bad_configuration() -> None:
     """For servers (gunicorn) that don't run system checks: stop with the messages, no trace.
     With the configuration sound, the database checks too (a lost key-encryption key)."""
-    problems = configuration_check() or [
-        problem
-        for problem in run_checks(tags=[Tags.database], databases=["default"])
-        if problem.is_serious()
-    ]
+    found = configuration_check() or run_checks(tags=[Tags.database], databases=["default"])
+    for warning in (p for p in found if not p.is_serious()):
+        log.warning("%s: %s", warning.id, warning.msg)  # e.g. what is left to switch over
+    problems = [p for p in found if p.is_serious()]
     if problems:
         lines = "\n".join(f"  {p.id}: {p.msg}" for p in problems)
         raise SystemExit(f"OutboundHQ cannot start, configuration is wrong:\n{lines}")

@@ -20,6 +20,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
 from django.db.models import Case, Count, F, Min, Q, Value, When
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest, HttpResponse
@@ -27,7 +28,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
-from outboundhq.health import worst
+from outboundhq.health import sees_ops, worst
 from outboundhq.links import changelist
 from outboundhq.verdicts import all_verdicts
 from profiles.credentials import SENDING, SQL_STATUSES
@@ -275,6 +276,8 @@ def cached_figures(*, refresh: bool) -> dict[str, Any]:
 
 @staff_member_required
 def dashboard(request: HttpRequest) -> HttpResponse:
+    if not sees_ops(request.user):
+        raise PermissionDenied
     context = (
         admin.site.each_context(request)
         | cached_figures(refresh="refresh" in request.GET)

@@ -13,11 +13,13 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
+from outboundhq.health import sees_ops
 from outboundhq.links import change, changelist
 from outboundhq.listing import DEFAULT_DAYS, DateRange
 from outboundhq.verdicts import sdr_verdicts
@@ -43,6 +45,8 @@ SENT_TYPES = (events.EMAIL_SENT, events.FIRST_EMAIL_SENT)
 
 @staff_member_required
 def sdr_page(request: HttpRequest, profile_id: uuid.UUID) -> HttpResponse:
+    if not sees_ops(request.user):
+        raise PermissionDenied
     profile = (
         Profile.objects.with_smartlead_status()
         .select_related("credential_check")

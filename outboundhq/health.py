@@ -12,6 +12,21 @@ from outboundhq.models import Status
 
 SEVERITY = {Status.FAILING: 0, Status.LATE: 1, Status.OK: 2}
 
+# The dashboard, an SDR's page and /status summarise these models' rows: a staff member who may
+# not see them may not see their figures or verdicts either (staff status alone opens the admin).
+OPS_PERMISSIONS = (
+    "profiles.view_profile",
+    "sequences.view_enrollment",
+    "sequences.view_executorrun",
+    "sequences.view_syncchange",
+    "sequences.view_campaignprovisioning",
+    "smartlead.view_webhookevent",
+)
+
+
+def sees_ops(user: Any) -> bool:
+    return bool(getattr(user, "is_staff", False)) and user.has_perms(OPS_PERMISSIONS)
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -1,5 +1,6 @@
-"""What the admin's lists share: a filter that looks its value up as you type (an SDR, a sequence)
-instead of listing every value, a date range, and a CSV download of exactly what the list shows.
+"""What the admin's lists share: the read-only base of every log, a filter that looks its value
+up as you type (an SDR, a sequence) instead of listing every value, a date range, and a CSV
+download of exactly what the list shows.
 
 Imports no app: each admin says which field and lookup a filter uses (sequences/admin.py,
 smartlead/admin.py), so these pieces sit below the apps like the rest of outboundhq's helpers.
@@ -30,6 +31,19 @@ from outboundhq.site import label_of
 DEFAULT_DAYS = 7
 # Cells a spreadsheet would run as a formula (people type contact data; Smartlead sends text).
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Logs are for reading: no adding, editing or deleting from the admin."""
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+    def has_change_permission(self, request: object, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: object, obj: object = None) -> bool:
+        return False
 
 
 # --- Dates --------------------------------------------------------------------------------

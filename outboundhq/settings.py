@@ -6,6 +6,7 @@ by the system check `outboundhq.E001` (see outboundhq/checks.py), which names th
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -71,6 +72,7 @@ MIDDLEWARE = [
     # Smartlead's webhook deliveries leave the stack here (what they skip: see the class).
     "outboundhq.middleware.WebhookFastPath",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "outboundhq.middleware.ContentSecurityPolicy",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -145,10 +147,26 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = _read("DJANGO_ADMIN_LOGIN_FAILURE_LIMIT", int, 5)
 AXES_COOLOFF_TIME = timedelta(minutes=_read("DJANGO_ADMIN_LOGIN_COOLOFF_MINUTES", int, 15))
 AXES_RESET_ON_SUCCESS = True
-# Counted per client address (outboundhq/admin.py reads it through Railway's proxy), so one
-# source cannot guess passwords and nobody can lock an account out from everywhere.
-AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+# Counted per client address and, separately, per username: one source cannot guess passwords,
+# and many sources (rotating addresses) cannot guess one account's. The price: anyone can lock
+# an account out for the cool-off; `manage.py axes_reset` lifts it.
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_CLIENT_IP_CALLABLE = "outboundhq.admin.client_ip"
+# Peers whose X-Forwarded-For is believed (outboundhq/admin.py: client_ip): addresses or
+# networks. Railway's edge reaches the service from its private network, so by default the
+# private ranges; a client that reaches gunicorn from anywhere else is counted by its own
+# address, whatever it writes in the header. Empty: trust no header at all.
+PRIVATE_NETWORKS = "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+TRUSTED_PROXIES = []
+for _network in _read("DJANGO_TRUSTED_PROXIES", list, PRIVATE_NETWORKS.split(",")):
+    if not _network.strip():
+        continue
+    try:
+        TRUSTED_PROXIES.append(ipaddress.ip_network(_network.strip(), strict=False))
+    except ValueError:
+        CONFIG_ERRORS.append(
+            ("DJANGO_TRUSTED_PROXIES", f"has {_network!r}, which is no address or network")
+        )
 
 # --- Database ----------------------------------------------------------------------------
 # The embedded default is a SQLite file so a fresh clone runs with nothing else installed.
@@ -230,9 +248,12 @@ SMARTLEAD_WEBHOOK_SIGNING_SECRET = _read("SMARTLEAD_WEBHOOK_SIGNING_SECRET", str
 # Rotation: the secret before SMARTLEAD_WEBHOOK_SECRET, still accepted (its per-campaign tokens
 # and, while legacy URLs are, itself) until every webhook is re-saved (docs/DEPLOY.md).
 SMARTLEAD_WEBHOOK_SECRET_PREVIOUS = _read("SMARTLEAD_WEBHOOK_SECRET_PREVIOUS", str, "")
-# Switch-over: campaigns provisioned before per-campaign tokens carry `?secret=<the secret>`.
-# Ops turn this off once `manage.py resave_webhooks` has given every campaign its token URL.
-SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET = _read("SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET", bool, True)
+# Campaigns provisioned before per-campaign tokens carry `?secret=<the secret>`, which opens
+# every campaign: refused unless ops turn this on; the executor moves them to their own URL
+# (sequences/webhook_switch.py).
+SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET = _read(
+    "SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET", bool, False
+)
 SMARTLEAD_SCHEDULE_TIMEZONE = _read("SMARTLEAD_SCHEDULE_TIMEZONE", str, "America/New_York")
 # A mailbox sends only at or above this warmup reputation (0-100); unset: not checked.
 SMARTLEAD_MIN_WARMUP_REPUTATION = _read("SMARTLEAD_MIN_WARMUP_REPUTATION", float, None)
@@ -248,6 +269,12 @@ if not 1 <= SMARTLEAD_OUT_OF_OFFICE_DAYS <= 90:
 # Smartlead's auto_pause_domain_leads_on_reply: a reply pauses the SDR's other leads at the same
 # company (email domain), at Smartlead and in the app.
 SMARTLEAD_PAUSE_SAME_COMPANY_ON_REPLY = _read("SMARTLEAD_PAUSE_SAME_COMPANY_ON_REPLY", bool, False)
+# Whom a prospect's opt-out reaches (sequences/optouts.py): every SDR's contact with the
+# address (organisation), or only the contacts of the SDR it happened with (sdr).
+OPT_OUT_SCOPE = str(_read("OPT_OUT_SCOPE", str, "organisation")).strip().lower()
+if OPT_OUT_SCOPE not in ("organisation", "sdr"):
+    CONFIG_ERRORS.append(("OPT_OUT_SCOPE", "must be organisation or sdr"))
+    OPT_OUT_SCOPE = "organisation"
 PUBLIC_BASE_URL = _read("PUBLIC_BASE_URL", str, "")
 # The SDRs' keys are stored encrypted (profiles/crypto.py): the first key encrypts, all decrypt.
 SMARTLEAD_KEY_ENCRYPTION_KEYS = [k for k in _read("SMARTLEAD_KEY_ENCRYPTION_KEYS", list, []) if k]
@@ -332,6 +359,8 @@ else:
 # --- Logging -----------------------------------------------------------------------------
 LOG_LEVEL = _read("LOG_LEVEL", str, "INFO")
 LOG_FORMAT = _read("LOG_FORMAT", str, "text" if DEBUG else "json")
+# Readable lines in development carry the request/run ids too; Django's own default handlers
+# (console in debug, mail_admins) are replaced by ours, so every record passes the redaction.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -340,7 +369,7 @@ LOGGING = {
         "request_context": {"()": "outboundhq.logs.RequestContextFilter"},
     },
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "text": {"()": "outboundhq.logs.TextFormatter"},
         "json": {"()": "outboundhq.logs.JsonFormatter"},
     },
     "handlers": {
@@ -353,6 +382,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
+        "django": {"handlers": [], "propagate": True},
+        "django.server": {"handlers": [], "propagate": True},
     },
 }
 
@@ -375,6 +406,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+
 # On Railway: the deploy health check sends `Host: healthcheck.railway.app`, and the service's
 # generated domain is known, so neither has to be repeated in DJANGO_ALLOWED_HOSTS.
 if env.str("RAILWAY_ENVIRONMENT_ID", default=""):
@@ -386,14 +418,6 @@ if env.str("RAILWAY_ENVIRONMENT_ID", default=""):
 
 # collectstatic's destination; the build writes it, WhiteNoise serves it (tests use a temp dir).
 STATIC_ROOT = Path(_read("DJANGO_STATIC_ROOT", str, str(STATIC_ROOT)))
-
-# Readable lines in development carry the request/run ids too; Django's own default handlers
-# (console in debug, mail_admins) are replaced by ours, so every record passes the redaction.
-LOGGING["formatters"]["text"] = {"()": "outboundhq.logs.TextFormatter"}
-LOGGING["loggers"] |= {
-    "django": {"handlers": [], "propagate": True},
-    "django.server": {"handlers": [], "propagate": True},
-}
 
 # drf-spectacular prints schema warnings to stderr as plain text when /api/schema/ is generated,
 # which would break the one-JSON-object-per-line logs. `check --deploy` still reports them.

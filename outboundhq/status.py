@@ -2,8 +2,9 @@
 
 `/health` stays the platform's liveness probe (one `SELECT 1`, no authentication): this one says
 whether the jobs behind sending are healthy, which is ops' business, so it needs the status
-token (`Authorization: Bearer <HEALTH_STATUS_TOKEN>`) or a staff login. 200 while every verdict
-is OK, 503 when any is late or failing, so a monitor that only reads status codes alerts too.
+token (`Authorization: Bearer <HEALTH_STATUS_TOKEN>`) or a staff login that may see the
+dashboard. 200 while every verdict is OK, 503 when any is late or failing, so a monitor that
+only reads status codes alerts too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from outboundhq.health import worst
+from outboundhq.health import sees_ops, worst
 from outboundhq.models import Status
 from outboundhq.verdicts import all_verdicts
 
@@ -65,10 +66,13 @@ class StatusTokenScheme(OpenApiAuthenticationExtension):
 
 
 class MonitorOrStaff(BasePermission):
-    message = "Send 'Authorization: Bearer <HEALTH_STATUS_TOKEN>', or sign in to the admin."
+    message = (
+        "Send 'Authorization: Bearer <HEALTH_STATUS_TOKEN>', or sign in to the admin as staff "
+        "who may see the dashboard."
+    )
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        return request.auth == MONITOR or bool(getattr(request.user, "is_staff", False))
+        return request.auth == MONITOR or sees_ops(request.user)
 
 
 @extend_schema(summary="Every job's health verdict (for uptime monitors)", responses={200: dict})

@@ -183,7 +183,8 @@ class ProfileAdmin(admin.ModelAdmin):
         )
 
     # --- The action ---------------------------------------------------------------------
-    @admin.action(description="Verify Smartlead credentials")
+    # It calls Smartlead and records a verdict for each profile: a change, not a view.
+    @admin.action(description="Verify Smartlead credentials", permissions=["change"])
     def verify_credentials(self, request: HttpRequest, queryset: QuerySet[Profile]) -> None:
         deadline = time.monotonic() + VERIFY_SECONDS
         outcomes = {profile.pk: verify(profile, deadline) for profile in queryset}
@@ -237,11 +238,18 @@ class ProfileAdmin(admin.ModelAdmin):
         return self.page(request, profile, form, "Connect a Smartlead API key", "Check and save")
 
     def email_account_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        """Step 2: one of the saved key's email accounts, listed live from Smartlead."""
+        """Step 2: the saved key's email accounts to send from, listed live from Smartlead.
+
+        Asking Smartlead records a verdict, so only a POST (CSRF-checked) does: a GET, which any
+        page can make the admin's browser send (an image), only offers to ask. The list comes
+        with the first POST; choosing is the second."""
         profile = self.changeable(request, object_id)
+        title = "Choose the Smartlead email accounts"
         if not profile.has_smartlead_key or not profile.key_is_readable():
             self.message_user(request, "Connect a key first.", messages.WARNING)
             return self.redirect("smartlead_connect", profile)
+        if request.method != "POST":
+            return self.page(request, profile, None, title, "List its email accounts")
         try:
             # A key check: it may find a mailbox failing, never makes one healthy again.
             accounts = profile.check_smartlead()
@@ -249,15 +257,14 @@ class ProfileAdmin(admin.ModelAdmin):
             self.message_user(request, refusal_in_words(exc), messages.ERROR)
             return self.redirect("change", profile)
         current = [row.mailbox_id for row in profile.mailbox_rows()]
+        # The list's own POST carries no choice; the form's carries `choose` (hidden).
+        chosen = request.POST if "choose" in request.POST else None
         form = EmailAccountForm(
-            request.POST or None,
-            accounts=accounts,
-            current=current,
-            initial={"email_account_ids": current},
+            chosen, accounts=accounts, current=current, initial={"email_account_ids": current}
         )
-        if request.method == "POST" and form.is_valid():
+        if form.is_bound and form.is_valid():
             return self.choose(request, profile, form.chosen())
-        return self.page(request, profile, form, "Choose the Smartlead email accounts", "Save")
+        return self.page(request, profile, form, title, "Save")
 
     def choose(self, request: HttpRequest, profile: Profile, ids: list[int]) -> HttpResponse:
         try:
@@ -288,7 +295,7 @@ class ProfileAdmin(admin.ModelAdmin):
         return profile
 
     def page(
-        self, request: HttpRequest, profile: Profile, form: object, title: str, submit: str
+        self, request: HttpRequest, profile: Profile, form: object | None, title: str, submit: str
     ) -> HttpResponse:
         context = self.admin_site.each_context(request) | {
             "title": title,

@@ -30,6 +30,13 @@ def encryption_keys_check(app_configs: Any = None, **kwargs: Any) -> list[CheckM
     return []
 
 
+# A lost encryption key shows as every stored ciphertext failing, however many there are; a
+# value someone wrote by hand (the browser, during the switch-over) is one row. So one row never
+# stops the service: start-up refuses only when at least this many tokens fail and none opens.
+LOST_KEY_ROWS = 2
+SHOWN_PROFILES = 10
+
+
 @register(Tags.database)
 def stored_keys_check(
     app_configs: Any = None, databases: list[str] | None = None, **kwargs: Any
@@ -38,8 +45,10 @@ def stored_keys_check(
 
     A database check: Django runs it for `migrate` (Railway's pre-deploy step) and
     `check --database default`, and the web server at start-up (outboundhq/checks.py).
-    None opening means the key is lost: an error. Only some not opening is a warning, as those
-    SDRs are skipped one by one and the others keep sending.
+    Several tokens this service wrote and none opening means the encryption key is lost: an
+    error. Anything less (some keys open; one row; values that are not our tokens at all, such
+    as `enc:v1:` typed into the column by the browser) is a warning naming the profiles, which
+    are skipped one by one while everyone else keeps sending.
     """
     if not databases or "default" not in databases or encryption_keys_check():
         return []
@@ -49,17 +58,30 @@ def stored_keys_check(
         stored = Profile.objects.encrypted_keys()
     except DatabaseError:
         return []  # no database or no `profiles` yet: /health and migrate say so
-    unreadable = sum(1 for value in stored if not crypto.is_readable(value))
+    unreadable = sorted((pk for pk, v in stored.items() if not crypto.is_readable(v)), key=str)
     if not unreadable:
         return []
+    ours = [pk for pk in unreadable if crypto.is_well_formed(stored[pk])]
     message = (
-        f"{unreadable} of {len(stored)} encrypted Smartlead key(s) in profiles cannot be "
+        f"{len(unreadable)} of {len(stored)} encrypted Smartlead key(s) in profiles cannot be "
         "decrypted with SMARTLEAD_KEY_ENCRYPTION_KEYS"
     )
-    if unreadable == len(stored):
+    if len(unreadable) == len(stored) and len(ours) >= LOST_KEY_ROWS:
         return [
             Error(
                 message + ": the encryption key is missing or wrong.", hint=HINT, id="profiles.E002"
             )
         ]
-    return [Warning(message + "; those SDRs are skipped.", hint=HINT, id="profiles.W003")]
+    shown = ", ".join(str(pk) for pk in unreadable[:SHOWN_PROFILES]) + (
+        " …" if len(unreadable) > SHOWN_PROFILES else ""
+    )
+    foreign = len(unreadable) - len(ours)
+    written = f" ({foreign} not written by this service, e.g. typed in by the browser)"
+    return [
+        Warning(
+            message + (written if foreign else "") + f"; those SDRs are skipped until they "
+            f"connect their key again: profiles {shown}.",
+            hint=HINT,
+            id="profiles.W003",
+        )
+    ]

@@ -8,6 +8,7 @@ drops the old key. A value without the prefix is a plain-text key written by an 
 
 from __future__ import annotations
 
+import base64
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -68,6 +69,19 @@ def is_readable(stored: str) -> bool:
     except UndecryptableKey:
         return False
     return True
+
+
+def is_well_formed(stored: str) -> bool:
+    """Whether the value after the prefix is shaped like a Fernet token (version byte, time,
+    IV, whole AES blocks, HMAC), as this service writes them. A value written by hand or by the
+    browser is not, and no configured key missing explains it (profiles/checks.py)."""
+    token = stored.removeprefix(PREFIX).strip()
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except ValueError:
+        return False
+    # 1 version + 8 time + 16 IV + n*16 ciphertext + 32 HMAC
+    return len(raw) >= 73 and raw[0] == 0x80 and (len(raw) - 57) % 16 == 0
 
 
 def is_current(stored: str) -> bool:

@@ -65,9 +65,11 @@ class Sender:
         return self.credentials is not None and not self.credentials.email_account_ids
 
 
-# Sent by Profile.disconnect_smartlead before the key is forgotten (profile=, api_key=). A
-# signal, so that profiles does not import the sequences app that depends on it.
+# Sent by Profile.disconnect_smartlead before the key is forgotten (profile=, api_key=), and by
+# Profile.connect_smartlead before another key replaces it (profile=, old_key=, new_key=).
+# Signals, so that profiles does not import the sequences app that depends on it.
 disconnecting = Signal()
+changing_key = Signal()
 
 
 class ProfileQuerySet(models.QuerySet["Profile"]):
@@ -138,11 +140,11 @@ class ProfileQuerySet(models.QuerySet["Profile"]):
     def not_connected(self) -> ProfileQuerySet:
         return self.with_smartlead_status().exclude(connection_status__in=SENDING)
 
-    def encrypted_keys(self) -> list[str]:
-        """The stored keys that are ciphertext (what the start-up check tries to open)."""
-        return list(
+    def encrypted_keys(self) -> dict[uuid.UUID, str]:
+        """The stored keys that are ciphertext, by profile (what the start-up check opens)."""
+        return dict(
             self.filter(smartlead_api_key__startswith=crypto.PREFIX).values_list(
-                "smartlead_api_key", flat=True
+                "pk", "smartlead_api_key"
             )
         )
 
@@ -331,6 +333,9 @@ class Profile(models.Model):
         """
         accounts = fetch_email_accounts(api_key)
         owned = {a.id for a in accounts}
+        old = self.smartlead_key(write_back=False) if self.key_is_readable() else None
+        if old and old != api_key:  # campaigns out of the new key's reach are paused first
+            changing_key.send(sender=Profile, profile=self, old_key=old, new_key=api_key)
         kept = [row.mailbox_id for row in self.mailbox_rows() if row.mailbox_id in owned]
         self.set_smartlead_credentials(api_key=api_key, email_account_ids=kept)
         self.record_accounts(accounts, release=True)

@@ -1,49 +1,36 @@
+"""The admin of the app's tables (sequences, enrollments, contacts, engagements, call tasks) and
+of opt-outs; the backend's own records are in sequences/records_admin.py."""
+
 from __future__ import annotations
 
 from operator import attrgetter
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db import models
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from outboundhq.links import change, changelist, links, sdr, sdr_url
-from outboundhq.listing import ListTools, autocomplete, date_range
+from outboundhq.listing import ListTools, ReadOnlyAdmin, autocomplete, date_range
 from profiles.models import Profile
-from sequences import explain, provisioning
+from sequences import (
+    explain,
+    optouts,
+    records_admin,  # noqa: F401 - registers the records' admins
+)
+from sequences.listing import sdr_filter, webhook_events, with_sdr_email
 from sequences.models import (
     CallTask,
-    CampaignProvisioning,
     Contact,
     Engagement,
     Enrollment,
-    ExecutorRun,
-    ProvisioningState,
-    Push,
+    OptOut,
     Sequence,
     SequenceStep,
-    SyncChange,
 )
-
-SDR_SOURCE = Sequence._meta.get_field("created_by")
-# A run's counts, as the CSV of runs lists them: every counter the record has.
-RUN_COUNTS = [
-    f.name for f in ExecutorRun._meta.fields if isinstance(f, models.PositiveIntegerField)
-]
-
-
-def sdr_filter(narrow: Any) -> type:
-    """The SDR, chosen by typing their email or name (never a list of every SDR)."""
-    return autocomplete(title="SDR", parameter="sdr", source=SDR_SOURCE, narrow=narrow)
-
-
-def with_sdr_email(queryset: QuerySet, column: str = "profile_id") -> QuerySet:
-    """Rows that carry an SDR's id (no foreign key) get their email in the same query."""
-    email = Profile.objects.filter(pk=OuterRef(column)).values("email")[:1]
-    return queryset.annotate(sdr_email=Subquery(email))
 
 
 class SequenceStepInline(admin.TabularInline):
@@ -59,16 +46,6 @@ class SequenceStepInline(admin.TabularInline):
         "condition_previous_clicked",
         "condition_not_replied",
     ]
-
-
-def webhook_events(campaign_id: int | None, email: str | None = None) -> tuple[str, str] | None:
-    """The webhook log of a campaign (and lead): the log stores emails lowercased."""
-    if campaign_id is None and not email:
-        return None
-    filters: dict[str, object] = {"campaign_id": campaign_id} if campaign_id is not None else {}
-    if email:
-        filters["lead_email"] = email.lower()
-    return ("Webhook events", changelist("smartlead_webhookevent", **filters))
 
 
 @admin.register(Sequence)
@@ -126,7 +103,7 @@ class EnrollmentAdmin(ListTools, admin.ModelAdmin):
     list_select_related = ["contact", "sequence"]
     search_fields = ["contact__email"]
     raw_id_fields = ["sequence", "contact", "enrolled_by"]
-    readonly_fields = ["request_budget", "records"]
+    readonly_fields = ["request_budget", "opt_out", "records"]
     change_form_template = "admin/outboundhq/enrollment_change_form.html"
     csv_columns = [
         ("id", attrgetter("id")),
@@ -169,6 +146,10 @@ class EnrollmentAdmin(ListTools, admin.ModelAdmin):
         """On one enrollment's page only: it asks the budget's store."""
         return explain.budget_note(obj) or "Room for new pushes now."
 
+    @admin.display(description="Opt-out")
+    def opt_out(self, obj: Enrollment) -> str:
+        return opted_out(obj.contact_id) if obj.contact_id else "—"
+
     @admin.display(description="Records")
     def records(self, obj: Enrollment) -> SafeString:
         if obj.pk is None:
@@ -192,6 +173,12 @@ def creator(enrollment: Enrollment) -> Profile | None:
     return sequence.created_by if sequence and sequence.created_by_id else None
 
 
+def opted_out(contact_id: object) -> str:
+    """Where the contact's opt-out came from (sequences/optouts.py), for its pages."""
+    found = optouts.of_contacts([contact_id]).get(contact_id, [])
+    return "\n".join(optouts.describe(o) for o in found) or "—"
+
+
 @admin.register(Contact)
 class ContactAdmin(admin.ModelAdmin):
     list_display = [
@@ -204,6 +191,11 @@ class ContactAdmin(admin.ModelAdmin):
     ]
     search_fields = ["email", "first_name", "last_name", "company"]
     raw_id_fields = ["created_by"]
+    readonly_fields = ["opt_out"]
+
+    @admin.display(description="Opt-out")
+    def opt_out(self, obj: Contact) -> str:
+        return opted_out(obj.pk) if obj.pk else "—"
 
 
 @admin.register(Engagement)
@@ -224,227 +216,61 @@ class CallTaskAdmin(admin.ModelAdmin):
     raw_id_fields = ["contact", "sequence", "enrollment"]
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Logs are for reading: no adding, editing or deleting from the admin."""
+@admin.register(OptOut)
+class OptOutAdmin(ReadOnlyAdmin):
+    """Every opt-out (sequences/optouts.py): where it came from, whom it reached; a record of
+    what happened, which only lifting changes."""
 
-    def has_add_permission(self, request: object) -> bool:
-        return False
-
-    def has_change_permission(self, request: object, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: object, obj: object = None) -> bool:
-        return False
-
-
-@admin.register(ExecutorRun)
-class ExecutorRunAdmin(ListTools, ReadOnlyAdmin):
-    # What ops look for first (when, errors, how long) on the left, where 1400 px shows it.
-    list_display = [
-        "started_at",
-        "trigger",
-        "errors_in_short",
-        "duration",
-        "due",
-        "pushed",
-        "skipped_no_credentials",
-        "failed",
-        "deferred",
-        "records",
-    ]
-    list_filter = [
-        "trigger",
-        sdr_filter(
-            lambda rows, pk: rows.filter(pk__in=Push.objects.filter(profile_id=pk).values("run_id"))
-        ),
-        date_range("started_at", "started"),
-    ]
-    date_hierarchy = "started_at"
-    readonly_fields = ["records"]
-    csv_columns = [
-        ("id", attrgetter("id")),
-        ("started_at", attrgetter("started_at")),
-        ("finished_at", attrgetter("finished_at")),
-        ("trigger", attrgetter("trigger")),
-        *((name, attrgetter(name)) for name in RUN_COUNTS),
-        (
-            "turned_away",
-            lambda r: "; ".join(f"{n} {why}" for why, n in sorted((r.skipped or {}).items())),
-        ),
-        ("errors", lambda r: " | ".join(map(str, r.errors or []))),
-    ]
-
-    @admin.display(description="Records")
-    def records(self, obj: ExecutorRun) -> SafeString:
-        return links(("Pushes", changelist("sequences_push", run_id=obj.pk)))
-
-    @admin.display(description="Errors")
-    def errors_in_short(self, obj: ExecutorRun) -> str:
-        errors = [str(e) for e in obj.errors or []]
-        if not errors:
-            return "0"
-        first = errors[0] if len(errors[0]) <= 90 else errors[0][:89] + "…"
-        return f"{len(errors)}: {first}"
-
-    @admin.display(description="Duration")
-    def duration(self, obj: ExecutorRun) -> str:
-        if not obj.finished_at:
-            return "running"
-        return f"{(obj.finished_at - obj.started_at).total_seconds():.1f} s"
-
-
-@admin.register(Push)
-class PushAdmin(ListTools, ReadOnlyAdmin):
-    # When it was pushed is on its page and in the CSV: at 1400 px the SDR and records first.
     list_display = [
         "email",
-        "sdr",
+        "origin",
         "campaign_id",
-        "state",
-        "outcome",
-        "created_at",
-        "records",
+        "sdr",
+        "opted_out_at",
+        "scope",
+        "contacts_reached",
+        "lifted_at",
     ]
-    list_filter = [
-        "state",
-        "outcome",
-        sdr_filter(lambda rows, pk: rows.filter(profile_id=pk)),
-        date_range("created_at", "created"),
-    ]
-    search_fields = ["email", "=campaign_id", "=enrollment_id"]
-    readonly_fields = ["sdr", "records"]
-    csv_columns = [
-        ("id", attrgetter("id")),
-        ("email", attrgetter("email")),
-        ("sdr", attrgetter("sdr_email")),
-        ("campaign_id", attrgetter("campaign_id")),
-        ("state", attrgetter("state")),
-        ("outcome", attrgetter("outcome")),
-        ("attempts", attrgetter("attempts")),
-        ("created_at", attrgetter("created_at")),
-        ("pushed_at", attrgetter("pushed_at")),
-        ("enrollment_id", attrgetter("enrollment_id")),
-        ("sequence_id", attrgetter("sequence_id")),
-        ("run_id", attrgetter("run_id")),
-    ]
+    list_filter = ["origin", "scope", ("lifted_at", admin.EmptyFieldListFilter)]
+    search_fields = ["email", "=campaign_id", "=contact_id", "=profile_id"]
+    date_hierarchy = "opted_out_at"
+    actions = ["lift"]
+    readonly_fields = ["where_from", "records"]
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Push]:
-        return with_sdr_email(super().get_queryset(request))
+    def get_queryset(self, request: HttpRequest) -> QuerySet[OptOut]:
+        return with_sdr_email(super().get_queryset(request).annotate(_reached=Count("reached")))
+
+    def has_lift_permission(self, request: HttpRequest) -> bool:
+        # The admin is read-only, but the model's change permission is what lifting needs.
+        return request.user.has_perm("sequences.change_optout")
 
     @admin.display(description="SDR", ordering="sdr_email")
-    def sdr(self, obj: Push) -> SafeString | str:
+    def sdr(self, obj: OptOut) -> SafeString | str:
         return sdr(obj.profile_id, obj.sdr_email)
 
+    @admin.display(description="Contacts reached", ordering="_reached")
+    def contacts_reached(self, obj: OptOut) -> int:
+        return obj._reached
+
+    @admin.display(description="Where it came from")
+    def where_from(self, obj: OptOut) -> str:
+        return optouts.describe(obj)
+
     @admin.display(description="Records")
-    def records(self, obj: Push) -> SafeString:
+    def records(self, obj: OptOut) -> object:
         return links(
-            ("Enrollment", change("sequences_enrollment", obj.enrollment_id)),
-            ("Sequence", change("sequences_sequence", obj.sequence_id)),
-            ("Profile", change("profiles_profile", obj.profile_id)),
-            ("Run", change("sequences_executorrun", obj.run_id)) if obj.run_id else None,
-            webhook_events(obj.campaign_id, obj.email),
+            ("Contacts", changelist("sequences_contact", q=obj.email)),
+            ("Enrollments", changelist("sequences_enrollment", q=obj.email)),
+            ("Webhook event", change("smartlead_webhookevent", obj.webhook_event_id))
+            if obj.webhook_event_id
+            else None,
         )
 
-
-@admin.register(CampaignProvisioning)
-class CampaignProvisioningAdmin(ReadOnlyAdmin):
-    list_display = [
-        "sequence",
-        "sdr",
-        "state",
-        "campaign_id",
-        "mailboxes",
-        "stages",
-        "reason",
-        "smartlead_status",
-        "attempts",
-        "updated_at",
-        "reconciled_at",
-    ]
-    list_filter = ["state", "smartlead_status"]
-    list_select_related = ["sequence__created_by"]
-    actions = ["reprovision"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[CampaignProvisioning]:
-        return super().get_queryset(request).prefetch_related("sequence__created_by__mailboxes")
-
-    @admin.display(description="Mailboxes")
-    def mailboxes(self, obj: CampaignProvisioning) -> str:
-        """The SDR's mailboxes the campaign was last brought in line with, by address."""
-        ids = obj.mailbox_ids if obj.mailbox_ids is not None else [obj.mailbox_id]
-        creator = obj.sequence.created_by
-        rows = {row.mailbox_id: row for row in creator.mailboxes.all()} if creator else {}
-        if obj.mailbox_ids == []:
-            return "none healthy: its leads in progress are paused"
-        return (
-            ", ".join(
-                f"{rows[i].address or i} {'✓' if rows[i].healthy else '✗'}" if i in rows else str(i)
-                for i in ids
-                if i is not None
-            )
-            or "—"
-        )
-
-    @admin.display(description="SDR", ordering="sequence__created_by__email")
-    def sdr(self, obj: CampaignProvisioning) -> SafeString | str:
-        owner = obj.sequence.created_by if obj.sequence.created_by_id else None
-        return sdr(owner.pk, owner.label) if owner else "—"
-
-    def has_reprovision_permission(self, request: HttpRequest) -> bool:
-        # The admin is read-only, but the model's change permission is what this needs.
-        return request.user.has_perm("sequences.change_campaignprovisioning")
-
-    @admin.action(
-        description="Re-provision in a new campaign (leads sent to the lost one are paused)",
-        permissions=["reprovision"],
-    )
-    def reprovision(self, request: HttpRequest, queryset: QuerySet[CampaignProvisioning]) -> None:
-        lost = list(queryset.filter(state=ProvisioningState.NEEDS_ATTENTION))
-        paused = sum(
-            provisioning.reprovision(
-                record.sequence_id,
-                f"Re-provisioned by {request.user} after campaign {record.campaign_id} was lost.",
-            )
-            for record in lost
-        )
-        ignored = queryset.count() - len(lost)
-        self.message_user(
-            request,
-            f"{len(lost)} sequences get a new campaign on the next run; {paused} enrollments "
-            "already sent to the lost campaign were paused (resume them to send them again from "
-            f"the first email). {ignored} selected did not need attention and were left as they "
-            "are.",
-            messages.SUCCESS if lost else messages.WARNING,
-        )
-
-    @admin.display(description="Stages done")
-    def stages(self, obj: CampaignProvisioning) -> str:
-        return ", ".join(obj.completed_stages or []) or "—"
-
-
-@admin.register(SyncChange)
-class SyncChangeAdmin(ReadOnlyAdmin):
-    """The outbox: what the app changed and Smartlead must learn. Pending rows are retried every
-    run; failed ones say why (e.g. a campaign not paused before its SDR disconnected)."""
-
-    list_display = [
-        "action",
-        "state",
-        "email",
-        "sdr",
-        "campaign_id",
-        "attempts",
-        "last_error",
-        "created_at",
-        "done_at",
-    ]
-    list_filter = ["state", "action"]
-    search_fields = ["email", "=campaign_id", "=enrollment_id", "=sequence_id", "=profile_id"]
-    readonly_fields = ["sdr"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[SyncChange]:
-        return with_sdr_email(super().get_queryset(request))
-
-    @admin.display(description="SDR", ordering="sdr_email")
-    def sdr(self, obj: SyncChange) -> SafeString | str:
-        return sdr(obj.profile_id, obj.sdr_email)
+    @admin.action(description="Lift the opt-out (it was a mistake)", permissions=["lift"])
+    def lift(self, request: HttpRequest, queryset: QuerySet[OptOut]) -> None:
+        live = list(queryset.filter(lifted_at__isnull=True))
+        if not live:
+            self.message_user(request, "None of those is in force.", messages.WARNING)
+        for opt_out in live:
+            words = optouts.lift(opt_out, by=str(request.user), now=timezone.now())
+            self.message_user(request, words)

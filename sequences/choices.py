@@ -118,3 +118,18 @@ class HoldKind(models.TextChoices):
 
     OUT_OF_OFFICE = "out_of_office", "Out of office (resumes by itself)"
     SAME_COMPANY = "same_company", "Someone at the same company replied"
+
+
+class OptOutOrigin(models.TextChoices):
+    """Where a prospect opted out (sequences/optouts.py)."""
+
+    UNSUBSCRIBED = "smartlead_unsubscribe", "Unsubscribed in a Smartlead campaign"
+    DO_NOT_CONTACT = "smartlead_category", "Marked Do Not Contact in Smartlead"
+    APP = "app", "Unsubscribed in the app"
+
+
+class OptOutScope(models.TextChoices):
+    """Whom an opt-out reaches: OPT_OUT_SCOPE."""
+
+    ORGANISATION = "organisation", "Every SDR's contact with the address"
+    SDR = "sdr", "The contacts of the SDR it happened with"

@@ -47,7 +47,7 @@ from profiles.credentials import NOT_CONNECTED
 from profiles.models import Profile
 from profiles.models import Sender as ProfileSender
 from sequences import dry_run as rehearsal
-from sequences import sending, sync, workers
+from sequences import sending, sync, webhook_switch, workers
 from sequences.context import Run, Scope, Sdr, Sender, SequenceWork, Tally
 from sequences.models import (
     Enrollment,
@@ -128,6 +128,7 @@ def start(
         workers.take_over()
         close_stale(but=record.pk)
         propagate(run)  # 0
+        run.record.errors.extend(webhook_switch.switch_some(run.deadline, run.scope.user_id))  # 0b
         skip_unconnected(run)  # 1
         share_out(run, shared=shared)  # 2
     except Exception as exc:

@@ -2,7 +2,8 @@
 
 Every write of an enrollment's status is a method of `EnrollmentQuerySet` below: the executor's
 (`advance`, `advance_pushed`, `end`, `fail`), Smartlead's word by its ladder (`end_by_event`, for
-webhooks and the reconcile pass), ops' (`pause`) and the mailbox holds' (`pause`, `resume`).
+webhooks and the reconcile pass), a prospect's opt-out (`opt_out`, `restore`), ops' (`pause`)
+and the mailbox holds' (`pause`, `resume`).
 The three statements the executor runs for every chunk or batch (claim, reserve, advance pushed)
 are raw SQL on PostgreSQL (sequences/statements.py, built from the models' `db_table` and
 choices). On SQLite (the embedded default) each of these methods is the ORM expression of the
@@ -188,6 +189,31 @@ class EnrollmentQuerySet(models.QuerySet):
                     pk__in=ids, status__in=self.model.replaced_by(status)
                 ).update(status=status, updated_at=now)
         return changed
+
+    def opt_out(self, ids: Any, now: datetime) -> dict[uuid.UUID, str]:
+        """A prospect's opt-out (sequences/optouts.py) ends these enrollments `unsubscribed`
+        where they are still going (active or paused): no further step, no call task. Locked
+        in id order first (two batches at once queue instead of deadlocking). Returns the
+        status each one had, which lifting a mistaken opt-out restores."""
+        going = (EnrollmentStatus.ACTIVE, EnrollmentStatus.PAUSED)
+        with transaction.atomic():
+            rows = self.filter(pk__in=ids, status__in=going).order_by("pk").select_for_update()
+            previous = dict(rows.values_list("pk", "status"))
+            self.filter(pk__in=list(previous)).update(
+                status=EnrollmentStatus.UNSUBSCRIBED, updated_at=now
+            )
+        return previous
+
+    def restore(self, previous: Mapping[uuid.UUID, str], now: datetime) -> int:
+        """Ops lifted a mistaken opt-out: the enrollments it ended go back to the status they
+        had, where nothing else has changed them since."""
+        restored = 0
+        for status in sorted(set(previous.values())):
+            ids = [pk for pk, was in previous.items() if was == status]
+            restored += self.filter(pk__in=ids, status=EnrollmentStatus.UNSUBSCRIBED).update(
+                status=status, updated_at=now
+            )
+        return restored
 
     def pause(self, ids: Any, now: datetime) -> int:
         """Active enrollments paused (ops re-provisioning a lost campaign; the web app pauses

@@ -9,7 +9,8 @@ found as well:
 
 | the app says | Smartlead gets |
 |---|---|
-| the contact unsubscribed (`contacts.unsubscribed_at`) | the lead unsubscribed in the campaign |
+| an opt-out happened here (sequences/optouts.py) | the lead unsubscribed in the campaign |
+| the contact opted out elsewhere (`unsubscribed` here too) | the lead paused (undoable) |
 | the enrollment is paused | the lead paused; active again: resumed where it stopped |
 | the enrollment is gone (deleted) | the lead removed from the campaign |
 | the sequence is not active (paused, archived, draft) | the campaign paused; active: started |
@@ -142,31 +143,38 @@ def lead_changes_due(scope: Q) -> list[dict[str, Any]]:
 
     Only leads the ledger has in a campaign are looked at, and of those only the few that can
     need a change, each found by its own query (an OR of them would make Postgres probe every
-    ledger row): paused enrollments, unsubscribed contacts, enrollments we paused at Smartlead
-    that are active again, and ledger rows whose enrollment is gone. A contact whose unsubscribe
-    came from Smartlead itself (its `email_unsubscribed` engagement) is not told again.
+    ledger row), the first that finds a lead deciding: where an opt-out happened, enrollments an
+    opt-out ended elsewhere, paused enrollments, enrollments we paused at Smartlead that are
+    active again, and ledger rows whose enrollment is gone. A lead Smartlead unsubscribed
+    itself (its `email_unsubscribed` engagement) is not told again.
     """
     Enrollment, Push, SyncChange = _model("Enrollment"), _model("Push"), _model("SyncChange")
-    Engagement = _model("Engagement")
+    Engagement, OptOut = _model("Engagement"), _model("OptOut")
     from_smartlead = Engagement.objects.filter(
         enrollment_id=OuterRef("pk"), engagement_type=EngagementType.EMAIL_UNSUBSCRIBED
     )
     paused_by_us = SyncChange.objects.filter(action=SyncAction.PAUSE_LEAD).exclude(
         state=SyncState.SUPERSEDED
     )
-    wanted_by_query = {
-        UNSUBSCRIBED: Enrollment.objects.filter(contact__unsubscribed_at__isnull=False)
-        .exclude(Exists(from_smartlead))
-        .values("pk"),
-        PAUSED: Enrollment.objects.filter(status=EnrollmentStatus.PAUSED).values("pk"),
-        ACTIVE: Enrollment.objects.filter(
-            status=EnrollmentStatus.ACTIVE, pk__in=paused_by_us.values("enrollment_id")
-        ).values("pk"),
-    }
+    opted_out = Q(status=EnrollmentStatus.UNSUBSCRIBED) | Q(contact__unsubscribed_at__isnull=False)
+    wanted_by_query = [
+        (
+            UNSUBSCRIBED,
+            OptOut.objects.live().where_it_happened().exclude(Exists(from_smartlead)).values("pk"),
+        ),
+        (PAUSED, Enrollment.objects.filter(opted_out).exclude(Exists(from_smartlead)).values("pk")),
+        (PAUSED, Enrollment.objects.filter(status=EnrollmentStatus.PAUSED).values("pk")),
+        (
+            ACTIVE,
+            Enrollment.objects.filter(
+                status=EnrollmentStatus.ACTIVE, pk__in=paused_by_us.values("enrollment_id")
+            ).values("pk"),
+        ),
+    ]
     pushed = Push.objects.filter(scope, state=PushState.PUSHED)
     fields = ("enrollment_id", "campaign_id", "sequence_id", "profile_id", "email")
     found: dict[tuple, tuple[str, dict]] = {}
-    for wanted, ids in wanted_by_query.items():
+    for wanted, ids in wanted_by_query:
         for row in pushed.filter(enrollment_id__in=ids).values(*fields):
             found.setdefault((row["enrollment_id"], row["campaign_id"]), (wanted, row))
     gone = pushed.filter(~Exists(Enrollment.objects.filter(pk=OuterRef("enrollment_id"))))

@@ -43,6 +43,9 @@ from smartlead.api import NotFound, SequenceStepSpec, SmartleadClient, events, t
 log = logging.getLogger(__name__)
 
 STAGES = ("created", "sequences", "email_accounts", "schedule", "settings", "webhook", "started")
+# Not a stage: recorded once our webhook on the campaign is at its own token URL. A campaign
+# without it may still carry the global secret (sequences/webhook_switch.py moves those).
+PER_CAMPAIGN_URL = "per_campaign_url"
 # A campaign in one of these states never sends again: never adopt it.
 DEAD_CAMPAIGNS = {"STOPPED", "COMPLETED", "ARCHIVED"}
 # The contract's variables and Smartlead's lead fields; `company` is `company_name` there.
@@ -160,9 +163,8 @@ def provision(
     client_factory: ClientFactory = SmartleadClient,
     holder: str = "",
 ) -> CampaignProvisioning:
-    """Creates, completes or repairs the sequence's campaign. Idempotent. `holder` is the
-    worker taking the lease (sequences/workers.py): if it stops, the lease is freed at once
-    instead of when it runs out.
+    """Creates, completes or repairs the sequence's campaign. Idempotent. `holder`: the worker
+    taking the lease, freed at once if that worker stops (sequences/workers.py).
 
     Raises ProvisioningBlocked (cannot be expressed), ProvisioningBusy (another executor is on
     it) or a SmartleadError (recorded on the provisioning row, retried by the next run).
@@ -230,9 +232,8 @@ def _settle(record: CampaignProvisioning, state: str, reason: str) -> None:
     record.reason = reason[:2000]
     record.lease_until, record.lease_holder = None, ""
     record.attempts += 1
-    record.save(
-        update_fields=["state", "reason", "lease_until", "lease_holder", "attempts", "updated_at"]
-    )
+    fields = ["state", "reason", "lease_until", "lease_holder", "attempts", "updated_at"]
+    record.save(update_fields=fields)
 
 
 def _stage_done(record: CampaignProvisioning, stage: str) -> None:
@@ -349,24 +350,27 @@ def _register_webhook(
     # Current only if it also has every event and category we subscribe to now (new ones are
     # added in place): the categories filter which LEAD_CATEGORY_UPDATED events reach us.
     categories = campaign_settings.WEBHOOK_CATEGORIES
-    if (
+    done = "current"
+    if not (
         same_url is not None
         and set(events.SUBSCRIBED) <= set(same_url.event_types)
         and set(categories) <= set(same_url.categories)
     ):
-        return "current"
-    ours = same_url or next(
-        (w for w in webhooks if w.name == name or _points_at_us(w.webhook_url)), None
-    )
-    client.save_campaign_webhook(
-        record.campaign_id,
-        name=name,
-        url=url,
-        event_types=events.SUBSCRIBED,
-        categories=categories,
-        webhook_id=ours.id if ours else None,
-    )
-    return "updated" if ours else "created"
+        ours = same_url or next(
+            (w for w in webhooks if w.name == name or _points_at_us(w.webhook_url)), None
+        )
+        client.save_campaign_webhook(
+            record.campaign_id,
+            name=name,
+            url=url,
+            event_types=events.SUBSCRIBED,
+            categories=categories,
+            webhook_id=ours.id if ours else None,
+        )
+        done = "updated" if ours else "created"
+    if PER_CAMPAIGN_URL not in record.completed_stages:  # saved with the stage by the caller
+        record.completed_stages = [*record.completed_stages, PER_CAMPAIGN_URL]
+    return done
 
 
 def _points_at_us(url: str) -> bool:

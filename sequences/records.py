@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import uuid
 
+from django.apps import apps
 from django.db import models
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from sequences.choices import (
     HoldKind,
     Job,
+    OptOutOrigin,
+    OptOutScope,
     ProvisioningState,
     PushState,
     RunTrigger,
@@ -333,3 +337,80 @@ class EnrollmentHold(models.Model):
 
     def __str__(self) -> str:
         return f"{self.enrollment_id}: {self.get_kind_display()}"
+
+
+class OptOutQuerySet(models.QuerySet):
+    def live(self) -> OptOutQuerySet:
+        """Opt-outs in force: not lifted by ops."""
+        return self.filter(lifted_at__isnull=True)
+
+    def where_it_happened(self) -> models.QuerySet:
+        """The enrollments where these opt-outs happened, whose lead is unsubscribed at
+        Smartlead rather than paused: the contact's in the sequence of Smartlead's event, or
+        every one of the contact it was set on in the app."""
+        here = self.filter(contact_id=OuterRef("contact_id")).filter(
+            Q(sequence_id__isnull=True) | Q(sequence_id=OuterRef("sequence_id"))
+        )
+        # The uncorrelated IN first: hosted enrollments have no index on contact_id, and a
+        # hashed list of a few contacts makes the scan cheap before any row is probed.
+        enrollments = apps.get_model("sequences", "Enrollment").objects
+        return enrollments.filter(contact_id__in=self.values("contact_id")).filter(Exists(here))
+
+
+class OptOut(models.Model):
+    """One prospect's opt-out, where it came from and what it did (sequences/optouts.py): shown
+    to ops (admin), and what lifting a mistaken one undoes."""
+
+    email = models.TextField(help_text="The address, lowercased.")
+    origin = models.CharField(max_length=24, choices=OptOutOrigin.choices)
+    scope = models.CharField(
+        max_length=16, choices=OptOutScope.choices, help_text="OPT_OUT_SCOPE when it was applied."
+    )
+    opted_out_at = models.DateTimeField(help_text="When the prospect opted out.")
+    recorded_at = models.DateTimeField(default=timezone.now)
+    contact_id = models.UUIDField(null=True, blank=True, help_text="The contact it happened on.")
+    sequence_id = models.UUIDField(null=True, blank=True)
+    campaign_id = models.BigIntegerField(null=True, blank=True)
+    profile_id = models.UUIDField(null=True, blank=True, help_text="The SDR it happened with.")
+    webhook_event_id = models.BigIntegerField(null=True, blank=True)
+    enrollments = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Enrollments it ended elsewhere, with the status each had (lifting restores).",
+    )
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.TextField(blank=True)
+
+    objects = OptOutQuerySet.as_manager()
+
+    class Meta:
+        db_table = "outboundhq_opt_out"
+        ordering = ["-opted_out_at"]
+        indexes = [
+            models.Index(fields=["email"], name="opt_out_email"),
+            models.Index(fields=["contact_id"], name="opt_out_contact"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email}: {self.get_origin_display()} ({self.opted_out_at:%Y-%m-%d})"
+
+
+class OptOutContact(models.Model):
+    """A contact an opt-out reached: what tells an opt-out set in the app from one already
+    recorded, and what lifting gives back."""
+
+    opt_out = models.ForeignKey(OptOut, on_delete=models.CASCADE, related_name="reached")
+    contact_id = models.UUIDField()
+    unsubscribed_by_it = models.BooleanField(
+        default=False, help_text="Its unsubscribed_at was set by this opt-out."
+    )
+
+    class Meta:
+        db_table = "outboundhq_opt_out_contact"
+        constraints = [
+            models.UniqueConstraint(fields=["opt_out", "contact_id"], name="opt_out_contact_once")
+        ]
+        indexes = [models.Index(fields=["contact_id"], name="opt_out_reached_contact")]
+
+    def __str__(self) -> str:
+        return f"{self.contact_id} ({self.opt_out_id})"

@@ -40,14 +40,14 @@ class Action(enum.StrEnum):
     CALL = "call"  # a call task for the SDR, once
     SKIP = "skip"  # the step's conditions are not met
     COMPLETE = "complete"  # past the last step
-    UNSUBSCRIBED = "unsubscribed"  # the contact unsubscribed before its first email
+    UNSUBSCRIBED = "unsubscribed"  # the contact opted out (sequences/optouts.py)
     FAIL = "fail"  # the address cannot be sent to
 
 
 # After these the enrollment moves to its next step (or completes after the last one).
 MOVES_ON = frozenset({Action.FOLLOW_UP, Action.CALL, Action.SKIP})
-# These end the enrollment before it is a lead (for one that is a lead already, decide() says
-# FOLLOW_UP instead).
+# These end the enrollment. A bad address only before it is a lead (for one that is a lead
+# already, decide() says FOLLOW_UP instead); an opt-out whenever it comes.
 ENDS = frozenset({Action.UNSUBSCRIBED, Action.FAIL})
 
 
@@ -91,6 +91,9 @@ class Steps:
 def decide(steps: Steps, item: Claimed, signals: frozenset[str] = frozenset()) -> Decision:
     """What the enrollment's due step does. `signals` are its engagement types (opened,
     clicked, replied); only needed when the sequence has conditions."""
+    # An opted-out contact first: no step of any kind (a call task neither), pushed or not.
+    if item.unsubscribed_at:
+        return UNSUBSCRIBED
     step = steps.by_number.get(item.current_step)
     if step is None:
         return COMPLETE
@@ -102,8 +105,6 @@ def decide(steps: Steps, item: Claimed, signals: frozenset[str] = frozenset()) -
     # email step); for one already pushed, Smartlead sends the follow-ups and we only advance.
     if item.pushed:
         return FOLLOW_UP
-    if item.unsubscribed_at:
-        return UNSUBSCRIBED
     problem = email_problem(item.email)
     if problem:
         return Decision(Action.FAIL, problem)

@@ -25,7 +25,7 @@ from django.utils import timezone
 from outboundhq import logs
 from profiles.credentials import SmartleadCredentials, interactive_client
 from profiles.models import Profile
-from sequences import campaign_settings, mailboxes, outbox
+from sequences import campaign_settings, mailboxes, optouts, outbox
 from sequences.models import (
     CampaignProvisioning,
     Enrollment,
@@ -35,7 +35,7 @@ from sequences.models import (
     SyncChange,
     SyncState,
 )
-from sequences.provisioning import ensure_webhook
+from sequences.provisioning import campaign_gone, ensure_webhook, needs_attention
 from smartlead.api import NotFound, SmartleadClient, SmartleadError, ValidationFailed
 from smartlead.api.limits import Priority
 
@@ -59,6 +59,7 @@ def propagate(
         campaign_scope &= Q(sequence__created_by_id=user_id)
     if sequence_id:
         campaign_scope &= Q(sequence_id=sequence_id)
+    optouts.record_app_opt_outs(timezone.now())  # the app's unsubscribes, by the one policy
     # Absences that have ended come back first, so their leads are resumed below.
     Enrollment.objects.filter(campaign_scope).resume_returned(timezone.now())
     due = outbox.lead_changes_due(scope) + outbox.campaign_changes_due(campaign_scope)
@@ -102,9 +103,7 @@ def apply_change(
     try:
         note = ACTIONS[change.action](change, client, credentials)
     except NotFound as exc:
-        # The lead or the campaign is not there: there is nothing left to pause or remove.
-        _close(change, SyncState.DONE, f"Nothing to do at Smartlead: {exc}")
-        return None
+        return _not_found(change, client, credentials, exc)
     except ValidationFailed as exc:
         _close(change, SyncState.FAILED, str(exc))
         return f"{change}: Smartlead refused it: {exc}"
@@ -114,6 +113,30 @@ def apply_change(
         return f"{change}: {exc} (retried next run)"
     _close(change, SyncState.DONE, note or "")
     return None
+
+
+def _not_found(
+    change: SyncChange, client: SmartleadClient, credentials: SmartleadCredentials, exc: NotFound
+) -> str | None:
+    """A 404. Only the lead missing from a campaign the key still has means there is nothing
+    left to do. A campaign the key no longer has (deleted, or the key now opens another
+    Smartlead account) is never done: the change fails and the sequence needs attention."""
+    try:
+        gone = campaign_gone(client, change.campaign_id, credentials.email_account_id)
+    except SmartleadError as lookup:
+        change.last_error = logs.redact(f"{exc}; the campaign could not be looked up: {lookup}")
+        change.save(update_fields=["attempts", "last_error"])
+        return f"{change}: {exc} (retried next run)"
+    if gone is None:
+        _close(change, SyncState.DONE, f"Nothing to do at Smartlead: {exc}")
+        return None
+    current = CampaignProvisioning.objects.filter(
+        sequence_id=change.sequence_id, campaign_id=change.campaign_id
+    ).exclude(state=ProvisioningState.NEEDS_ATTENTION)  # the first reason stays
+    if current.exists():  # not when the sequence has moved on to a new campaign since
+        needs_attention(change.sequence_id, gone)
+    _close(change, SyncState.FAILED, f"Not done, the campaign needs attention: {gone}")
+    return f"{change}: {gone}"
 
 
 def _close(change: SyncChange, state: str, note: str) -> None:
@@ -206,13 +229,21 @@ def change_campaign_now(
     return change
 
 
-def pause_before_disconnect(profile: Profile, api_key: str) -> list[str]:
-    """Pauses every running campaign of the SDR with the key they are removing (it will not be
-    there to retry with): each is a `SyncChange`, `failed` with the reason when Smartlead did
-    not take it, so the admin says which campaigns are still sending."""
+def pause_before_disconnect(
+    profile: Profile,
+    api_key: str,
+    *,
+    only: set[int] | None = None,
+    occasion: str = "the SDR disconnected",
+) -> list[str]:
+    """Pauses every running campaign of the SDR (or `only` these) with the key they are
+    removing (it will not be there to retry with): each is a `SyncChange`, `failed` with the
+    reason when Smartlead did not take it, so the admin says which campaigns are still sending."""
     records = CampaignProvisioning.objects.filter(
         sequence__created_by=profile, state=ProvisioningState.READY, campaign_id__isnull=False
     ).select_related("sequence")
+    if only is not None:
+        records = records.filter(campaign_id__in=only)
     known = SyncChange.objects.known_campaign_states({r.campaign_id for r in records})
     failed = []
     with interactive_client(api_key, priority=Priority.CHANGE) as client:
@@ -229,11 +260,11 @@ def pause_before_disconnect(profile: Profile, api_key: str) -> list[str]:
             try:
                 client.set_status(record.campaign_id, "PAUSED")
             except SmartleadError as exc:
-                why = f"Not paused before the SDR disconnected (no key to retry with): {exc}"
+                why = f"Not paused before {occasion} (no key to retry with): {exc}"
                 _close(change, SyncState.FAILED, why)
                 failed.append(f"campaign {record.campaign_id}: {exc}")
                 continue
-            _close(change, SyncState.DONE, "Paused as the SDR disconnected.")
+            _close(change, SyncState.DONE, f"Paused with the old key as {occasion}.")
     return failed
 
 

@@ -9,8 +9,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from outboundhq.links import changelist, links
-from outboundhq.listing import ListTools, date_range
-from sequences.admin import ReadOnlyAdmin, sdr_filter
+from outboundhq.listing import ListTools, ReadOnlyAdmin, date_range
+from sequences.listing import sdr_filter
 from sequences.models import CampaignProvisioning
 from smartlead import applying, webhooks
 from smartlead.api import tokens

@@ -18,11 +18,11 @@ from typing import Any
 from uuid import UUID
 
 from django.db import connection, transaction
-from django.db.models import Case, DateTimeField, F, Value, When
+from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Lower
-from django.db.models.lookups import Exact
 from django.utils import timezone
 
+from sequences import optouts
 from sequences.models import (
     CampaignProvisioning,
     Contact,
@@ -30,6 +30,7 @@ from sequences.models import (
     EngagementType,
     Enrollment,
     EnrollmentStatus,
+    OptOutOrigin,
 )
 from smartlead import notices
 from smartlead.api import events
@@ -50,7 +51,7 @@ class Changes:
     engagements: list[Engagement] = field(default_factory=list)
     scores: Counter[UUID] = field(default_factory=Counter)
     statuses: dict[UUID, EnrollmentStatus] = field(default_factory=dict)
-    unsubscribes: dict[str, datetime] = field(default_factory=dict)
+    opt_outs: list[optouts.Origin] = field(default_factory=list)
     replies: ReplyChanges = field(default_factory=ReplyChanges)
 
     def add(
@@ -80,10 +81,25 @@ class Changes:
             current = self.statuses.get(target.enrollment_id)
             if current is None or Enrollment.rung(effect.status) > Enrollment.rung(current):
                 self.statuses[target.enrollment_id] = effect.status
-        if effect.unsubscribe:
-            when = event.event_time or now
-            earliest = self.unsubscribes.get(event.lead_email, when)
-            self.unsubscribes[event.lead_email] = min(when, earliest)
+        if effect.unsubscribe:  # an unsubscribe, or the Do Not Contact category
+            dnc = event.event_type == events.LEAD_CATEGORY_UPDATED
+            origin = OptOutOrigin.DO_NOT_CONTACT if dnc else OptOutOrigin.UNSUBSCRIBED
+            self.opt_out(event, target, origin, now)
+
+    def opt_out(self, event: WebhookEvent, target: Target, origin: str, now: datetime) -> None:
+        """The prospect opted out (an unsubscribe; a Do Not Contact category): applied by the
+        one policy (sequences/optouts.py) when the batch is written."""
+        self.opt_outs.append(
+            optouts.Origin(
+                kind=origin,
+                email=event.lead_email,
+                when=event.event_time or now,
+                contact_id=target.contact_id,
+                sequence_id=target.sequence_id,
+                campaign_id=event.campaign_id,
+                webhook_event_id=event.pk,
+            )
+        )
 
     def write(self, now: datetime) -> None:
         Engagement.objects.bulk_create(self.engagements)
@@ -102,28 +118,11 @@ class Changes:
             Contact.objects.filter(pk__in=ids).update(
                 engagement_score=Coalesce(F("engagement_score"), Value(0)) + points
             )
-        if self.unsubscribes:
-            # Every row of those addresses: duplicates of a contact are the same person.
-            same_people = _contacts_by_email(sorted(self.unsubscribes)).values("pk")
-            at_their_time = Case(
-                *(When(Exact(EMAIL, e), then=Value(t)) for e, t in self.unsubscribes.items()),
-                output_field=DateTimeField(),
-            )
-            Contact.objects.filter(pk__in=same_people, unsubscribed_at__isnull=True).update(
-                unsubscribed_at=at_their_time
-            )
+        for origin in sorted(self.opt_outs, key=lambda o: o.when):
+            optouts.apply(origin, now)  # which contacts and enrollments: the policy's word
         self.replies.hold(now)  # an absence first: a real reply in the batch then ends it
         Enrollment.objects.end_by_event(self.statuses, now)
         self.replies.write(now)
-
-
-# How a contact's address is compared: case-insensitively, as contacts_lower_email_idx in
-# migrations/PROPOSED_INDEXES.sql indexes it (an expression must match an index exactly).
-EMAIL = Lower("email")
-
-
-def _contacts_by_email(emails: list[str]) -> Any:
-    return Contact.objects.annotate(_email=EMAIL).filter(_email__in=emails)
 
 
 def resolve(keys: set[tuple[str, str]]) -> dict[tuple[str, str], Target | str]:

@@ -5,9 +5,10 @@ deliveries with the same identity (so a webhook before or after is a duplicate, 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from sequences.models import (
@@ -17,7 +18,7 @@ from sequences.models import (
     Enrollment,
     EnrollmentStatus,
 )
-from smartlead import categories, webhooks
+from smartlead import bodies, categories, webhooks
 from smartlead.api import CampaignLead, HistoryMessage, SmartleadClient, events
 from smartlead.models import LeadCategory, WebhookEvent
 
@@ -160,14 +161,27 @@ def last_reply(history: list[HistoryMessage]) -> dict[str, Any]:
 
 
 def after(moment: str, since: datetime | None) -> bool:
-    when = parse_datetime(moment) if moment else None
-    return since is None or when is None or when >= since
+    """Whether a message's time is at or after `since`; a time that does not parse (Smartlead's
+    data, e.g. the 30th of February) counts as after: the event is kept, dated unknown."""
+    if since is None or not moment:
+        return True
+    try:
+        when = parse_datetime(moment.strip()[:64])
+    except ValueError:
+        return True
+    if when is None:
+        return True
+    return (when if timezone.is_aware(when) else when.replace(tzinfo=UTC)) >= since
 
 
 def store(payload: dict[str, Any]) -> list[int]:
     raw = json.dumps(payload)
     identity = webhooks.identify(payload, raw)
+    # A reply's whole text comes from its history: kept within the same bound as a delivery.
     stored = WebhookEvent.objects.store(
-        **identity.fields(), source="reconcile", raw_body=raw, headers={}
+        **identity.fields(),
+        source="reconcile",
+        raw_body=bodies.kept(raw, identity.event_type),
+        headers={},
     )
     return [stored.id] if stored.created else []

@@ -79,13 +79,14 @@ class WebhookEventQuerySet(models.QuerySet["WebhookEvent"]):
             pk, deliveries, outcome = cursor.fetchone()
         return Stored(id=pk, created=deliveries == 1, outcome=outcome, deliveries=deliveries)
 
-    def prune_rejected(self, source: str, *, keep: int) -> int:
-        """Forget all but the newest `keep` rejected deliveries of one source; how many went."""
-        rejected = self.filter(outcome=Outcome.REJECTED, source=source).order_by("-id")
-        oldest_kept = rejected.values_list("id", flat=True)[keep - 1 : keep]
+    def prune(self, source: str, *, outcome: str, keep: int) -> int:
+        """Forget all but the newest `keep` deliveries of one source with this outcome (rejected
+        or ignored: kept to be seen, never applied); how many went."""
+        rows = self.filter(outcome=outcome, source=source).order_by("-id")
+        oldest_kept = rows.values_list("id", flat=True)[keep - 1 : keep]
         if len(oldest_kept) < 1:
             return 0
-        deleted, _ = rejected.filter(id__lt=oldest_kept[0]).delete()
+        deleted, _ = rows.filter(id__lt=oldest_kept[0]).delete()
         return deleted
 
     def pending(self) -> WebhookEventQuerySet:

@@ -10,6 +10,10 @@
   shows it healthy, never by a key check (profiles/mailboxes.py); the outbox detaches it from the
   SDR's campaigns and moves its leads to a healthy one (sequences/mailboxes.py). Such a bounce
   never bounces the lead.
+
+Tenancy: a notice reaches only the SDR who owns the campaign it came for (`notice_owner`), and a
+mailbox notice only a mailbox of theirs. A campaign's URL is readable by its SDR, so a notice
+posted there with someone else's mailbox id must not stop that someone's sending.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from smartlead.models import Outcome, WebhookEvent
 from smartlead.webhooks import campaign_id_of, clean
 
 Verdict = tuple[str, str]  # (outcome, detail) for the event row
+# CampaignProvisioning.smartlead_status's length: Smartlead's word is clipped to fit it (the
+# whole word stays in the detail), so an odd status can never fail the event on Postgres.
+STATUS_LENGTH = CampaignProvisioning._meta.get_field("smartlead_status").max_length
 
 
 def _word(payload: dict[str, Any], *names: str) -> str:
@@ -43,7 +50,7 @@ def campaign_status_changed(event: WebhookEvent, payload: dict[str, Any], now: d
         return Outcome.UNMATCHED, "The payload has no current_status."
     was = f" (was {previous})" if previous else ""
     detail = f"Smartlead reports the campaign {current}{was}."
-    return _on_campaign(event.campaign_id, current, detail, event.event_time or now)
+    return _on_campaign(event.campaign_id, current[:STATUS_LENGTH], detail, event.event_time or now)
 
 
 def bounce_breach(event: WebhookEvent, payload: dict[str, Any], now: datetime) -> Verdict:
@@ -82,18 +89,39 @@ def _on_campaign(campaign_id: int | None, status: str, detail: str, when: dateti
     return Outcome.APPLIED, detail
 
 
+def notice_owner(campaign_id: int | None) -> Profile | str:
+    """The SDR who owns the campaign a notice came for (the campaign of the URL's token: the
+    receiver refuses a payload naming another), by the link provisioning wrote; else why
+    nobody. A notice touches this SDR and nobody else."""
+    if campaign_id is None:
+        return (
+            "The notice names no campaign: it is applied only to the SDR who owns the campaign "
+            "whose webhook URL received it."
+        )
+    sequence_id = CampaignProvisioning.objects.owners({campaign_id}).get(campaign_id)
+    owner = Profile.objects.filter(sequences=sequence_id).first() if sequence_id else None
+    return owner or f"No SDR's sequence of ours owns campaign {campaign_id}."
+
+
 def mailbox_disconnected(event: WebhookEvent, payload: dict[str, Any], now: datetime) -> Verdict:
     mailbox = campaign_id_of(payload.get("accountId", payload.get("email_account_id")))
     if mailbox is None:
         return Outcome.UNMATCHED, "The payload has no accountId."
-    sdrs = Profile.objects.sending_from(mailbox)
+    owner = notice_owner(event.campaign_id)
+    if isinstance(owner, str):
+        return Outcome.UNMATCHED, owner
+    sdrs = Profile.objects.sending_from(mailbox).filter(pk=owner.pk)  # theirs, or nobody
     error = _word(payload, "error", "reason")
     detail = (
         f"Smartlead reports email account {mailbox} disconnected"
         + (f" ({error})" if error else "")
         + ": reconnect it in Smartlead; it sends again once a health read finds it working."
     )
-    return mailbox_failed(sdrs, mailbox, detail, f"No SDR sends from email account {mailbox}.")
+    nobody = (
+        f"Email account {mailbox} is not a mailbox of the SDR who owns campaign "
+        f"{event.campaign_id}; nobody else's sending is touched by this campaign's notices."
+    )
+    return mailbox_failed(sdrs, mailbox, detail, nobody)
 
 
 def flag_mailboxes(

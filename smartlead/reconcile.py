@@ -297,7 +297,11 @@ def campaigns_to_read(
 def read(
     run: ReconcileRun, client: SmartleadClient, record: CampaignProvisioning, since: Any
 ) -> list[int]:
-    """One campaign read and counted on the run; the ids of the events it stored."""
+    """One campaign read and counted on the run; the ids of the events it stored.
+
+    Nothing one campaign holds stops the pass for the others: Smartlead failing is retried
+    first next pass (the campaign keeps its place); anything else (data we cannot read) is on
+    the run's errors, and the campaign goes to the back, so it cannot stand first every hour."""
     before = client.requests_sent
     stored: list[int] = []
     try:
@@ -307,6 +311,12 @@ def read(
         run.errors.append(logs.redact(f"Campaign {record.campaign_id}: {exc}"))
         if isinstance(exc, NotFound):
             lost(run, client, record)
+    except Exception as exc:  # noqa: BLE001 - one campaign's bad data must not stop the others
+        log.exception("Reconciling campaign %s failed", record.campaign_id)
+        run.errors.append(
+            logs.redact(f"Campaign {record.campaign_id}: {type(exc).__name__}: {exc}")[:1000]
+        )
+        CampaignProvisioning.objects.filter(pk=record.pk).update(reconciled_at=timezone.now())
     run.campaigns += 1
     run.smartlead_requests += client.requests_sent - before
     return stored

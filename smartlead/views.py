@@ -21,8 +21,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from outboundhq.db import once_more_if_disconnected
-from smartlead import applier, webhooks
-from smartlead.api import tokens
+from smartlead import applier, bodies, webhooks
+from smartlead.api import events, tokens
+from smartlead.bodies import IGNORED_KEPT_PER_SOURCE
 from smartlead.models import REJECTED_KEPT_PER_SOURCE, Outcome, WebhookEvent
 from smartlead.webhooks import MAX_BODY_BYTES, Rejected
 
@@ -88,7 +89,10 @@ def smartlead_webhook(request: HttpRequest) -> HttpResponse:
         shown = identity.campaign_id if identity.campaign_id is not None else "none"
         message = f"This URL's token is for campaign {caller.campaign_id}, not campaign {shown}."
         return keep_rejected(request, caller, text, Rejected(401, message))
-    return store(request, caller, identity.fields(), text)
+    response = store(request, caller, identity.fields(), text)
+    if identity.event_type not in events.ACTED_ON and response.status_code < 500:
+        prune_safely(caller.source, Outcome.IGNORED, IGNORED_KEPT_PER_SOURCE)
+    return response
 
 
 def authenticate(request: HttpRequest) -> Caller | JsonResponse:
@@ -172,7 +176,7 @@ def keep_rejected(
     response = store(request, caller, fields, webhooks.clip_rejected(text))
     if response.status_code >= 500:
         return response
-    prune_rejected_safely(caller.source)
+    prune_safely(caller.source, Outcome.REJECTED, REJECTED_KEPT_PER_SOURCE)
     return error(rejected.status, rejected.message)
 
 
@@ -180,6 +184,8 @@ def store(request: HttpRequest, caller: Caller, fields: dict[str, Any], text: st
     headers = headers_that_matter(request)
     # Neither our credentials nor Smartlead's own `secret_key` is ever stored in clear.
     text = webhooks.redact_body(text, [caller.credential, *tokens.server_secrets()])
+    if fields.get("outcome") != Outcome.REJECTED:  # a rejected body is clipped already
+        text = bodies.kept(text, fields["event_type"])
     fields = fields | {"source": caller.source, "raw_body": text, "headers": headers}
     try:
         # Repeating is safe: a second attempt of a stored event only counts one more delivery.
@@ -192,12 +198,12 @@ def store(request: HttpRequest, caller: Caller, fields: dict[str, Any], text: st
     return JsonResponse({"status": "received" if stored.created else "duplicate", "id": stored.id})
 
 
-def prune_rejected_safely(source: str) -> None:
-    """The rejected delivery is stored; failing to forget older ones must not change the answer."""
+def prune_safely(source: str, outcome: str, keep: int) -> None:
+    """The delivery is stored; failing to forget older ones must not change the answer."""
     try:
-        WebhookEvent.objects.prune_rejected(source, keep=REJECTED_KEPT_PER_SOURCE)
+        WebhookEvent.objects.prune(source, outcome=outcome, keep=keep)
     except DatabaseError:
-        log.exception("Could not prune rejected Smartlead webhook deliveries")
+        log.exception("Could not prune %s Smartlead webhook deliveries", outcome)
 
 
 def hand_off_safely() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import responses
+from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -187,6 +188,24 @@ def test_verifying_stops_asking_once_its_time_is_up(admin_client, rsps, monkeypa
     assert len(rsps.calls) == 0
 
 
+def test_it_lets_only_staff_who_may_change_profiles_verify_credentials(client, rsps):
+    """Issue 24, point 5: the action calls Smartlead and records a verdict for each profile."""
+    profile = make_profile(smartlead_api_key=GOOD, smartlead_email_account_id="21")
+    smartlead_answers(rsps, GOOD)
+    viewer = User.objects.create_user("viewer", password="x" * 20, is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename="view_profile"))
+    client.force_login(viewer)
+    listing = reverse("admin:profiles_profile_changelist")
+    assert "verify_credentials" not in client.get(listing).content.decode()
+
+    client.post(listing, {"action": "verify_credentials", "_selected_action": [profile.pk]})
+
+    assert len(rsps.calls) == 0 and not CredentialCheck.objects.exists()
+    viewer.user_permissions.add(Permission.objects.get(codename="change_profile"))
+    client.post(listing, {"action": "verify_credentials", "_selected_action": [profile.pk]})
+    assert status_of(profile) == SmartleadStatus.CONNECTED
+
+
 # --- Connecting a profile from the admin -------------------------------------------------
 def connect_url(profile: Profile) -> str:
     return reverse("admin:profiles_profile_smartlead_connect", args=[profile.pk])
@@ -204,9 +223,13 @@ def test_connecting_a_profile_takes_a_key_then_a_mailbox_listed_live(admin_clien
     saved = page(admin_client, connect_url(profile), {"api_key": f" {NEW} "})
     assert saved.status_code == 302 and saved["Location"] == account_url(profile)
     assert Profile.objects.get(pk=profile.pk).smartlead_key() == NEW
-    choices = page(admin_client, account_url(profile)).content.decode()
+    offer = page(admin_client, account_url(profile)).content.decode()
+    assert "List its email accounts" in offer and "Ann" not in offer  # a GET only offers
+    choices = page(admin_client, account_url(profile), {}).content.decode()
     assert "Ann &lt;a@acme.test&gt;" in choices and "Ben &lt;b@acme.test&gt;" in choices
-    chosen = page(admin_client, account_url(profile), {"email_account_ids": ["22", "21"]})
+    chosen = page(
+        admin_client, account_url(profile), {"choose": "1", "email_account_ids": ["22", "21"]}
+    )
     assert chosen.status_code == 302
     saved = Profile.objects.get(pk=profile.pk)
     assert saved.smartlead_email_account_id == "21"  # the listing's order: 21 first
@@ -235,9 +258,24 @@ def test_a_key_with_spaces_inside_is_refused_before_smartlead_is_asked(admin_cli
 def test_a_mailbox_the_key_does_not_own_cannot_be_chosen(admin_client, rsps):
     profile = make_profile(smartlead_api_key=GOOD, smartlead_email_account_id=None)
     smartlead_answers(rsps, GOOD)
-    response = page(admin_client, account_url(profile), {"email_account_ids": ["77"]})
+    response = page(
+        admin_client, account_url(profile), {"choose": "1", "email_account_ids": ["77"]}
+    )
     assert response.status_code == 200 and "Select a valid choice" in response.content.decode()
     assert Profile.objects.get(pk=profile.pk).smartlead_email_account_id is None
+
+
+def test_it_neither_asks_smartlead_nor_writes_when_the_mailbox_page_is_only_opened(
+    admin_client, rsps
+):
+    """Issue 24, point 5: any page can make an admin's browser GET this URL (an image)."""
+    profile = make_profile(smartlead_api_key=GOOD, smartlead_email_account_id="21")
+    smartlead_answers(rsps, GOOD)
+
+    response = page(admin_client, account_url(profile))
+
+    assert response.status_code == 200 and 'method="post"' in response.content.decode()
+    assert len(rsps.calls) == 0 and not CredentialCheck.objects.exists()
 
 
 def test_the_mailbox_page_without_a_key_sends_you_to_the_key_page(admin_client, rsps):
@@ -249,7 +287,7 @@ def test_the_mailbox_page_without_a_key_sends_you_to_the_key_page(admin_client, 
 def test_the_mailbox_page_when_smartlead_is_down_says_so(admin_client, rsps):
     profile = make_profile(smartlead_api_key=GOOD)
     smartlead_answers(rsps, GOOD, 503)
-    response = admin_client.get(account_url(profile), follow=True)
+    response = admin_client.post(account_url(profile), {}, follow=True)
     assert "could not be reached" in str(list(get_messages(response.wsgi_request))[0])
 
 

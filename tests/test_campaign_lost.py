@@ -9,10 +9,18 @@ from django.contrib import admin
 from django.contrib.auth.models import User
 from django.test import RequestFactory
 
-from sequences.admin import CampaignProvisioningAdmin
+from profiles.models import Profile
 from sequences.executor import execute
-from sequences.models import CampaignProvisioning, Enrollment, ProvisioningState, Push, Sequence
+from sequences.models import (
+    CampaignProvisioning,
+    Enrollment,
+    ProvisioningState,
+    Push,
+    Sequence,
+    SyncChange,
+)
 from sequences.provisioning import provision
+from sequences.records_admin import CampaignProvisioningAdmin
 from smartlead.api import SmartleadClient, ValidationFailed
 from smartlead.reconcile import reconcile
 from smartlead.sandbox import SandboxServer
@@ -225,3 +233,85 @@ def test_it_understands_a_webhook_list_answered_as_one_object(sandbox):
         sandbox.reply_next("GET /campaigns/{campaign_id}/webhooks", one)
         (webhook,) = client.list_campaign_webhooks(campaign)
     assert (webhook.id, webhook.webhook_url) == (7, "https://hooks.test/a")
+
+
+# --- A key of another Smartlead account (issue 24, point 4) --------------------------------
+def status_at_smartlead(sandbox: SandboxServer, key: str, campaign_id: int) -> str:
+    return next(c["status"] for c in sandbox.campaigns(key) if c["id"] == campaign_id)
+
+
+def test_it_pauses_the_old_campaigns_with_the_old_key_before_another_accounts_key_is_saved(
+    sandbox, sent_once, api
+):
+    sequence, _, second = sent_once
+    old = sequence.campaign
+    assert status_at_smartlead(sandbox, KEY, old) == "ACTIVE"
+
+    response = api(sequence.created_by).call(
+        "post", "/api/smartlead/connection", {"api_key": OTHER_KEY}
+    )
+
+    assert response.status_code == 200
+    assert status_at_smartlead(sandbox, KEY, old) == "PAUSED"  # with the old key, first
+    record = CampaignProvisioning.objects.get(sequence=sequence)
+    assert record.state == ProvisioningState.NEEDS_ATTENTION
+    assert "another Smartlead account" in record.reason and str(old) in record.reason
+    pause = SyncChange.objects.get(action="pause_campaign", campaign_id=old)
+    assert pause.state == "done" and "another Smartlead account" in pause.last_error
+    Profile.objects.filter(pk=sequence.created_by_id).update(smartlead_email_account_id="3301")
+    run = execute(trigger="command")
+    assert run.pushed == 0 and sandbox.campaigns(OTHER_KEY) == []  # nothing sent, nothing made
+    second.refresh_from_db()
+    assert second.status == "active" and second.current_step == 1  # it waits for ops
+
+
+def test_it_leaves_the_campaigns_running_when_the_new_key_opens_the_same_account(
+    sandbox, sent_once, api
+):
+    sequence, _, _ = sent_once
+    regenerated = "sandbox-lost-key-regenerated-42"
+    sandbox.hand_key_to(regenerated, KEY)
+
+    response = api(sequence.created_by).call(
+        "post", "/api/smartlead/connection", {"api_key": regenerated}
+    )
+
+    assert response.status_code == 200
+    assert status_at_smartlead(sandbox, KEY, sequence.campaign) == "ACTIVE"
+    assert CampaignProvisioning.objects.get(sequence=sequence).state == ProvisioningState.READY
+    assert not SyncChange.objects.exists()
+
+
+def test_it_never_counts_an_outbox_change_a_campaign_404_answered_as_done(sandbox, sent_once):
+    sequence, first, _ = sent_once
+    Sequence.objects.filter(pk=sequence.pk).update(status="paused")
+    Enrollment.objects.filter(pk=first.pk).update(status="paused")
+    sandbox.hand_key_to(KEY, OTHER_KEY)  # the saved key now opens another account
+
+    run = execute(trigger="command")
+
+    changes = {c.action: c for c in SyncChange.objects.all()}
+    assert set(changes) == {"pause_campaign", "pause_lead"}
+    assert all(c.state == "failed" for c in changes.values()), changes
+    assert all("needs attention" in c.last_error for c in changes.values())
+    assert run.propagated == 0
+    record = CampaignProvisioning.objects.get(sequence=sequence)
+    assert record.state == ProvisioningState.NEEDS_ATTENTION
+    assert "another Smartlead account" in record.reason
+
+
+def test_it_counts_a_lead_gone_from_a_campaign_smartlead_still_has_as_done(sandbox, sent_once):
+    sequence, first, _ = sent_once
+    requests.delete(  # the lead removed from the campaign in Smartlead's app
+        f"{sandbox.base_url}/campaigns/{sequence.campaign}/leads/"
+        f"{SmartleadClient(KEY).find_lead('ann@acme.test').id}",
+        params={"api_key": KEY},
+        timeout=5,
+    )
+    Enrollment.objects.filter(pk=first.pk).update(status="paused")
+
+    execute(trigger="command")
+
+    (change,) = SyncChange.objects.all()
+    assert change.state == "done" and "Nothing to do" in change.last_error
+    assert CampaignProvisioning.objects.get(sequence=sequence).state == ProvisioningState.READY

@@ -20,6 +20,7 @@ from django.db import OperationalError, connection, transaction
 
 from outboundhq.db import once_more_if_disconnected
 from outboundhq.views import json_exception_handler
+from smartlead.api import tokens
 from smartlead.models import WebhookEvent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +61,7 @@ def test_a_delivery_on_a_dropped_connection_is_stored_and_answered_200(
     dropped = drop_this_connection()
     body = {"event_type": "EMAIL_OPEN", "campaign_id": 1, "to_email": "a@b.test", "stats_id": "d1"}
     response = client.post(
-        f"/webhooks/smartlead?secret={SECRET}",
+        f"/webhooks/smartlead?campaign=1&token={tokens.token_for(1, SECRET)}",
         data=json.dumps(body),
         content_type="application/json",
         secure=True,

@@ -115,6 +115,7 @@ def _configured(settings: Any, smartlead_clock: Any, rsps: Any) -> None:
     """Every credential set, Smartlead faked (nothing registered: any call fails cleanly)."""
     settings.SMARTLEAD_WEBHOOK_SECRET = WEBHOOK_SECRET
     settings.SMARTLEAD_WEBHOOK_SIGNING_SECRET = ""
+    settings.SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET = True  # both credentials are fuzzed
     settings.CRON_SECRET = CRON_SECRET
     settings.SUPABASE_JWT_SECRET = JWT_SECRET
     settings.SUPABASE_URL = ""

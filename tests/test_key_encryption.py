@@ -152,6 +152,7 @@ def test_the_command_leaves_unreadable_keys_and_fails(keys):
 # --- start-up checks -----------------------------------------------------------------------------
 def test_a_lost_encryption_key_fails_the_database_check(keys):
     saved_under(STRANGER, keys)
+    saved_under(STRANGER, keys)  # a lost key: every one of several keys fails
     keys(NEW)
     (error,) = stored_keys_check(databases=["default"])
     assert error.id == "profiles.E002" and error.is_serious()
@@ -160,6 +161,7 @@ def test_a_lost_encryption_key_fails_the_database_check(keys):
 
 
 def test_the_web_server_refuses_to_start_with_a_lost_key(keys):
+    saved_under(STRANGER, keys)
     saved_under(STRANGER, keys)
     keys(NEW)
     with pytest.raises(SystemExit, match="profiles.E002"):
@@ -172,6 +174,30 @@ def test_one_unreadable_key_among_readable_ones_is_a_warning(keys):
     keys(NEW)
     (warning,) = stored_keys_check(databases=["default"])
     assert warning.id == "profiles.W003" and not warning.is_serious()
+
+
+def test_it_starts_and_reports_a_browser_written_value_during_the_switch_over(keys):
+    """Issue 24, point 9: plain-text keys not encrypted yet, and one `enc:v1:` value the browser
+    wrote; it was the only ciphertext, so "none opens" stopped migrate and the web server."""
+    keys(NEW)
+    make_profile(smartlead_api_key=KEY)
+    make_profile(smartlead_api_key="plain-text-key-of-another-sdr-42")
+    typed = make_profile(smartlead_api_key="enc:v1:pasted-in-the-web-app")
+
+    (warning,) = stored_keys_check(databases=["default"])
+
+    assert warning.id == "profiles.W003" and not warning.is_serious()
+    assert str(typed.pk) in warning.msg and "not written by this service" in warning.msg
+    fail_fast_on_bad_configuration()  # the web server starts
+    call_command("check", "--database", "default", stdout=io.StringIO())  # and so does migrate
+
+
+def test_it_starts_with_one_key_no_configured_key_opens(keys):
+    lone = saved_under(STRANGER, keys)  # e.g. copied from another environment
+    keys(NEW)
+    (warning,) = stored_keys_check(databases=["default"])
+    assert warning.id == "profiles.W003" and str(lone.pk) in warning.msg
+    fail_fast_on_bad_configuration()
 
 
 def test_readable_keys_and_plain_text_pass_the_check(keys):

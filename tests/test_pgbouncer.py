@@ -27,6 +27,7 @@ import psycopg
 import pytest
 import requests
 
+from smartlead.api import tokens
 from tests.test_production import (
     DEMO_KEYS,
     HTTPS,
@@ -209,7 +210,7 @@ def admin_login(base: str) -> requests.Session:
 def post_webhook(base: str) -> requests.Response:
     payload = (ROOT / "tests/fixtures/smartlead/email_sent.json").read_text()
     return requests.post(
-        f"{base}/webhooks/smartlead?secret={WEBHOOK_SECRET}",
+        f"{base}/webhooks/smartlead?campaign=9181&token={tokens.token_for(9181, WEBHOOK_SECRET)}",
         data=payload,
         headers=HTTPS | {"Content-Type": "application/json"},
         timeout=20,

@@ -359,3 +359,70 @@ def test_a_category_delivered_before_categories_acted_is_not_acted_on_afresh(san
 
     assert reconcile(trigger="command").repaired == {}
     assert status(ann) == "active" and not CallTask.objects.exists()
+
+
+# --- One campaign's bad data (issue 24, point 8) -------------------------------------------
+
+
+def two_sdrs_each_with_a_reply(sandbox: SandboxServer) -> dict[str, Enrollment]:
+    """Two SDRs' campaigns, a lost reply in each; the first SDR's history holds a bad time."""
+    enrolled = {}
+    for key, mailbox in ((KEY, "3501"), (OTHER_KEY, "3502")):
+        sdr = make_profile(smartlead_api_key=key, smartlead_email_account_id=mailbox)
+        sequence = make_sequence(creator=sdr, steps=[{"step_type": "email", "subject": "Hi"}] * 2)
+        enrolled[key] = make_enrollment(sequence=sequence, contact=make_contact(email=LEADS[0]))
+    assert execute(trigger="command").pushed == 2
+    for key, enrollment in enrolled.items():
+        campaign_id = Enrollment.objects.get(pk=enrollment.pk).sequence.campaign
+        sandbox.lead_replied(key, campaign_id, LEADS[0], "Yes")
+    campaign = next(iter(sandbox.state.accounts[KEY].campaigns.values()))
+    for row in next(iter(campaign.history.values())):
+        row["time"] = "2025-02-30T10:00:00.000Z"  # no such day
+    return enrolled
+
+
+def test_it_repairs_a_lead_whose_history_holds_a_time_that_does_not_parse(sandbox):
+    enrolled = two_sdrs_each_with_a_reply(sandbox)
+
+    run = reconcile(trigger="command")
+
+    assert run.errors == [] and run.repaired == {"EMAIL_REPLY": 2}
+    assert status(enrolled[KEY]) == status(enrolled[OTHER_KEY]) == "replied"
+    later = reconcile(trigger="command", since=timezone.now() - timedelta(days=1))
+    assert later.errors == []
+
+
+def test_it_reads_every_other_campaign_when_one_campaigns_data_breaks_its_read(
+    sandbox, monkeypatch
+):
+    enrolled = two_sdrs_each_with_a_reply(sandbox)
+    broken = Enrollment.objects.get(pk=enrolled[KEY].pk).sequence.campaign
+    real_repair = reconciling.repair
+
+    def unreadable_for_one(run, client, record, since):  # noqa: ANN001, ANN202
+        if record.campaign_id == broken:
+            raise ValueError("day is out of range for month")
+        return real_repair(run, client, record, since)
+
+    monkeypatch.setattr(reconciling, "repair", unreadable_for_one)
+
+    run = reconcile(trigger="command")
+
+    assert run.repaired == {"EMAIL_REPLY": 1} and run.campaigns == 2
+    assert run.errors == [f"Campaign {broken}: ValueError: day is out of range for month"]
+    assert status(enrolled[OTHER_KEY]) == "replied"
+    # It counts as read (with its error), so it cannot stand first in line every pass.
+    assert CampaignProvisioning.objects.get(campaign_id=broken).reconciled_at is not None
+
+
+def test_it_keeps_a_found_replys_body_bounded(sandbox, pushed):
+    """Issue 24, point 10: the reply's whole text comes from its message history."""
+    campaign, enrollments = pushed
+    sandbox.lead_replied(KEY, campaign, "ann@acme.test", "Yes. " + "quoted thread " * 50_000)
+
+    assert reconcile(trigger="command").repaired == {"EMAIL_REPLY": 1}
+
+    event = WebhookEvent.objects.get(event_type="EMAIL_REPLY")
+    assert len(event.raw_body) <= 64 * 1024
+    assert json.loads(event.raw_body)["reply_message"]["text"].startswith("<p>Yes. quoted")
+    assert status(enrollments["ann@acme.test"]) == "replied"

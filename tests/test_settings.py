@@ -67,3 +67,16 @@ def test_the_wsgi_server_stops_with_a_message_instead_of_a_traceback():
     )
     assert result.returncode != 0
     assert "OutboundHQ cannot start" in result.stderr and "DJANGO_SECRET_KEY" in result.stderr
+
+
+def test_it_refuses_an_opt_out_scope_it_does_not_know_naming_the_variable():
+    result = run_check(DJANGO_DEBUG="true", OPT_OUT_SCOPE="everyone")
+    assert result.returncode != 0
+    assert "OPT_OUT_SCOPE must be organisation or sdr" in result.stderr
+    assert run_check(DJANGO_DEBUG="true", OPT_OUT_SCOPE="sdr").returncode == 0
+
+
+def test_it_refuses_a_trusted_proxy_that_is_no_address_naming_the_variable():
+    result = run_check(DJANGO_DEBUG="true", DJANGO_TRUSTED_PROXIES="10.0.0.0/8,railway")
+    assert result.returncode != 0
+    assert "DJANGO_TRUSTED_PROXIES has 'railway'" in result.stderr

@@ -3,14 +3,17 @@ of the sequence the backend provisioned that campaign for."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from profiles.models import Profile
 from sequences.models import CampaignProvisioning, Engagement, Enrollment, Sequence
-from smartlead.models import Outcome
+from smartlead.api import tokens
+from smartlead.models import Outcome, WebhookEvent
 from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
-from tests.test_webhooks import LEAD_EMAIL, configure
+from tests.test_webhooks import LEAD_EMAIL, SECRET, URL, configure
 from tests.test_webhooks_apply import replay, status
 
 pytestmark = pytest.mark.django_db
@@ -116,3 +119,69 @@ def test_an_adopted_campaign_named_twice_by_one_sdr_goes_to_the_newest_sequence(
     replay(client, "email_reply")
 
     assert status(older) == "active" and status(newer) == "replied"
+
+
+# --- Notices about a mailbox (issue 24, point 1) ------------------------------------------
+
+
+def sdr_with_campaign(mailbox: int, campaign_id: int) -> Profile:
+    """An SDR sending from `mailbox`, with a provisioned campaign set up on it."""
+    profile = make_profile(smartlead_email_account_id=str(mailbox))
+    sequence = make_sequence(creator=profile, smartlead_campaign_id=str(campaign_id))
+    CampaignProvisioning.objects.create(
+        sequence=sequence, state="ready", campaign_id=campaign_id, mailbox_id=mailbox
+    )
+    return profile
+
+
+def disconnected(client: Any, campaign_id: int, mailbox: int) -> WebhookEvent:
+    """The notice posted to campaign `campaign_id`'s own URL, with its token."""
+    body = {"eventType": "EMAIL_ACCOUNT_DISCONNECTED", "campaignId": campaign_id}
+    query = f"campaign={campaign_id}&token={tokens.token_for(campaign_id, SECRET)}"
+    response = client.post(
+        f"{URL}?{query}",
+        data=json.dumps(body | {"accountId": mailbox}),
+        content_type="application/json",
+        secure=True,
+    )
+    assert response.status_code == 200, response.content
+    return WebhookEvent.objects.get(pk=response.json()["id"])
+
+
+def sending(profile: Profile) -> bool:
+    return Profile.objects.connected().filter(pk=profile.pk).exists()
+
+
+def test_it_never_lets_an_sdr_stop_another_sdrs_mailbox_through_their_own_campaign(client):
+    mallory = sdr_with_campaign(3101, 9181)
+    victims = [sdr_with_campaign(3102 + n, 5555 + n) for n in range(5)]
+
+    # Mallory sweeps mailbox ids through her own campaign's URL (her token is valid).
+    events = [disconnected(client, 9181, mailbox) for mailbox in range(3095, 3115)]
+
+    assert all(sending(victim) for victim in victims)
+    others = [e for e in events if e.detail and "3101" not in e.detail]
+    assert all(e.outcome == Outcome.UNMATCHED for e in others)
+    assert "not a mailbox of the SDR who owns campaign 9181" in others[0].detail
+    assert not sending(mallory)  # only her own mailbox's notice applied, to her
+
+
+def test_it_flags_the_campaigns_owner_for_their_own_mailbox_only(client):
+    owner = sdr_with_campaign(3101, 9181)
+    bystander = sdr_with_campaign(3101, 5555)  # another SDR reusing the same mailbox id
+
+    event = disconnected(client, 9181, 3101)
+
+    assert event.outcome == Outcome.APPLIED
+    assert not sending(owner) and sending(bystander)
+
+
+def test_it_applies_a_disconnect_notice_naming_no_campaign_to_nobody(client):
+    """Only the legacy global secret can post a notice without a campaign: whose it is is
+    unknown, so it is kept as unmatched rather than applied to everyone with that mailbox."""
+    sdr = sdr_with_campaign(3101, 9181)
+
+    event = replay(client, "email_account_disconnected")  # accountId 3101, no campaignId
+
+    assert event.outcome == Outcome.UNMATCHED and "names no campaign" in event.detail
+    assert sending(sdr)

@@ -129,7 +129,8 @@ def test_a_disconnected_mailbox_notification_marks_the_sdr_whose_mailbox_it_is(c
     other = make_profile(smartlead_email_account_id="3102")
     make_sequence(creator=sdr, smartlead_campaign_id=CAMPAIGN)
 
-    event = replay(client, "email_account_disconnected")
+    # Smartlead's notice carries no campaign; the one posted to a campaign's URL names it.
+    event = replay(client, "email_account_disconnected", campaignId=int(CAMPAIGN))
 
     assert event.event_type == "EMAIL_ACCOUNT_DISCONNECTED" and event.outcome == Outcome.APPLIED
     assert connection_status(sdr) == SmartleadStatus.NO_HEALTHY_MAILBOX
@@ -138,10 +139,25 @@ def test_a_disconnected_mailbox_notification_marks_the_sdr_whose_mailbox_it_is(c
     assert connection_status(other) != SmartleadStatus.NO_HEALTHY_MAILBOX
 
 
-def test_a_disconnected_mailbox_nobody_sends_from_is_unmatched(client):
-    event = replay(client, "email_account_disconnected", accountId=999)
+def test_it_leaves_a_mailbox_the_campaigns_sdr_does_not_send_from_unmatched(client):
+    sdr = make_profile(smartlead_email_account_id="3101")
+    make_sequence(creator=sdr, smartlead_campaign_id=CAMPAIGN)
+    event = replay(client, "email_account_disconnected", accountId=999, campaignId=int(CAMPAIGN))
     assert event.outcome == Outcome.UNMATCHED
-    assert "No SDR sends from email account 999" in event.detail
+    assert "Email account 999 is not a mailbox of the SDR" in event.detail
+
+
+@pytest.mark.postgres
+def test_it_applies_a_status_longer_than_its_column_clipped(client):
+    """Issue 24, point 7: the 32-character column made a longer status a DataError."""
+    lead = make_lead()
+    odd = "PAUSED_BY_SMARTLEAD_FOR_A_REASON_NOBODY_DOCUMENTED_YET"
+
+    event = replay(client, "campaign_status_changed", current_status=odd)
+
+    assert event.outcome == Outcome.APPLIED
+    record = CampaignProvisioning.objects.get(sequence=lead.sequence)
+    assert record.smartlead_status == odd[:32] and odd in record.smartlead_status_detail
 
 
 # --- Replies and categories (issue 23) --------------------------------------------------------

@@ -14,10 +14,14 @@ from django.test import Client
 from django.urls import reverse
 
 from profiles.models import Profile
+from sequences import webhook_switch
+from sequences.checks import legacy_webhooks_check
+from sequences.executor import execute
 from sequences.models import CampaignProvisioning, ProvisioningState, Sequence
 from smartlead.api import SmartleadClient, tokens
 from smartlead.models import Outcome, WebhookEvent
 from tests.factories import make_profile, make_sequence
+from tests.test_admin_hardening import settings_with
 from tests.test_webhooks import LEAD_EMAIL, SMARTLEAD_SECRET_KEY, URL, fixture, make_lead
 
 pytestmark = pytest.mark.django_db
@@ -233,6 +237,51 @@ def test_resave_webhooks_needs_the_public_url(settings):
     settings.PUBLIC_BASE_URL = ""
     with pytest.raises(CommandError, match="PUBLIC_BASE_URL"):
         call_command("resave_webhooks", stdout=StringIO())
+
+
+# --- The switch-over, done by the service (issue 24, point 2) ------------------------------
+HOOKS_ROUTE = "GET /campaigns/{campaign_id}/webhooks"
+
+
+def test_it_refuses_the_global_secret_unless_ops_turn_it_on():
+    assert settings_with("s.SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET") == "False"
+
+
+def test_it_moves_every_legacy_campaign_to_its_own_url_by_itself_once(smartlead_sandbox, settings):
+    settings.SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET = False  # the default
+    legacy = f"{PUBLIC}/webhooks/smartlead?secret={SECRET}"
+    first = provisioned(sdr(ALICE, 1101), legacy_url=legacy)
+    second = provisioned(sdr(BRUNO, 2201), legacy_url=legacy)
+    (warning,) = legacy_webhooks_check(databases=["default"])
+    assert warning.id == "sequences.W001" and warning.msg.startswith("2 campaign(s)")
+    assert "refused (401)" in warning.msg
+
+    execute(trigger="command")
+
+    for key, sequence in ((ALICE, first), (BRUNO, second)):
+        campaign = CampaignProvisioning.objects.get(sequence_id=sequence.id).campaign_id
+        [(_, url)] = hooks_of(key, sequence)
+        assert url == f"{PUBLIC}/webhooks/smartlead?{url_of(campaign)}"
+    assert legacy_webhooks_check(databases=["default"]) == []
+    asked = smartlead_sandbox.request_count(route=HOOKS_ROUTE)
+    execute(trigger="command")
+    assert smartlead_sandbox.request_count(route=HOOKS_ROUTE) == asked  # nothing left to do
+
+
+def test_it_reports_a_campaign_smartlead_refused_to_move_and_tries_it_again(smartlead_sandbox):
+    legacy = f"{PUBLIC}/webhooks/smartlead?secret={SECRET}"
+    sequence = provisioned(sdr(ALICE, 1101), legacy_url=legacy)
+    campaign = CampaignProvisioning.objects.get(sequence_id=sequence.id).campaign_id
+    route = "POST /campaigns/{campaign_id}/webhooks"
+    smartlead_sandbox.reply_next(route, {"error": "Invalid webhook_url"}, 400)
+
+    run = execute(trigger="command")
+
+    assert any(f"Campaign {campaign}'s webhook not moved" in e for e in run.errors), run.errors
+    assert [s.pk for s in webhook_switch.left()] == [sequence.pk]
+    execute(trigger="command")
+    assert webhook_switch.left() == []
+    assert hooks_of(ALICE, sequence)[0][1].endswith(url_of(campaign))
 
 
 # --- No secret stored or shown ------------------------------------------------------------

@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 
 from sequences.models import Contact, Engagement, Enrollment, Sequence
 from smartlead import applier as background
-from smartlead import applying, views, webhooks
+from smartlead import applying, notices, views, webhooks
+from smartlead.api import events
 from smartlead.models import Outcome, WebhookEvent
 from tests.factories import make_contact, make_enrollment, make_profile, make_sequence
 
@@ -90,6 +91,9 @@ def as_stored(body: str) -> str:
 def configure(settings: Any, secret: str = SECRET, signing: str = "") -> None:
     settings.SMARTLEAD_WEBHOOK_SECRET = secret
     settings.SMARTLEAD_WEBHOOK_SIGNING_SECRET = signing
+    # These tests post with the global secret (`?secret=`), which is off by default; the
+    # per-campaign token URLs are tested in test_webhook_tokens.py.
+    settings.SMARTLEAD_WEBHOOK_ACCEPT_LEGACY_SECRET = True
     # No applier thread runs in tests, so events are applied within the request.
 
 
@@ -811,3 +815,43 @@ def test_only_the_newest_rejected_deliveries_of_each_source_are_kept(client, mon
     assert post(client, fixture("email_open")).status_code == 200  # accepted ones are never pruned
     assert post(client, "not json 6").status_code == 400
     assert WebhookEvent.objects.exclude(outcome=Outcome.REJECTED).count() == 1
+
+
+# --- What is kept of an accepted body (issue 24, point 10) ---------------------------------
+
+
+def test_it_keeps_an_accepted_body_bounded_and_still_applies_it(client):
+    lead = make_lead()
+    thread = [{"stats_id": f"s{n}", "email_body": "quoted " * 2000} for n in range(20)]
+    huge = fixture("email_reply", history=thread)
+    huge["reply_message"] = huge["reply_message"] | {"text": "Yes, let's talk. " + "x" * 600_000}
+    assert 800_000 < len(json.dumps(huge)) < 1024 * 1024
+
+    assert post(client, huge).status_code == 200
+
+    event = WebhookEvent.objects.get()
+    assert len(event.raw_body) <= 64 * 1024
+    kept = json.loads(event.raw_body)  # still the JSON applying reads
+    assert kept["sl_lead_email"] == LEAD_EMAIL and kept["_outboundhq_clipped_from_chars"] > 800_000
+    assert event.outcome == Outcome.APPLIED
+    reply = Engagement.objects.get(contact=lead.contact)
+    assert reply.metadata["reply_preview"].startswith("Yes, let's talk.")
+    assert Enrollment.objects.get(pk=lead.enrollment.pk).status == "replied"
+
+
+def test_it_keeps_a_glimpse_of_an_event_it_does_not_act_on_and_only_the_newest(client, monkeypatch):
+    monkeypatch.setattr(views, "IGNORED_KEPT_PER_SOURCE", 3)
+    for n in range(6):
+        body = {"event_type": "UNTRACKED_REPLIES", "stats_id": f"u{n}", "padding": "x" * 900_000}
+        assert post(client, body).status_code == 200
+
+    kept = WebhookEvent.objects.order_by("id")
+    assert [e.stats_id for e in kept] == ["u3", "u4", "u5"]
+    assert all(e.outcome == Outcome.IGNORED and len(e.raw_body) <= 4096 for e in kept)
+    assert json.loads(kept[0].raw_body)["event_type"] == "UNTRACKED_REPLIES"
+    assert post(client, fixture("email_open")).status_code == 200  # acted-on ones are not pruned
+    assert WebhookEvent.objects.count() == 4
+
+
+def test_it_keeps_whole_the_bodies_of_exactly_the_events_applying_acts_on():
+    assert events.ACTED_ON == set(applying.EFFECTS) | set(notices.NOTICES)

@@ -30,6 +30,9 @@ SUBSCRIBED = (
 )
 # What Smartlead accepts in a webhook's event_types.
 KNOWN = frozenset((*SUBSCRIBED, FIRST_EMAIL_SENT))
+# What applying acts on (applying.EFFECTS and notices.NOTICES); any other type is stored only
+# to be seen, with a small part of its body (smartlead/bodies.py).
+ACTED_ON = frozenset((*KNOWN, CAMPAIGN_BOUNCE_BREACH, EMAIL_ACCOUNT_DISCONNECTED))
 # Older and third-party names for the same events, as some payloads still carry them.
 ALIASES = {
     "EMAIL_OPENED": EMAIL_OPEN,

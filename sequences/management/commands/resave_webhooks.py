@@ -8,14 +8,15 @@ twice changes nothing. One line per SDR says what was done and what failed; keys
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 
 from django.core.management.base import BaseCommand, CommandError
 
 from outboundhq.logs import redact
 from profiles.models import Profile, Sender
-from sequences.models import ProvisioningState, Sequence
+from sequences import webhook_switch
+from sequences.models import Sequence
 from sequences.provisioning import ensure_webhook, receiver_url
 from smartlead.api import SmartleadClient, SmartleadError
 
@@ -52,18 +53,7 @@ class Command(BaseCommand):
 
     def by_sdr(self) -> dict[object, list[Sequence]]:
         """Step 1: the sequences whose campaign we provisioned (or adopted), per creator."""
-        sequences = (
-            Sequence.objects.filter(
-                provisioning__state=ProvisioningState.READY,
-                provisioning__campaign_id__isnull=False,
-            )
-            .select_related("provisioning")
-            .order_by("created_by_id", "id")
-        )
-        grouped: dict[object, list[Sequence]] = defaultdict(list)
-        for sequence in sequences:
-            grouped[sequence.created_by_id].append(sequence)
-        return grouped
+        return webhook_switch.by_sdr(webhook_switch.provisioned().order_by("created_by_id", "id"))
 
     def resave(self, sender: Sender, sequences: list[Sequence]) -> SdrReport:
         """Step 2: one SDR's campaigns, with their key; a failure stops only that campaign."""

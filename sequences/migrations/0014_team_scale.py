@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("sequences", "0012_replies"),
+        ("sequences", "0013_opt_outs"),
     ]
 
     operations = [
