@@ -53,7 +53,7 @@ def configuration_check(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             Error(
                 "SMARTLEAD_MIN_WARMUP_REPUTATION must be a percentage between 0 and 100 "
                 "(or unset: reputation not checked).",
-                id="outboundhq.E008",
+                id="outboundhq.E010",
             )
         )
     if not 5 <= settings.CRON_TIME_BUDGET_SECONDS <= 50:
