@@ -17,17 +17,16 @@ from django.utils import timezone
 
 from outboundhq.logs import mask
 from profiles import crypto
+from profiles.credential_checks import CredentialCheck
 from profiles.credentials import (
     HELD,
     MAILBOX_ID,
     NOT_CONNECTED,
     SENDING,
-    SQL_STATUSES,
     UNREADABLE,
     SmartleadCredentials,
     SmartleadStatus,
     fetch_email_accounts,
-    key_fingerprint,
     refusal_status,
 )
 from profiles.mailboxes import SdrMailbox
@@ -415,51 +414,3 @@ class Profile(models.Model):
         done = SdrMailbox.objects.record_failure(self.id, mailbox_id, detail, timezone.now())
         self.forget_status()
         return done
-
-
-class CredentialCheckQuerySet(models.QuerySet["CredentialCheck"]):
-    def record(self, *, profile: Profile, status: SmartleadStatus, detail: str = "") -> None:
-        """Stores the latest verdict on the profile's current key (one row per profile)."""
-        self.update_or_create(
-            profile_id=profile.id,
-            defaults={
-                "status": status,
-                "ok": status == SmartleadStatus.CONNECTED,
-                "detail": detail[:1000],
-                "key_fingerprint": key_fingerprint(profile.smartlead_key(write_back=False) or ""),
-                "checked_at": timezone.now(),
-            },
-        )
-        profile.forget_status()
-
-
-class CredentialCheck(models.Model):
-    """The last time the backend asked Smartlead about an SDR's key, and what it said.
-
-    Project-owned. No database foreign key to `profiles`: a Supabase user deletion must never be
-    blocked by the backend's bookkeeping.
-    """
-
-    profile = models.OneToOneField(
-        Profile,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        primary_key=True,
-        related_name="credential_check",
-    )
-    # Only what a check can record (not UNREADABLE_KEY, which is worked out on reading).
-    status = models.CharField(max_length=32, choices=[(s.value, s.label) for s in SQL_STATUSES])
-    ok = models.BooleanField(default=False)
-    detail = models.TextField(blank=True, help_text="What Smartlead said, in words.")
-    key_fingerprint = models.CharField(
-        max_length=64, help_text="SHA-256 of the key that was checked; a new key is unchecked."
-    )
-    checked_at = models.DateTimeField()
-
-    objects = CredentialCheckQuerySet.as_manager()
-
-    class Meta:
-        db_table = "outboundhq_credential_check"
-
-    def __str__(self) -> str:
-        return f"{self.profile_id}: {self.get_status_display()}"
