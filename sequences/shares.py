@@ -70,13 +70,26 @@ class WorkerQuerySet(models.QuerySet):
 
     def dead(self) -> list[str]:
         """Workers that stopped: no beat for WORKER_TIMEOUT_SECONDS, or, on this host, a process
-        that is gone (a `kill -9` is seen at once)."""
+        that is gone (a `kill -9` is seen at once). A holder of shares with no beat on record
+        (its row taken over already, or it died before its first beat landed) counts from when
+        it took them."""
         here, cutoff = socket.gethostname()[:80], stale_before(timezone.now())
-        return [
-            pk
-            for pk, host, beat_at in self.values_list("pk", "host", "beat_at")
-            if beat_at < cutoff or (host == here and not is_alive_here(pk))
-        ]
+        Share = self.model._meta.apps.get_model("sequences", "Share")  # noqa: N806
+        rowless = (
+            Share.objects.filter(state=ShareState.WORKING)
+            .exclude(worker_id="")
+            .exclude(worker_id__in=self.values("pk"))
+            .values_list("worker_id", "taken_at")
+        )
+        seen = list(self.values_list("pk", "host", "beat_at"))
+        seen += [(pk, pk.rsplit(":", 2)[0], taken_at) for pk, taken_at in rowless]
+        return sorted(
+            {
+                pk
+                for pk, host, when in seen
+                if (when is not None and when < cutoff) or (host == here and not is_alive_here(pk))
+            }
+        )
 
 
 class ShareQuerySet(models.QuerySet):

@@ -47,6 +47,7 @@ class Heartbeat:
     pid: int
     thread: threading.Thread | None = None
     stopped: threading.Event = field(default_factory=threading.Event)
+    first_beat: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
         """Beat; and look for workers that stopped: their work is taken over from here, so a
@@ -60,6 +61,7 @@ class Heartbeat:
             finally:
                 # Not a connection held for ever per process (nor through a test's teardown).
                 connections.close_all()
+                self.first_beat.set()
             if self.stopped.wait(settings.WORKER_BEAT_SECONDS):
                 return
 
@@ -79,15 +81,19 @@ def heartbeat() -> Heartbeat:
             worker = Heartbeat(identity(), host, pid)
             worker.thread = threading.Thread(target=worker.run, name="heartbeat", daemon=True)
             worker.thread.start()
+            # The first beat lands before any work is taken, so a holder of work is on record
+            # (on the thread's own connection: committed whatever transaction the caller is in).
+            worker.first_beat.wait(settings.WORKER_BEAT_SECONDS)
             _heartbeat = worker
         return _heartbeat
 
 
 def stop_heartbeat() -> None:
-    """Stops this process's heartbeat (the test suite does, before it drops its database); a
-    worker process's simply ends with it."""
+    """Stops this process's heartbeat (the test suite does after each test); the next use starts
+    another. A worker process's simply ends with it."""
+    global _heartbeat
     with _lock:
-        beating = _heartbeat
+        beating, _heartbeat = _heartbeat, None
     if beating is not None and beating.thread is not None:
         beating.stopped.set()
         beating.thread.join()

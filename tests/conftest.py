@@ -166,10 +166,11 @@ def smartlead_sandbox(make_sandbox: Callable[..., Any]) -> Any:
     return make_sandbox()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _heartbeat_stops_before_the_database_goes(django_db_setup: None) -> Iterator[None]:
-    """A worker's heartbeat thread (sequences/workers.py) beats into the test database: it
-    stops before pytest-django drops that database."""
+@pytest.fixture(autouse=True)
+def _heartbeat_stops_with_the_test() -> Iterator[None]:
+    """A worker's heartbeat thread (sequences/workers.py) beats into the test database on its
+    own connection: it stops with the test that started it, before the next test (which may
+    not use the database) or the database's teardown."""
     yield
     from sequences.workers import stop_heartbeat
 
