@@ -27,7 +27,7 @@ from django.utils import timezone
 from profiles.credentials import SmartleadCredentials, SmartleadStatus, refusal_status
 from profiles.models import CredentialCheck, Profile
 from sequences.claimed import Claimed, Move
-from sequences.models import ExecutorRun, Push, Sequence, SequenceStatus
+from sequences.models import ExecutorRun, Sequence, SequenceStatus
 from sequences.steps import Steps
 from smartlead.api import AddLeadsResult, SmartleadClient, SmartleadError
 
@@ -264,7 +264,6 @@ class InFlight:
 
 def start_sending(work: SequenceWork, batch: list[Claimed]) -> Future[Answer]:
     work.tally.smartlead_requests += 1
-    Push.objects.sending(campaign_id=work.campaign_id, ids=[item.id for item in batch])
     # The request's log lines keep this run's id (context variables do not cross threads).
     context = contextvars.copy_context()
     return work.sender.pool.submit(context.run, send, work.client, work.campaign_id, batch)

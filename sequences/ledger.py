@@ -1,5 +1,5 @@
 """The push ledger's rules over many rows (`Push.objects`): reserving a lead before its request,
-counting the requests that carry it, and what Smartlead said. Its hot statements are raw SQL on
+counting how often it was reserved, and what Smartlead said. Its hot statements are raw SQL on
 PostgreSQL (sequences/statements.py); on SQLite each method is the ORM expression of the same
 thing."""
 
@@ -57,7 +57,9 @@ class PushQuerySet(models.QuerySet):
         fresh = [c for c in items if c.id not in known]
         with transaction.atomic():
             # Interrupted before: send again; Smartlead de-duplicates within a campaign.
-            self.filter(enrollment_id__in=again, campaign_id=campaign_id).update(run_id=run_id)
+            self.filter(enrollment_id__in=again, campaign_id=campaign_id).update(
+                run_id=run_id, attempts=F("attempts") + 1
+            )
             self.bulk_create(
                 self.model(
                     enrollment_id=c.id,
@@ -70,19 +72,6 @@ class PushQuerySet(models.QuerySet):
                 for c in fresh
             )
         return {c.id for c in fresh} | set(again)
-
-    def sending(self, *, campaign_id: int, ids: list[uuid.UUID]) -> None:
-        """These leads are going out in a request now (`attempts` + 1), so after a crash the
-        ledger tells the reserved leads that may have reached Smartlead from those that never
-        left."""
-        if on_postgres():
-            params = {"campaign": campaign_id, "ids": statements.uuid_array(ids)}
-            with statements.server_bound_cursor() as cursor:
-                cursor.execute(statements.sending_statement(), params)
-            return
-        self.filter(enrollment_id__in=ids, campaign_id=campaign_id).update(
-            attempts=F("attempts") + 1
-        )
 
     def mark(
         self,

@@ -114,7 +114,9 @@ class Push(models.Model):
         default=dict, blank=True, help_text="Smartlead's counts for the batch."
     )
     attempts = models.PositiveIntegerField(
-        default=0, help_text="Requests that carried it (0: reserved, never sent)."
+        default=1,
+        help_text="Times it was reserved for a request: above 1, it may have gone out again "
+        "(Smartlead keeps one copy per campaign).",
     )
     run_id = models.UUIDField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

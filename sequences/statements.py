@@ -70,23 +70,12 @@ def reserve_statement() -> str:
 INSERT INTO {ledger} (enrollment_id, campaign_id, sequence_id, profile_id, email, state,
                       outcome, counts, attempts, run_id, created_at)
 SELECT t.enrollment_id, %(campaign)s, %(sequence)s, %(profile)s, t.email, %(pending)s, '',
-       '{{}}'::jsonb, 0, %(run)s, now()
+       '{{}}'::jsonb, 1, %(run)s, now()
 FROM unnest(%(ids)s::uuid[], %(emails)s::text[]) AS t(enrollment_id, email)
 ON CONFLICT (enrollment_id, campaign_id) DO UPDATE
-    SET run_id = EXCLUDED.run_id
+    SET run_id = EXCLUDED.run_id, attempts = {ledger}.attempts + 1
     WHERE {ledger}.state IN (%(pending)s, %(rejected)s)
 RETURNING enrollment_id
-"""  # noqa: S608
-
-
-@functools.cache
-def sending_statement() -> str:
-    # Attempts count the requests that carried a lead, so a run that died shows which of its
-    # reserved leads may have reached Smartlead (attempts > 0) and which never left (0).
-    ledger = _table("Push")
-    return f"""
-UPDATE {ledger} SET attempts = attempts + 1
-WHERE campaign_id = %(campaign)s AND enrollment_id = ANY(%(ids)s::uuid[])
 """  # noqa: S608
 
 

@@ -497,8 +497,9 @@ def test_a_run_killed_half_way_loses_nothing(smartlead):
     assert execute(trigger="command").due == 0  # still leased to the dead run
     Enrollment.objects.update(next_send_at=timezone.now() - timedelta(seconds=1))  # lease expired
     run = execute(trigger="command")
-    # Reserved but never sent: the next run's request is the first that carried them.
-    assert run.pushed == 3 and Push.objects.filter(state="pushed", attempts=1).count() == 3
+    # Reserved twice, sent once: the dead run's request never left.
+    assert run.pushed == 3 and Push.objects.filter(state="pushed", attempts=2).count() == 3
+    assert smartlead.count("leads") == 1 and len(smartlead.leads[31]) == 3
     assert set(Enrollment.objects.values_list("current_step", flat=True)) == {2}
 
 

@@ -82,16 +82,15 @@ def seed(url: str) -> None:
 
 
 def ledger(url: str) -> dict[str, int]:
-    """What arrived: enrollments moved past step 1, ledger rows, and leads sent more than once."""
+    """What the database says: enrollments moved past step 1, ledger rows, rows pushed."""
     with psycopg.connect(url) as conn:
         moved = conn.execute(
             "SELECT count(*) FROM sequence_enrollments WHERE current_step = 2"
         ).fetchone()[0]
-        rows, pushed, again = conn.execute(
-            "SELECT count(*), count(*) FILTER (WHERE state = 'pushed'), "
-            "coalesce(sum(greatest(attempts - 1, 0)), 0) FROM outboundhq_push"
+        rows, pushed = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE state = 'pushed') FROM outboundhq_push"
         ).fetchone()
-    return {"moved": moved, "rows": rows, "pushed": pushed, "sent_again": again}
+    return {"moved": moved, "rows": rows, "pushed": pushed}
 
 
 @contextlib.contextmanager
@@ -148,7 +147,8 @@ def assert_every_lead_arrived_once(url: str, sandbox: SandboxServer, in_flight: 
     got = ledger(url)
     total = SDRS * PER_SDR
     assert (got["moved"], got["rows"], got["pushed"]) == (total, total, total)
-    assert got["sent_again"] <= in_flight * BATCH, got
+    # Counted where it matters, at Smartlead: leads delivered to a campaign that had them.
+    assert sandbox.arrived_again() <= in_flight * BATCH, (sandbox.arrived_again(), got)
     for key in keys():
         (campaign,) = sandbox.campaigns(key)  # one campaign per sequence, crash or not
         assert len(campaign["leads"]) == PER_SDR

@@ -95,6 +95,9 @@ class CampaignState:
     # not written to yet has none (sandbox/mailboxes.py).
     lead_mailbox: dict[int, int] = field(default_factory=dict)
     sends: int = 0  # emails sent by rotation, so the next goes from the next mailbox
+    # Add-leads deliveries of a lead already in the campaign (Smartlead de-duplicates them):
+    # how a benchmark or test tells a lead sent twice by us from one sent once.
+    arrived_again: int = 0
 
 
 @dataclass

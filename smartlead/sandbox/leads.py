@@ -301,6 +301,7 @@ def _place(
     record = account.leads.get(address)
     if address in campaign.leads:
         record.update(_lead_fields(lead))  # Smartlead still updates the lead account-wide
+        campaign.arrived_again += 1
         return "already"
     elsewhere = any(address in c.leads for c in account.campaigns.values() if c is not campaign)
     if elsewhere and not options.get("ignore_duplicate_leads_in_other_campaign"):

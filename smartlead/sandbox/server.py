@@ -281,6 +281,14 @@ class SandboxServer(ReplyHelpers, WebhookHelpers):
         with self._counts_lock:
             self._counts.clear()
 
+    def arrived_again(self) -> int:
+        """Leads delivered again to a campaign that already had them, over every account."""
+        total = 0
+        for account in list(self.state.accounts.values()):
+            with account.lock:
+                total += sum(c.arrived_again for c in account.campaigns.values())
+        return total
+
     def campaigns(self, api_key: str) -> list[dict]:
         """Every campaign of one key as plain dicts, leads included."""
         account = self.state.accounts[api_key]
