@@ -7,12 +7,14 @@
 Per broker it builds a scratch database, seeds one active sequence per SDR with `--per-sdr`
 ready enrollments (campaigns already provisioned), serves the sandbox at `--latency-ms` per
 request and deletes the schedules (so only the measured run works). Then, for each cluster count
-in turn (`--repeat` rounds, the counts interleaved), it starts that many `manage.py qcluster`
-processes of one worker each, waits until they are all ready, and times `manage.py
-execute_sequences --fan-out` from its start until the run is closed (steps 0-2 in the command,
-step 3 by the qclusters). It checks the work as well as the clock: every enrollment pushed once
-(no lead sent twice), the minimum number of add-leads requests, no 429. The verdict is the ratio
-of N processes to 1, measured in one run.
+in turn (`--repeat` rounds, the counts interleaved, after one untimed run), it starts that many
+`manage.py qcluster` processes of one worker each, waits until they are all ready, and runs
+`manage.py execute_sequences --fan-out` (steps 0-2 in the command, step 3 by the qclusters). The
+run's time is its record's, start to close; the command's wall time, start-up included, is shown
+beside it, and the CPU the run cost: the service's processes, Postgres and the sandbox (this
+process), and how busy the machine was. It checks the work as well as the clock: every enrollment
+pushed once, the minimum number of add-leads requests, no 429. The verdict is the ratio of N
+processes to 1, measured in one run. `--write` records each size and latency in its own section.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from statistics import median
 
@@ -119,8 +122,52 @@ def stop_clusters(procs: list[subprocess.Popen]) -> None:
             proc.wait(10)
 
 
-def timed_run(env: dict[str, str], sandbox: SandboxServer, url: str) -> dict:
+def ticks() -> dict[str, float]:
+    """CPU seconds so far: the machine's busy and total time (/proc/stat), every Postgres
+    process (with the backends that already exited, counted on the postmaster), and this
+    process (the sandbox's threads)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    postgres = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
+        if name.startswith("postgres"):
+            values = rest.split()
+            # utime, stime, cutime, cstime (fields 14-17 of proc(5))
+            postgres += sum(int(v) for v in values[11:15])
+    own = os.times()
+    return {
+        "machine_total": sum(fields) / hz,
+        "machine_busy": (sum(fields) - idle) / hz,
+        "postgres": postgres / hz,
+        "sandbox": own.user + own.system,
+        "service": own.children_user + own.children_system,
+    }
+
+
+def cluster_cpu(procs: list[subprocess.Popen]) -> float:
+    """CPU seconds of the qcluster processes (each a process group) so far."""
+    groups, total = {p.pid for p in procs}, 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            values = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(values[2]) in groups:  # pgrp (field 5)
+            total += sum(int(v) for v in values[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def timed_run(
+    env: dict[str, str], sandbox: SandboxServer, url: str, procs: list[subprocess.Popen]
+) -> dict:
     sandbox.reset_counts()
+    before, clusters_before = ticks(), cluster_cpu(procs)
     started = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "manage.py", "execute_sequences", "--fan-out", "--json"],
@@ -132,9 +179,21 @@ def timed_run(env: dict[str, str], sandbox: SandboxServer, url: str) -> dict:
         check=False,
     )
     wall = time.perf_counter() - started
+    after = {k: v - before[k] for k, v in ticks().items()}
+    cpu = {
+        "service": after["service"] + cluster_cpu(procs) - clusters_before,
+        "postgres": after["postgres"],
+        "sandbox": after["sandbox"],
+        "busy": after["machine_busy"] / after["machine_total"],
+    }
     if done.returncode != 0:
         raise SystemExit(f"the run failed:\n{done.stderr[-3000:]}")
     record = json.loads(done.stdout)
+    # The run itself, from its record: the command's own start-up (a new interpreter, Django's
+    # checks) is the same whatever the number of processes, so it is reported apart.
+    duration = (
+        datetime.fromisoformat(record["finished_at"]) - datetime.fromisoformat(record["started_at"])
+    ).total_seconds()
     with psycopg.connect(url) as conn:
         rows, once, again = conn.execute(
             "SELECT count(*), count(DISTINCT enrollment_id), "
@@ -142,6 +201,8 @@ def timed_run(env: dict[str, str], sandbox: SandboxServer, url: str) -> dict:
         ).fetchone()
     return {
         "wall": wall,
+        "duration": duration,
+        "cpu": cpu,
         "record": record,
         "requests": sandbox.request_count(route=LEADS_ROUTE),
         "http_429": sandbox.request_count(status=429),
@@ -156,16 +217,20 @@ def run(args: argparse.Namespace, broker: str, logs: Path) -> list[dict]:
     name, url, sandbox, env = prepare(broker, args.sdrs, args.per_sdr, args.batch, args.latency_ms)
     measured: dict[int, list[dict]] = {n: [] for n in counts}
     try:
-        for round_ in range(args.repeat):
-            for n in counts:
+        for round_ in range(args.repeat + 1):
+            for n in counts[: 1 if round_ == 0 else None]:
                 reset(url)
                 procs = start_clusters(n, env, logs)
                 try:
-                    measured[n].append(timed_run(env, sandbox, url) | {"load": os.getloadavg()[0]})
+                    result = timed_run(env, sandbox, url, procs) | {"load": os.getloadavg()[0]}
                 finally:
                     stop_clusters(procs)
+                if round_ == 0:
+                    continue  # untimed: each key's first check is recorded once, in this run
+                measured[n].append(result)
                 print(
-                    f"{broker} round {round_ + 1}: {n} process(es) {measured[n][-1]['wall']:.2f} s",
+                    f"{broker} round {round_}: {n} process(es) run {result['duration']:.2f} s, "
+                    f"command {result['wall']:.2f} s, machine CPU {result['cpu']['busy']:.0%}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -176,14 +241,19 @@ def run(args: argparse.Namespace, broker: str, logs: Path) -> list[dict]:
     minimum = args.sdrs * math.ceil(args.per_sdr / args.batch)
     results = []
     for n, runs in measured.items():
-        walls = sorted(r["wall"] for r in runs)
         last = runs[-1]
         results.append(
             {
                 "broker": broker,
                 "processes": n,
-                "wall_s": round(median(walls), 2),
-                "all_walls_s": [round(r["wall"], 2) for r in runs],
+                "run_s": round(median(r["duration"] for r in runs), 2),
+                "all_runs_s": [round(r["duration"], 2) for r in runs],
+                "wall_s": round(median(r["wall"] for r in runs), 2),
+                "cpu_s": {
+                    part: round(median(r["cpu"][part] for r in runs), 1)
+                    for part in ("service", "postgres", "sandbox")
+                },
+                "machine_busy": round(median(r["cpu"]["busy"] for r in runs), 2),
                 "tasks": last["record"]["tasks"],
                 "workers": last["record"]["workers"],
                 "requests": last["requests"],
@@ -201,15 +271,22 @@ def run(args: argparse.Namespace, broker: str, logs: Path) -> list[dict]:
 
 def table(results: list[dict], latency_ms: float) -> str:
     rows = [
-        "| broker | qcluster processes | wall, median (all runs) | ratio to 1 | tasks | workers "
-        "that took SDRs | add-leads requests (minimum) | leads sent twice | 429s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| broker | qcluster processes | run, median (all) | ratio to 1 | command wall (ratio) "
+        "| CPU s: service, Postgres, sandbox | machine CPU busy | floor (ratio) | tasks | workers "
+        "that took SDRs | add-leads requests (minimum) | leads reserved twice | 429s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    threads = int(os.environ.get("EXECUTOR_CONCURRENCY", 8))
     for r in results:
         one = next(x for x in results if x["broker"] == r["broker"] and x["processes"] == 1)
+        floor = r["requests"] * latency_ms / 1000 / (threads * r["processes"])
+        cpu = r["cpu_s"]
         rows.append(
-            f"| {r['broker']} | {r['processes']} | **{r['wall_s']} s** "
-            f"({', '.join(map(str, r['all_walls_s']))}) | {r['wall_s'] / one['wall_s']:.2f}× "
+            f"| {r['broker']} | {r['processes']} | **{r['run_s']} s** "
+            f"({', '.join(map(str, r['all_runs_s']))}) | **{r['run_s'] / one['run_s']:.2f}×** "
+            f"| {r['wall_s']} s ({r['wall_s'] / one['wall_s']:.2f}×) "
+            f"| {cpu['service']}, {cpu['postgres']}, {cpu['sandbox']} "
+            f"| {r['machine_busy']:.0%} | {floor:.2f} s ({r['run_s'] / floor:.1f}×) "
             f"| {r['tasks']} | {r['workers']} | {r['requests']:,} ({r['minimum_requests']:,}) "
             f"| {r['sent_twice']} | {r['http_429']} |"
         )
@@ -217,20 +294,25 @@ def table(results: list[dict], latency_ms: float) -> str:
 
 
 def write_section(path: Path, args: argparse.Namespace, results: list[dict]) -> None:
-    begin, end = "<!-- scale-out-bench:begin -->", "<!-- scale-out-bench:end -->"
+    label = f"{args.sdrs}x{args.per_sdr} at {args.latency_ms:.0f} ms"
+    begin, end = f"<!-- scale-out-bench {label}:begin -->", f"<!-- scale-out-bench {label}:end -->"
     body = (
         f"{begin}\nMeasured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} "
         f"cores): {args.sdrs} SDRs × {args.per_sdr} ready enrollments, sandbox latency "
         f"{args.latency_ms:.0f} ms, batch {args.batch}, each qcluster one worker process of "
         f"EXECUTOR_CONCURRENCY {os.environ.get('EXECUTOR_CONCURRENCY', 8)} threads, "
-        f"EXECUTOR_SDRS_PER_TASK {os.environ.get('EXECUTOR_SDRS_PER_TASK', 25)}. Wall: "
-        "`execute_sequences --fan-out` from its start to the run's close.\n\n"
+        f"EXECUTOR_SDRS_PER_TASK {os.environ.get('EXECUTOR_SDRS_PER_TASK', 25)}. Run: the "
+        "run record's start to its close (steps 0-3); command wall: `execute_sequences "
+        "--fan-out` as a process, with its start-up. CPU: of the whole run, by part. Floor: "
+        "add-leads requests × latency ÷ (processes × threads).\n\n"
         + table(results, args.latency_ms)
         + f"\n{end}"
     )
     text = path.read_text()
     if begin in text:
         text = text[: text.index(begin)] + body + text[text.index(end) + len(end) :]
+    elif "\n## Scale-out\n" in text:
+        text = text.rstrip() + "\n\n" + body + "\n"
     else:
         text = text.rstrip() + "\n\n## Scale-out\n\n" + body + "\n"
     path.write_text(text)
