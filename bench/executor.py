@@ -73,7 +73,10 @@ try:
 finally:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print('CPU_S', usage.ru_utime + usage.ru_stime, file=sys.stderr)
-    print('MAXRSS_KB', usage.ru_maxrss, file=sys.stderr)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over an exec, so it would report this
+    # harness's own size (the sandbox's leads) at the moment it started the executor.
+    status = open('/proc/self/status').read()
+    print('MAXRSS_KB', status.split('VmHWM:')[1].split()[0], file=sys.stderr)
     print('SQL_ROUND_TRIPS', trips[0], file=sys.stderr)
 """
 
