@@ -160,7 +160,30 @@ class StepRecord(models.Model):
         return f"{self.enrollment_id} step {self.step_number}: {self.action}"
 
 
-class ExecutorRun(models.Model):
+class SharedOutRun(models.Model):
+    """What a run shared out to workers records of its spread (an executor run, a reconcile
+    pass). db_default: a version still running during a deploy inserts rows without these."""
+
+    tasks = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="django-q2 tasks it was shared out to (0: one process)."
+    )
+    workers = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Worker processes that took a share of it."
+    )
+    started_by = models.CharField(
+        max_length=120, blank=True, db_default="", help_text="The worker process that started it."
+    )
+
+    class Meta:
+        abstract = True
+
+    def left_alone(self) -> bool:
+        """A run of one process (no tasks) whose process is gone: nobody takes its waiting
+        SDRs."""
+        return not self.tasks and Worker.objects.is_gone(self.started_by, since=self.started_at)
+
+
+class ExecutorRun(SharedOutRun):
     """One executor run and what it did: the record ops read in the admin."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -199,15 +222,6 @@ class ExecutorRun(models.Model):
     )
     scope = models.JSONField(
         default=dict, blank=True, db_default={}, help_text="--user / --sequence, if given."
-    )
-    tasks = models.PositiveIntegerField(
-        default=0, db_default=0, help_text="django-q2 tasks it was shared out to (0: one process)."
-    )
-    workers = models.PositiveIntegerField(
-        default=0, db_default=0, help_text="Worker processes that took a share of it."
-    )
-    started_by = models.CharField(
-        max_length=120, blank=True, db_default="", help_text="The worker process that started it."
     )
 
     class Meta:

@@ -53,8 +53,7 @@ def close_stale(*, but: uuid.UUID | None = None) -> int:
     now, closed = timezone.now(), 0
     open_runs = ExecutorRun.objects.filter(finished_at__isnull=True, deadline__isnull=False)
     for record in open_runs.exclude(pk=but):
-        # A run of one process whose process is gone: nobody takes its waiting SDRs.
-        alone = not record.tasks and workers.is_gone(record.started_by, since=record.started_at)
+        alone = record.left_alone()
         if alone or record.deadline < now or Share.objects.of_run(Job.EXECUTE, record.pk).exists():
             closed += close(Run.of(record), left_alone=alone)
     return closed

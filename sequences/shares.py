@@ -68,6 +68,16 @@ class WorkerQuerySet(models.QuerySet):
         if not self.filter(pk=worker_id).update(beat_at=now):
             self.update_or_create(pk=worker_id, defaults={"host": host, "pid": pid, "beat_at": now})
 
+    def is_gone(self, worker_id: str, *, since: datetime) -> bool:
+        """Whether the worker that started a run `since` then has stopped: on this host, its
+        process is gone; elsewhere, it beat no more for WORKER_TIMEOUT_SECONDS (or never beat)."""
+        if not worker_id:
+            return False
+        if worker_id.rsplit(":", 2)[0] == socket.gethostname()[:80]:
+            return not is_alive_here(worker_id)
+        beat_at = self.filter(pk=worker_id).values_list("beat_at", flat=True).first()
+        return (beat_at or since) < stale_before(timezone.now())
+
     def dead(self) -> list[str]:
         """Workers that stopped: no beat for WORKER_TIMEOUT_SECONDS, or, on this host, a process
         that is gone (a `kill -9` is seen at once). A holder of shares with no beat on record
@@ -201,6 +211,14 @@ class ShareQuerySet(models.QuerySet):
             .filter(state=ShareState.WAITING)
             .update(state=ShareState.LEFT, finished_at=timezone.now())
         )
+
+    def stranded(self, job: str, run_id: Any) -> int:
+        """How many of a run's shares wait with no worker on the run (its tasks all stopped):
+        they need tasks again."""
+        shares = self.of_run(job, run_id)
+        if shares.filter(state=ShareState.WORKING).exists():
+            return 0
+        return shares.filter(state=ShareState.WAITING).count()
 
     def still_open(self, job: str, run_id: Any) -> bool:
         return self.of_run(job, run_id).filter(state__in=OPEN).exists()

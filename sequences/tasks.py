@@ -14,7 +14,7 @@ from outboundhq.schedules import every
 from sequences import workers
 from sequences.context import Run, Scope
 from sequences.executor import start, work
-from sequences.models import ExecutorRun, Job, RunTrigger, Share, ShareState
+from sequences.models import ExecutorRun, Job, RunTrigger, Share
 from sequences.runs import as_dict, close, close_stale
 
 SCHEDULE_NAME = "execute-sequences"
@@ -56,9 +56,7 @@ def watch() -> dict[str, int]:
     closed = close_stale()
     continued = 0
     for record in ExecutorRun.objects.filter(finished_at__isnull=True, tasks__gt=0):
-        shares = Share.objects.of_run(Job.EXECUTE, record.pk)
-        waiting = shares.filter(state=ShareState.WAITING).count()
-        if waiting and not shares.filter(state=ShareState.WORKING).exists():
+        if waiting := Share.objects.stranded(Job.EXECUTE, record.pk):
             continued += enqueue(Run.of(record), waiting)
     return {"taken_over": taken, "closed": closed, "tasks_enqueued": continued}
 

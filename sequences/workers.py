@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from django.conf import settings
 from django.db import connections, transaction
@@ -29,7 +28,7 @@ from django_q.tasks import async_task
 
 from outboundhq import logs
 from sequences.models import CampaignProvisioning, Enrollment, Job, Share, Worker
-from sequences.shares import is_alive_here, process_start, stale_before
+from sequences.shares import process_start
 
 log = logging.getLogger(__name__)
 # The task that works on a run of each job, by name: django-q2 imports it when a process takes
@@ -128,19 +127,6 @@ def identity() -> str:
     """This process's worker id, without starting its heartbeat."""
     host, pid = socket.gethostname()[:80], os.getpid()
     return f"{host}:{pid}:{process_start(pid) or ''}"
-
-
-def is_gone(worker_id: str, *, since: datetime) -> bool:
-    """Whether the worker that started a run `since` then has stopped: on this host, its process
-    is gone; elsewhere, it beat no more for WORKER_TIMEOUT_SECONDS (or never beat at all)."""
-    if not worker_id:
-        return False
-    host = worker_id.rsplit(":", 2)[0]
-    if host == socket.gethostname()[:80]:
-        return not is_alive_here(worker_id)
-    cutoff = stale_before(timezone.now())
-    beat_at = Worker.objects.filter(pk=worker_id).values_list("beat_at", flat=True).first()
-    return (beat_at or since) < cutoff
 
 
 def give_back(share: Share, *, in_time: bool, why: str) -> bool:

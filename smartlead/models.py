@@ -15,6 +15,8 @@ from typing import Any
 from django.db import connection, models
 from django.utils import timezone
 
+from sequences.records import SharedOutRun
+
 
 class Outcome(models.TextChoices):
     RECEIVED = "received", "Received (not applied yet)"
@@ -240,7 +242,7 @@ class WebhookEvent(models.Model):
         return f"{self.event_type or 'event'} #{self.pk} ({self.outcome})"
 
 
-class ReconcileRun(models.Model):
+class ReconcileRun(SharedOutRun):
     """One reconcile pass (smartlead/reconcile.py): what Smartlead knew that the app had missed."""
 
     trigger = models.CharField(max_length=16)
@@ -263,15 +265,6 @@ class ReconcileRun(models.Model):
     deadline = models.DateTimeField(null=True, blank=True, help_text="No SDR is started after.")
     scope = models.JSONField(
         default=dict, blank=True, db_default={}, help_text="--user / --sequence / --since."
-    )
-    tasks = models.PositiveIntegerField(
-        default=0, db_default=0, help_text="django-q2 tasks it was shared out to (0: one process)."
-    )
-    workers = models.PositiveIntegerField(
-        default=0, db_default=0, help_text="Worker processes that took a share of it."
-    )
-    started_by = models.CharField(
-        max_length=120, blank=True, db_default="", help_text="The worker process that started it."
     )
 
     class Meta:

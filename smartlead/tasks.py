@@ -12,7 +12,7 @@ from django_q.tasks import async_task
 
 from outboundhq.schedules import every
 from sequences import workers
-from sequences.models import Job, Share, ShareState
+from sequences.models import Job, Share
 from smartlead.models import ReconcileRun
 from smartlead.reconcile import Pass, close, start, work
 
@@ -65,15 +65,14 @@ def watch() -> dict[str, int]:
     closed = continued = 0
     for record in ReconcileRun.objects.filter(finished_at__isnull=True, deadline__isnull=False):
         shares = Share.objects.of_run(Job.RECONCILE, record.pk)
-        # A pass of one process whose process is gone: nobody takes its waiting SDRs.
-        alone = not record.tasks and workers.is_gone(record.started_by, since=record.started_at)
+        alone = record.left_alone()
         if not (alone or shares.exists()):
             continue  # still being shared out
         if close(Pass.of(record), left_alone=alone):
             closed += 1
             continue
-        waiting = shares.filter(state=ShareState.WAITING).count()
-        if record.tasks and waiting and not shares.filter(state=ShareState.WORKING).exists():
+        waiting = Share.objects.stranded(Job.RECONCILE, record.pk) if record.tasks else 0
+        if waiting:
             continued += enqueue(record, waiting)
     return {"taken_over": taken, "closed": closed, "tasks_enqueued": continued}
 
