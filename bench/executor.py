@@ -408,9 +408,8 @@ def excess(result: dict) -> float:
 
 
 def write_section(path: Path, results: list[dict], *, compared: bool) -> None:
-    begin, end = "<!-- executor-bench:begin -->", "<!-- executor-bench:end -->"
     body = (
-        f"{begin}\nMeasured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} cores), "
+        f"Measured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} cores), "
         f"Postgres 127.0.0.1, sandbox latency {results[0]['latency_ms']:.0f} ms per request, "
         f"batch {results[0]['batch']}, EXECUTOR_CONCURRENCY "
         f"{os.environ.get('EXECUTOR_CONCURRENCY', 8)}. Wall is the whole "
@@ -418,13 +417,22 @@ def write_section(path: Path, results: list[dict], *, compared: bool) -> None:
         "requests × latency / concurrency.\n\n"
         + table(results)
         + (f"\n\nRatios, measured in the same run:\n\n{ratios(results)}" if compared else "")
-        + f"\n{end}"
     )
+    record_section(path, "executor-bench", body, heading="## Executor")
+
+
+def record_section(path: Path, name: str, body: str, *, heading: str) -> None:
+    """`body` between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in `path`, in place of what
+    was there; a new section goes at the end, under `heading` unless the file has it already."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    section = f"{begin}\n{body}\n{end}"
     text = path.read_text() if path.exists() else "# Performance\n"
     if begin in text:
-        text = text[: text.index(begin)] + body + text[text.index(end) + len(end) :]
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
+    elif f"\n{heading}\n" in text:
+        text = text.rstrip() + "\n\n" + section + "\n"
     else:
-        text = text.rstrip() + "\n\n## Executor\n\n" + body + "\n"
+        text = text.rstrip() + f"\n\n{heading}\n\n" + section + "\n"
     path.write_text(text)
 
 

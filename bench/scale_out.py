@@ -42,6 +42,7 @@ from bench.executor import (  # noqa: E402
     create_campaigns,
     drop_database,
     environment,
+    record_section,
     reset,
     scratch_database,
     seed,
@@ -294,10 +295,8 @@ def table(results: list[dict], latency_ms: float) -> str:
 
 
 def write_section(path: Path, args: argparse.Namespace, results: list[dict]) -> None:
-    label = f"{args.sdrs}x{args.per_sdr} at {args.latency_ms:.0f} ms"
-    begin, end = f"<!-- scale-out-bench {label}:begin -->", f"<!-- scale-out-bench {label}:end -->"
     body = (
-        f"{begin}\nMeasured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} "
+        f"Measured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} "
         f"cores): {args.sdrs} SDRs × {args.per_sdr} ready enrollments, sandbox latency "
         f"{args.latency_ms:.0f} ms, batch {args.batch}, each qcluster one worker process of "
         f"EXECUTOR_CONCURRENCY {os.environ.get('EXECUTOR_CONCURRENCY', 8)} threads, "
@@ -306,16 +305,9 @@ def write_section(path: Path, args: argparse.Namespace, results: list[dict]) -> 
         "--fan-out` as a process, with its start-up. CPU: of the whole run, by part. Floor: "
         "add-leads requests × latency ÷ (processes × threads).\n\n"
         + table(results, args.latency_ms)
-        + f"\n{end}"
     )
-    text = path.read_text()
-    if begin in text:
-        text = text[: text.index(begin)] + body + text[text.index(end) + len(end) :]
-    elif "\n## Scale-out\n" in text:
-        text = text.rstrip() + "\n\n" + body + "\n"
-    else:
-        text = text.rstrip() + "\n\n## Scale-out\n\n" + body + "\n"
-    path.write_text(text)
+    label = f"{args.sdrs}x{args.per_sdr} at {args.latency_ms:.0f} ms"
+    record_section(path, f"scale-out-bench {label}", body, heading="## Scale-out")
 
 
 def main() -> None:
