@@ -62,7 +62,18 @@ class Heartbeat:
                 connections.close_all()
                 self.first_beat.set()
             if self.stopped.wait(settings.WORKER_BEAT_SECONDS):
+                self.leave()
                 return
+
+    def leave(self) -> None:
+        """Stopped on purpose: its row goes, so nobody waits out a timeout for it (whatever it
+        still holds is taken over at once) and no beat of it outlives the stop."""
+        try:
+            Worker.objects.filter(pk=self.worker_id).delete()
+        except Exception:  # noqa: BLE001 - the watchdog removes the row in time anyway
+            log.warning("Worker %s could not remove its row", self.worker_id, exc_info=True)
+        finally:
+            connections.close_all()
 
 
 _heartbeat: Heartbeat | None = None
@@ -88,8 +99,8 @@ def heartbeat() -> Heartbeat:
 
 
 def stop_heartbeat() -> None:
-    """Stops this process's heartbeat (the test suite does after each test); the next use starts
-    another. A worker process's simply ends with it."""
+    """Stops this process's heartbeat and removes its row (the test suite does after each test);
+    the next use starts another. A worker process's simply ends with it."""
     global _heartbeat
     with _lock:
         beating, _heartbeat = _heartbeat, None

@@ -84,3 +84,10 @@ def test_a_worker_silent_past_the_timeout_is_dead_and_its_row_goes(settings):
     assert not Worker.objects.filter(pk="elsewhere:43:1").exists()
     share.refresh_from_db()
     assert share.state == ShareState.LEFT
+
+
+def test_it_removes_its_row_when_its_heartbeat_is_stopped_on_purpose():
+    beating = workers.heartbeat()
+    assert Worker.objects.filter(pk=beating.worker_id).exists()
+    workers.stop_heartbeat()
+    assert not Worker.objects.filter(pk=beating.worker_id).exists()
